@@ -1,0 +1,56 @@
+# Two commands do all the set-up on a fresh Debian machine:
+#   make demo   install what is needed, record a real terminal session and render it to a video
+#   make test   install what is needed, lint, and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .make
+
+# System packages the project starts for real: shells and the programs the session generators run,
+# the pagers/editors/TUIs of the `interactive` generator, and the font (also vendored) for tooling.
+APT_PACKAGES := bash coreutils findutils grep sed gawk git less vim nano procps tree bc \
+                python3 fonts-dejavu-core ca-certificates
+
+.PHONY: all setup demo test lint pytest bench clean
+
+all: test
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "apt-get install $$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	else echo "warning: no apt-get; install these yourself: $(APT_PACKAGES)"; fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and alone: the CPU wheel pinned in pyproject, never a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMPS)/venv
+
+demo: setup
+	$(BIN)/ncomp demo
+
+lint: setup
+	$(BIN)/ruff check neuralcomputer tests benchmarks
+
+pytest: setup
+	$(BIN)/python -m pytest -q
+
+test: lint pytest
+
+bench: setup
+	$(BIN)/ncomp bench render
+
+clean:
+	rm -rf $(STAMPS) demo-out .pytest_cache .ruff_cache

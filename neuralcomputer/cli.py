@@ -1,0 +1,189 @@
+"""`ncomp`: the command line. Thin: parse, call the stage's function, print, exit.
+
+Every bad input ends as one line on stderr (file, place, what was expected) and exit status 2;
+imports of heavy modules happen inside commands so ``ncomp --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from neuralcomputer.errors import NCError
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected K/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise click.BadParameter(f"{value!r}: expected 0 <= K < N")
+    return k, n
+
+
+_SHARD = click.option("--shard", default="0/1", show_default=True, callback=lambda c, p, v: _shard(v),
+                      help="Do share K of N (N machines run K=0..N-1; outputs merge into one dataset).")
+_WORKERS = click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+                        help="Parallel processes on this machine.")
+
+
+class _Group(click.Group):
+    """Turns the project's errors into one clear line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NCError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="neuralcomputer")
+def main() -> None:
+    """Neural Computers: record terminal sessions, render them to captioned clips, and (soon)
+    train and run video models that are the computer."""
+
+
+@main.group(cls=_Group)
+def data() -> None:
+    """Make datasets: record real sessions, render recordings to clips, inspect datasets."""
+
+
+@data.command()
+@click.option("--generator", required=True, help="Session generator (see --list).")
+@click.option("--count", type=click.IntRange(1), default=1, show_default=True, help="Sessions in the whole job.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Job seed; session i is a function of (seed, i).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for .cast files.")
+@click.option("--clock", type=click.Choice(["virtual", "real"]), default="virtual", show_default=True,
+              help="virtual: run as fast as programs go, typing times on a virtual clock; real: type in real time.")
+@click.option("--cols", type=click.IntRange(20, 300), default=80, show_default=True)
+@click.option("--rows", type=click.IntRange(5, 100), default=24, show_default=True)
+@_SHARD
+@_WORKERS
+def record(generator: str, count: int, seed: int, out: Path, clock: str, cols: int, rows: int,
+           shard: tuple[int, int], workers: int) -> None:
+    """Record real shell sessions in a pty, one asciicast v2 file per session.
+
+    Each session runs `bash --norc --noprofile` with a fixed prompt and size, a throwaway HOME and
+    working directory, and types the generator's keystrokes with human-like timing."""
+    from neuralcomputer.data.generators import GENERATORS
+    from neuralcomputer.data.recorder import record_many
+
+    if generator not in GENERATORS:
+        raise NCError(f"unknown generator {generator!r} (expected one of {', '.join(sorted(GENERATORS))})")
+    summary = record_many(generator, count, seed, out, shard=shard, workers=workers, clock=clock,
+                          cols=cols, rows=rows, progress=True)
+    click.echo(json.dumps(asdict(summary), default=str))
+    if getattr(summary, "failed", None):
+        sys.exit(1)
+
+
+@data.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset folder.")
+@click.option("--variant", type=click.Choice(["general", "clean"]), default="general", show_default=True,
+              help="general: every clip; clean: drop static clips, emulator errors, content exceeding the grid.")
+@click.option("--fps", type=click.IntRange(1, 60), default=15, show_default=True)
+@click.option("--clip-seconds", type=click.FloatRange(0.2, 600), default=5.0, show_default=True)
+@click.option("--font-size", type=click.IntRange(6, 64), default=13, show_default=True, help="Pixels.")
+@click.option("--theme", default="dark", show_default=True, help="dark, light or solarized-dark.")
+@click.option("--max-idle", type=click.FloatRange(0.1), default=2.0, show_default=True,
+              help="Cap idle gaps (seconds), as asciinema players do.")
+@_SHARD
+@_WORKERS
+def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_seconds: float, font_size: int,
+           theme: str, max_idle: float, shard: tuple[int, int], workers: int) -> None:
+    """Render recordings (.cast files or folders of them) into a captioned clip dataset.
+
+    Bad recordings are skipped with a reason; a summary and a report under OUT/reports say what was
+    rendered and what was not."""
+    from neuralcomputer.data.build import BuildOptions, render_dataset
+    from neuralcomputer.data.clips import ClipOptions
+    from neuralcomputer.data.render import THEMES
+
+    if theme not in THEMES:
+        raise NCError(f"unknown theme {theme!r} (expected one of {', '.join(THEMES)})")
+    options = BuildOptions(variant=variant, clip=ClipOptions(fps=fps, clip_seconds=clip_seconds, font_size=font_size,
+                                                             theme=theme, max_idle=max_idle))
+    summary = render_dataset(list(sources), out, options, shard=shard, workers=workers)
+    for source, why in summary.failed.items():
+        click.echo(f"skipped: {why}", err=True)
+    click.echo(json.dumps(asdict(summary)))
+    if summary.failed and not summary.rendered:
+        sys.exit(1)
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(dataset: Path, as_json: bool) -> None:
+    """Statistics of a dataset: clips, frames, hours, splits, grids, caption lengths per tier."""
+    from neuralcomputer.data.dataset import dataset_info
+
+    stats = dataset_info(dataset)
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    click.echo(f"{stats['root']}: {stats['clips']} clips, {stats['frames']} frames, {stats['hours']:.3f} h, "
+               f"{stats['sessions']} sessions")
+    for key in ("splits", "variants", "generators", "grids", "frame_sizes"):
+        click.echo(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in sorted(stats[key].items())))
+    for tier, s in stats["captions"].items():
+        click.echo(f"  captions {tier}: {s['words']['mean']} words (min {s['words']['min']}, max {s['words']['max']}), "
+                   f"{s['chars']['mean']} chars")
+
+
+@data.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .mp4")
+@click.option("--clip", "clip_id", default=None, help="With a DATASET source: the clip id (default: the first).")
+@click.option("--fps", type=click.IntRange(1, 60), default=15, show_default=True)
+@click.option("--font-size", type=click.IntRange(6, 64), default=13, show_default=True)
+@click.option("--theme", default="dark", show_default=True)
+def preview(source: Path, out: Path, clip_id: str | None, fps: int, font_size: int, theme: str) -> None:
+    """Write an MP4 to watch: a whole recording (.cast) or one clip of a dataset."""
+    from neuralcomputer.data.preview import preview_cast, preview_clip
+
+    if source.is_dir():
+        n = preview_clip(source, out, clip_id)
+    else:
+        n = preview_cast(source, out, fps=fps, font_size=font_size, theme=theme)
+    click.echo(json.dumps({"out": str(out), "frames": n}))
+
+
+@main.group(cls=_Group)
+def bench() -> None:
+    """Speed and memory benchmarks (one JSON line per figure)."""
+
+
+@bench.command("render")
+@click.option("--cast", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Recording to render (default: an 80x24 real cast from ../shared, else a fresh recording).")
+@click.option("--naive-frames", type=click.IntRange(1), default=60, show_default=True)
+def bench_render(cast: Path | None, naive_frames: int) -> None:
+    """Frames/s per core of the glyph-atlas renderer vs drawing each cell with Pillow, and memory."""
+    from neuralcomputer.bench import bench_render as run
+
+    for figure in run(cast, naive_frames=naive_frames):
+        click.echo(json.dumps(figure))
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
+def demo(out: Path) -> None:
+    """Record real sessions, render them into a dataset and write a video to watch.
+
+    (Until the bundled models land, this is the most complete thing the project does.)"""
+    from neuralcomputer.demo import run_demo
+
+    run_demo(out)
+
+
+if __name__ == "__main__":
+    main()

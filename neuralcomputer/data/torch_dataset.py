@@ -1,0 +1,63 @@
+"""PyTorch view of a clip dataset, for training.
+
+Kept apart from :mod:`neuralcomputer.data.dataset` so that data tools do not import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from neuralcomputer.data.dataset import SPLITS, load_manifest, read_clip_payload
+from neuralcomputer.errors import NCError
+
+
+class ClipDataset(Dataset):
+    """Clips of one split, as tensors.
+
+    Args:
+        root: dataset directory (made by ``ncomp data render``).
+        split: ``train``, ``val``, ``test`` or ``None`` for all.
+        tier: caption tier returned as ``caption``.
+        num_frames: frames per item; longer clips are cut from the start, shorter ones padded by
+            repeating the last frame (``valid`` marks real frames). ``None`` keeps each clip's length.
+
+    Items are dicts: ``frames`` ``(T, 3, H, W)`` float32 in [0, 1]; ``valid`` ``(T,)`` bool;
+    ``caption`` str; ``text`` list of T screen texts; ``id`` str.
+    """
+
+    def __init__(self, root: str | Path, split: str | None = "train", tier: str = "detailed",
+                 num_frames: int | None = None) -> None:
+        if split is not None and split not in SPLITS:
+            raise NCError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+        if tier not in ("semantic", "regular", "detailed"):
+            raise NCError(f"unknown caption tier {tier!r}")
+        self.root = Path(root)
+        self.records = [r for r in load_manifest(self.root) if split is None or r["split"] == split]
+        self.tier = tier
+        self.num_frames = num_frames
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        record = self.records[i]
+        payload = read_clip_payload(self.root / record["path"])
+        frames = payload["frames"]  # (T, H, W, 3) uint8
+        texts = [str(t) for t in payload["text"]]
+        valid = np.ones(len(frames), dtype=bool)
+        if self.num_frames is not None:
+            t = self.num_frames
+            if len(frames) >= t:
+                frames, texts, valid = frames[:t], texts[:t], valid[:t]
+            else:
+                pad = t - len(frames)
+                frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+                texts = texts + [texts[-1]] * pad
+                valid = np.concatenate([valid, np.zeros(pad, dtype=bool)])
+        tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        return {"frames": tensor, "valid": torch.from_numpy(valid), "caption": record["captions"][self.tier],
+                "text": texts, "id": record["id"]}
