@@ -240,10 +240,8 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if os.getsid(p.pid) == sid:
                 os.kill(p.pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _remove_tree(path: Path) -> None:
@@ -394,11 +392,10 @@ def _play_step(player: _Player, step: Step, rng: random.Random, index: int) -> d
     player.type_keys(step.keys, rng)
     keys_end = player.last_time
     budget = min(STEP_TIMEOUT_S, max(player.deadline - time.monotonic(), 0.0))
-    if step.wait_for == "quiet":
-        ready = player.wait_quiet(budget)
-    else:
-        ready = player.wait_prompt(step.expect, budget)
-    end = max(player.now() if step.wait_for == "quiet" else player.last_time, keys_end)
+    quiet = step.wait_for == "quiet"
+    ready = player.wait_quiet(budget) if quiet else player.wait_prompt(step.expect, budget)
+    # ready = the prompt's output event, or the moment the screen was found quiet
+    end = max(player.now() if quiet else player.last_time, keys_end)
     if step.hold > 0 and not player.eof:
         player.pump(step.hold)  # real time on both clocks: the program redraws by itself meanwhile
         end = max(player.now(), end)

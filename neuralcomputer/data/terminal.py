@@ -15,6 +15,7 @@ on the real casts). What it lacks, and what :class:`TerminalScreen` adds:
 
 from __future__ import annotations
 
+import inspect
 import re
 import unicodedata
 from collections import Counter
@@ -31,6 +32,19 @@ from wcwidth import wcwidth
 _ALT_MODES = {1049, 1047, 47}
 # Start of a string sequence whose payload must not be drawn: ESC P/X/^/_ or their C1 forms.
 _STRING_START = re.compile("\x1b[PX^_]|[\x90\x98\x9e\x9f]")
+# Sequences that change nothing on screen and that pyte misparses or draws as text: xterm's
+# ``CSI > ...`` / ``CSI = ...`` / ``CSI < ...`` (key modifier options, kitty keyboard protocol;
+# pyte would read ``CSI > 4;2 m`` as SGR underline+faint), cursor style ``CSI Ps SP q``, window
+# operations ``CSI ... t``, keypad modes ``ESC =`` / ``ESC >``, and queries/soft resets with an
+# intermediate byte (``CSI ? 2026 $ p``, ``CSI ! p``).
+_BENIGN = re.compile(
+    r"\x1b\[[<=>][0-9;:]*[ -/]*[@-~]|\x1b\[[0-9;]* q|\x1b\[[0-9;]*t|\x1b[=>]"
+    r"|\x1b\[\??[0-9;]*[!$%\"][@-~]"  # DECSTR soft reset, DECRQM mode queries, other intermediates
+)
+# SGR with colon sub-parameters (``CSI 38:2::255:0:0 m``, ``CSI 4:3 m``): pyte stops at ``:``.
+_SGR_COLON = re.compile(r"\x1b\[([0-9;]*:[0-9;:]*)m")
+# An escape sequence cut off at the end of an event: held back until the next event completes it.
+_INCOMPLETE_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*)?$")
 # String terminator: ST (ESC \ or C1 0x9c); BEL is accepted too, as xterm does for OSC-like strings.
 _STRING_END = re.compile("\x1b\\\\|\x9c|\x07")
 
@@ -127,12 +141,73 @@ class TerminalScreen(pyte.Screen):
             self.wrapped_lines += (self.cursor.x + len(data) - 1) // self.columns
         super().draw(data)
 
+    def scroll_up(self, count: int | None = None) -> None:
+        """SU (``CSI n S``): scroll the region up n lines (pyte lacks it; tmux and zellij use it)."""
+        self._scroll(count or 1, up=True)
+
+    def scroll_down(self, count: int | None = None) -> None:
+        """SD (``CSI n T``): scroll the region down n lines."""
+        self._scroll(count or 1, up=False)
+
+    def _scroll(self, count: int, up: bool) -> None:
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        saved = (self.cursor.x, self.cursor.y)
+        self.cursor.y = bottom if up else top
+        for _ in range(min(count, bottom - top + 1)):
+            self.index() if up else self.reverse_index()
+        self.cursor.x, self.cursor.y = saved
+
     def debug(self, *args: Any, **kwargs: Any) -> None:
         """Count sequences pyte does not understand (the dataset's "emulator error" signal)."""
         self.unhandled[repr(args[:1])[:40]] += 1
 
     def write_process_input(self, data: str) -> None:
         """Replies to terminal queries go nowhere: the recording already holds the answers."""
+
+
+class _Stream(pyte.Stream):
+    """pyte's parser plus the CSI sequences it does not map (scroll up/down)."""
+
+    csi = {**pyte.Stream.csi, "S": "scroll_up", "T": "scroll_down"}
+
+
+_CSI_HANDLERS = frozenset(_Stream.csi.values())
+
+
+class _GuardedListener:
+    """The screen as pyte's parser sees it, with every CSI handler made total.
+
+    pyte calls handlers with whatever parameters a sequence carries, and with ``private=True`` after
+    ``CSI ?``; many handlers accept neither (``CSI ? 5 n`` or ``CSI 1;2;3 A`` raise ``TypeError``).
+    Real terminals ignore surplus parameters and unknown private variants: so do we, and count them.
+    """
+
+    def __init__(self, screen: TerminalScreen) -> None:
+        self._screen = screen
+
+    def __getattr__(self, name: str) -> Any:
+        handler = getattr(self._screen, name)
+        if name not in _CSI_HANDLERS:
+            return handler
+        params = inspect.signature(handler).parameters.values()
+        takes_private = any(p.name == "private" or p.kind is p.VAR_KEYWORD for p in params)
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unlimited = any(p.kind is p.VAR_POSITIONAL for p in params)
+        limit = None if unlimited else len(positional)
+        screen = self._screen
+
+        def guarded(*args: int, private: bool = False) -> None:
+            if private and not takes_private:
+                screen.unhandled[f"private {name}"] += 1
+                return
+            if limit is not None and len(args) > limit:
+                args = args[:limit]
+            if private:
+                handler(*args, private=True)
+            else:
+                handler(*args)
+
+        return guarded
 
 
 class Terminal:
@@ -144,9 +219,10 @@ class Terminal:
 
     def __init__(self, cols: int, rows: int) -> None:
         self.screen = TerminalScreen(cols, rows)
-        self.stream = pyte.Stream(self.screen)
+        self.stream = _Stream(_GuardedListener(self.screen))
         self._in_string = False
         self._pending = ""
+        self.ignored = 0  # sequences recognised as having no visible effect
 
     @property
     def cols(self) -> int:
@@ -160,11 +236,19 @@ class Terminal:
         """Feed program output (already decoded text), as found in asciicast ``o`` events."""
         data = self._strip_string_sequences(self._pending + data)
         self._pending = ""
-        if data.endswith("\x1b"):
-            # An escape split across events: wait for the next byte to know what it starts.
-            data, self._pending = data[:-1], "\x1b"
+        tail = _INCOMPLETE_TAIL.search(data)
+        if tail is not None:
+            data, self._pending = data[: tail.start()], data[tail.start():]
+        if "\x1b" in data:
+            data = _BENIGN.sub(self._count_ignored, data)
+            if ":" in data:
+                data = _SGR_COLON.sub(_sgr_without_colons, data)
         if data:
             self.stream.feed(data)
+
+    def _count_ignored(self, match: re.Match[str]) -> str:
+        self.ignored += 1
+        return ""
 
     def _strip_string_sequences(self, data: str) -> str:
         """Remove DCS/SOS/PM/APC strings (even split across events) so their payload isn't drawn."""
@@ -209,6 +293,23 @@ class Terminal:
     def unhandled_count(self) -> int:
         """How many escape sequences the emulator could not interpret so far."""
         return sum(self.screen.unhandled.values())
+
+
+def _sgr_without_colons(match: re.Match[str]) -> str:
+    """Rewrite colon sub-parameters to the semicolon form pyte understands (or drop them)."""
+    out: list[str] = []
+    for param in match.group(1).split(";"):
+        parts = param.split(":")
+        if len(parts) == 1:
+            out.append(param)
+        elif parts[0] in ("38", "48") and len(parts) >= 5 and parts[1] == "2":
+            out += [parts[0], "2", *(p or "0" for p in parts[-3:])]  # 38:2:[colourspace]:r:g:b
+        elif parts[0] in ("38", "48") and len(parts) >= 3 and parts[1] == "5":
+            out += [parts[0], "5", parts[2] or "0"]
+        elif parts[0] == "4":
+            out.append("4" if parts[1] not in ("", "0") else "24")  # curly/dotted underline -> underline
+        # anything else (e.g. 58:... underline colour) has no equivalent here: dropped
+    return f"\x1b[{';'.join(out)}m"
 
 
 def make_vanilla_terminal(cols: int, rows: int) -> tuple[pyte.Screen, Callable[[str], None]]:

@@ -1,0 +1,57 @@
+"""`ncomp demo`: the most complete thing the project does so far, end to end, with zero arguments.
+
+Records real sessions in a pty (a shell session, the arithmetic probe in a Python REPL, a TUI),
+renders them into a captioned clip dataset, and writes MP4s and a contact sheet a person can look at.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from neuralcomputer.data.build import BuildOptions, render_dataset
+from neuralcomputer.data.dataset import dataset_info, load_manifest, read_clip_payload
+from neuralcomputer.data.preview import preview_cast
+
+DEMO_GENERATORS = ("basic", "python-math", "interactive")
+
+
+def contact_sheet(dataset: Path, out: Path, per_clip: int = 3, max_clips: int = 6) -> Path:
+    """A PNG grid: rows are clips, columns evenly spaced frames of each."""
+    rows = []
+    for record in load_manifest(dataset)[:max_clips]:
+        frames = read_clip_payload(dataset / record["path"])["frames"]
+        picks = np.linspace(0, len(frames) - 1, per_clip).round().astype(int)
+        rows.append(np.concatenate([np.pad(frames[i], ((2, 2), (2, 2), (0, 0)), constant_values=128)
+                                    for i in picks], axis=1))
+    width = max(r.shape[1] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0)
+    Image.fromarray(sheet).save(out)
+    return out
+
+
+def run_demo(out: Path, seed: int = 0) -> None:
+    """Record, render, preview. Prints what it made and where."""
+    from neuralcomputer.data.recorder import record_many
+
+    out = Path(out)
+    casts = out / "casts"
+    for name in DEMO_GENERATORS:
+        print(f"recording a real `{name}` session ...", flush=True)
+        record_many(name, 1, seed, casts, progress=False)
+    dataset = out / "dataset"
+    summary = render_dataset([casts], dataset, BuildOptions(variant="general"), progress=False)
+    for path in sorted(casts.glob("*.cast")):
+        video = out / "videos" / f"{path.stem}.mp4"
+        frames = preview_cast(path, video)
+        print(f"video: {video} ({frames} frames at 15 fps)")
+    sheet = contact_sheet(dataset, out / "contact-sheet.png")
+    info = dataset_info(dataset)
+    print(f"dataset: {dataset} ({info['clips']} clips, {info['frames']} frames, {summary.dropped or 'none'} dropped)")
+    print(f"contact sheet: {sheet}")
+    first = load_manifest(dataset)[0]
+    print("captions of the first clip:")
+    print(json.dumps(first["captions"], indent=2, ensure_ascii=False))
