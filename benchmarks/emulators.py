@@ -35,7 +35,7 @@ def compare(path: Path) -> dict:
                 if vanilla_crash is None:
                     try:
                         vanilla_feed(event.data)
-                    except Exception as exc:  # noqa: BLE001 - we are measuring exactly this
+                    except Exception as exc:  # measuring exactly this
                         vanilla_crash = f"{type(exc).__name__}: {exc}"[:120]
             elif event.code == "r":
                 cols, rows = (int(v) for v in event.data.split("x"))

@@ -112,7 +112,7 @@ def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_se
     options = BuildOptions(variant=variant, clip=ClipOptions(fps=fps, clip_seconds=clip_seconds, font_size=font_size,
                                                              theme=theme, max_idle=max_idle))
     summary = render_dataset(list(sources), out, options, shard=shard, workers=workers)
-    for source, why in summary.failed.items():
+    for why in summary.failed.values():
         click.echo(f"skipped: {why}", err=True)
     click.echo(json.dumps(asdict(summary)))
     if summary.failed and not summary.rendered:

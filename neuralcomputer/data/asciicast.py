@@ -131,16 +131,23 @@ class CastEvent:
 
 
 def _describe(value: Any) -> str:
-    """A short, safe description of a JSON value for an error message."""
-    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value))
+    """A short description of a decoded JSON value for an error message.
+
+    Containers are summarised, not repr'd: a deeply nested one would hit the recursion limit.
+    """
     if value is None:
         return "null"
-    if kind is None:
-        kind = "a number"
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "<huge integer>"
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{kind} {text}"
+    if type(value) is bool:
+        return f"a boolean {'true' if value else 'false'}"
+    if type(value) is str:
+        return f"a string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if type(value) is list:
+        return f"an array of {len(value)} items"
+    if type(value) is dict:
+        return f"an object with {len(value)} keys"
+    if type(value) is int and abs(value) >= 10**30:
+        return "a huge integer"
+    return f"a number {value!r}"
 
 
 def _json_problem(exc: ValueError | RecursionError) -> str:
@@ -259,7 +266,8 @@ def _parse_header(
     if problem is not None:
         raise fail(problem, "width" if "width" in problem else "height")
     if theme is not None and type(theme) is not dict:
-        raise fail(f"theme must be an object, got {_describe(theme)}", "theme")
+        name = "term.theme" if version == 3 else "theme"
+        raise fail(f"{name} must be an object, got {_describe(theme)}", "theme")
 
     timestamp = obj.get("timestamp")
     if timestamp is not None:
@@ -334,8 +342,11 @@ class _LineCounter:
         return self.line
 
 
-def _walk_v1(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], list[tuple[int, Any]] | None]:
-    """Parse a v1 document: (top-level object, line of each key's value, stdout frames with lines).
+def _walk_v1(
+    text: str, path: str
+) -> tuple[dict[str, Any], dict[str, int], list[tuple[int, Any]] | None, int | None]:
+    """Parse a v1 document: (top-level object, line of each key's value, stdout frames with lines,
+    line of any data after the object).
 
     json.loads would lose the line of each frame, which the error messages need, so the top-level
     object and the ``stdout`` array are walked here and each value is decoded by the C scanner.
@@ -415,9 +426,7 @@ def _walk_v1(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], list
             else:
                 raise fail(pos, "expected ',' or '}' in the asciicast v1 object")
     pos = skip(pos)
-    if pos != end:
-        raise fail(pos, "unexpected data after the asciicast v1 object")
-    return obj, key_lines, frames
+    return obj, key_lines, frames, (lines.at(pos) if pos != end else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,16 +528,18 @@ class CastReader:
 
     def _read_v1(self, first_line: int) -> CastHeader:
         """Parse the whole file as one v1 JSON document."""
+        too_big = CastError(
+            self.path,
+            first_line,
+            f"the header is not a one-line JSON object and the file is over {MAX_V1_BYTES >> 20} MiB, "
+            "too large to read as an asciicast v1 document",
+        )
+        if os.fstat(self._file.fileno()).st_size > MAX_V1_BYTES:
+            raise too_big
         self._file.seek(0)
-        size = os.fstat(self._file.fileno()).st_size
-        data = self._file.read(MAX_V1_BYTES + 1)
-        if size > MAX_V1_BYTES or len(data) > MAX_V1_BYTES:
-            raise CastError(
-                self.path,
-                first_line,
-                f"header is not a one-line JSON object and the file is over {MAX_V1_BYTES >> 20} MiB, "
-                "too large to read as an asciicast v1 document",
-            )
+        data = self._file.read(MAX_V1_BYTES + 1)  # bounded again: the file may grow meanwhile
+        if len(data) > MAX_V1_BYTES:
+            raise too_big
         if data.startswith(_BOM):
             data = data[len(_BOM) :]
         try:
@@ -542,15 +553,19 @@ class CastReader:
                 f"invalid UTF-8 at byte {exc.start - line_start + 1} of the line (expected UTF-8 text)",
             ) from None
         del data
-        obj, key_lines, frames = _walk_v1(text, self.path)
+        obj, key_lines, frames, trailing = _walk_v1(text, self.path)
         header = _parse_header(obj, self.path, first_line, strict=self.strict, key_lines=key_lines)
-        if header.version != 1:
+        if (
+            header.version != 1
+        ):  # checked before trailing data: a pretty-printed v2/v3 header has events after it
             raise CastError(
                 self.path,
                 first_line,
                 f"the header spans several lines, which only asciicast v1 allows (this is version {header.version}; "
                 "expected a one-line JSON header)",
             )
+        if trailing is not None:
+            raise CastError(self.path, trailing, "unexpected data after the asciicast v1 object")
         if frames is None:
             if "stdout" in obj:
                 where = key_lines.get("stdout", first_line)

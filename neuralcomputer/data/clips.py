@@ -163,9 +163,8 @@ class _ClipBuilder:
         self.alt_frames = 0
 
     def add(self, frame: np.ndarray, changed: bool, terminal: Terminal) -> None:
-        if self.frames and not changed:
-            self.frame_index.append(len(self.frames) - 1)
-        elif self.frames and np.array_equal(self.frames[-1], frame):
+        # Unchanged per the renderer, or redrawn into identical pixels: reuse the last frame.
+        if self.frames and (not changed or np.array_equal(self.frames[-1], frame)):
             self.frame_index.append(len(self.frames) - 1)
         else:
             self.frames.append(frame.copy())

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from pyte.graphics import FG_BG_256
 from wcwidth import wcwidth
 
 from neuralcomputer.data.terminal import Terminal
@@ -48,9 +47,8 @@ class Theme:
         names.update({"bright" + n: self.palette[8 + i] for i, n in enumerate(_ANSI_NAMES)})
         # pyte spells yellow "brown"; some SGR paths produce "yellow".
         names["yellow"], names["brightyellow"] = names["brown"], names["brightbrown"]
-        # 256-colour indices 0-15 arrive as xterm hex values: map them back to the theme.
-        for i, value in enumerate(FG_BG_256[:16]):
-            names[value] = self.palette[i]
+        # 256-colour indices 0-15 reach us as xterm hex values, indistinguishable from truecolour,
+        # so they keep xterm's colours rather than the theme's: exact truecolour wins.
         return names
 
 
@@ -104,16 +102,31 @@ class GlyphAtlas:
         self.cell_width = max(1, round(regular.getlength("M")))
         self.cell_height = ascent + descent
         self.ascent = ascent
+        self._notdef: dict[bool, bytes] | None = None
 
     def mask(self, char: str, bold: bool, width: int = 1) -> np.ndarray:
         key = (char, bold, width)
         cached = self._masks.get(key)
         if cached is None:
             image = Image.new("L", (self.cell_width * width, self.cell_height), 0)
-            if char.strip():
-                ImageDraw.Draw(image).text((0, 0), char, fill=255, font=self.fonts[bold])
+            draw = ImageDraw.Draw(image)
+            if not char.strip():
+                pass
+            elif self._has_glyph(char, bold):
+                draw.text((0, 0), char, fill=255, font=self.fonts[bold])
+            else:
+                # No glyph in the font (CJK, emoji): a box over the cells it occupies, as terminals
+                # show "tofu", so the layout and the cell's occupancy stay visible.
+                draw.rectangle((1, 2, self.cell_width * width - 2, self.cell_height - 3), outline=255)
             cached = self._masks[key] = np.asarray(image, dtype=np.uint8)
         return cached
+
+    def _has_glyph(self, char: str, bold: bool) -> bool:
+        font = self.fonts[bold]
+        if self._notdef is None:
+            # A private-use code point no font maps: what FreeType draws for a missing glyph.
+            self._notdef = {b: bytes(self.fonts[b].getmask("\U0010fffd")) for b in (False, True)}
+        return len(char) > 1 or bytes(font.getmask(char)) != self._notdef[bold]
 
 
 class FrameRenderer:

@@ -40,6 +40,7 @@ _STRING_START = re.compile("\x1b[PX^_]|[\x90\x98\x9e\x9f]")
 _BENIGN = re.compile(
     r"\x1b\[[<=>][0-9;:]*[ -/]*[@-~]|\x1b\[[0-9;]* q|\x1b\[[0-9;]*t|\x1b[=>]"
     r"|\x1b\[\??[0-9;]*[!$%\"][@-~]"  # DECSTR soft reset, DECRQM mode queries, other intermediates
+    r"|\x1b\[\?[0-9;]*[mn]"  # private SGR/DSR: xterm queries (XTQMODKEYS, DECDSR), no visible effect
 )
 # SGR with colon sub-parameters (``CSI 38:2::255:0:0 m``, ``CSI 4:3 m``): pyte stops at ``:``.
 _SGR_COLON = re.compile(r"\x1b\[([0-9;]*:[0-9;:]*)m")

@@ -1,0 +1,53 @@
+"""Caption tiers: semantic has no literal text, detailed quotes commands and screen text."""
+
+from __future__ import annotations
+
+from neuralcomputer.data.captions import TemplateCaptioner, context_for, new_screen_lines
+from neuralcomputer.data.clips import iter_clips
+from tests.helpers import make_cast
+
+
+def _authored_cast(path):
+    meta = {"generator": "basic", "task": "look around a home directory",
+            "steps": [{"intent": "list the files", "command": "ls"}, {"intent": "print a message", "command": "echo hi"}]}
+    events = [(0.0, "o", "$ "), (0.2, "m", "list the files"), (0.3, "i", "l"), (0.3, "o", "l"), (0.4, "i", "s"),
+              (0.4, "o", "s"), (0.5, "i", "\r"), (0.5, "o", "\r\nnotes.txt  zebra.md\r\n$ "),
+              (1.0, "m", "print a message"), (1.1, "o", "echo hi"), (1.2, "i", "\r"), (1.2, "o", "\r\nhi\r\n$ ")]
+    return make_cast(path, events, x_neuralcomputer=meta)
+
+
+def test_three_tiers_from_an_authored_session(tmp_path):
+    clip = next(iter_clips(_authored_cast(tmp_path / "a.cast")))
+    assert [c.text for c in clip.commands] == ["ls", "echo hi"]
+    caps = TemplateCaptioner().caption(context_for(clip, task="look around a home directory"))
+    assert "list the files" in caps["semantic"] and "print a message" in caps["semantic"]
+    for literal in ("ls", "notes.txt", "zebra", "echo hi"):
+        assert literal not in caps["semantic"].split()  # no literal text in the semantic tier
+    assert "`ls`" in caps["regular"] and "`echo hi`" in caps["regular"]
+    assert "notes.txt  zebra.md" in caps["detailed"] and "`echo hi`" in caps["detailed"]
+    assert "hi" in caps["detailed"].splitlines()
+
+
+def test_semantic_from_program_names_without_structure(tmp_path):
+    events, t = [(0.0, "o", "$ ")], 0.1
+    for ch in "git log":
+        events.append((t, "o", ch))
+        t += 0.1
+    events.append((t, "o", "\r\ncommit 1234abcd\r\n$ "))
+    clip = next(iter_clips(make_cast(tmp_path / "g.cast", events)))
+    caps = TemplateCaptioner().caption(context_for(clip))
+    assert "git version control" in caps["semantic"] and "1234abcd" not in caps["semantic"]
+    assert "commit 1234abcd" in caps["detailed"]
+
+
+def test_new_screen_lines_is_a_multiset_difference():
+    assert new_screen_lines("a\nb\n", "a\nb\nb\nc") == ["b", "c"]
+    assert new_screen_lines("x", "") == []
+
+
+def test_detailed_tier_is_bounded():
+    from neuralcomputer.data.captions import CaptionContext
+
+    ctx = CaptionContext(commands=["cat big"], intents=[], task="", first_text="", last_text="",
+                         new_lines=["y" * 100] * 100, full_screen=False)
+    assert len(TemplateCaptioner(max_detailed_chars=500).detailed(ctx)) < 600
