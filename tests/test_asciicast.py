@@ -283,7 +283,7 @@ def test_real_casts_round_trip_through_the_writer(tmp_path: Path) -> None:
         pytest.skip("no real-casts folder (set NC_REAL_CASTS)")
     for cast_path in casts:
         header, events = read_cast(cast_path)
-        # Real v1/v2 files keep microsecond times, so re-writing them is exact to 1e-6 s.
+        # The writer rounds times to the microsecond, so any real file comes back within 1e-6 s.
         version = 3 if header.version == 3 else 2
         out = tmp_path / cast_path.name
         write_cast(out, header, events, version=version)

@@ -139,3 +139,16 @@ def test_find_casts_and_missing_paths(tmp_path):
         find_casts([tmp_path / "nope"])
     with pytest.raises(NCError, match="no manifest"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.slow
+def test_every_real_cast_renders_faithfully(real_casts, tmp_path):
+    """The issue's acceptance check: every public recording becomes clips, none with emulator errors."""
+    from tests.helpers import real_cast_paths
+
+    n = len(real_cast_paths())
+    summary = render_dataset([real_casts], tmp_path / "general", shard=(0, 1), workers=2, progress=False)
+    assert summary.failed == {} and summary.rendered == n
+    assert summary.faithful == n  # every escape sequence interpreted (or known to be invisible)
+    info = dataset_info(tmp_path / "general")
+    assert info["sessions"] == n and info["clips"] > 10 * n

@@ -97,3 +97,27 @@ def test_real_vim_recording_returns_to_the_shell():
     assert entered and not t.screen.in_alternate_screen
     assert "~" not in t.text().split("\n")[-5:]  # no vim tildes left over
     assert t.unhandled_count == 0
+
+
+_ESCAPE_PIECES = ["\x1b[", "\x1b]", "\x1bP", "\x1b", "\x9b", ";", "?", ">", "=", ":", "$", " ", "\x07", "\x1b\\",
+                  "m", "H", "J", "K", "A", "h", "l", "r", "S", "T", "n", "q", "t", "@", "P", "X", "1049", "47",
+                  "38", "5", "2", "255", "9999", "\r", "\n", "\t", "\b", "中", "\u200d", "é", "x"]
+
+
+def test_emulator_survives_arbitrary_escape_soup():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.one_of(st.sampled_from(_ESCAPE_PIECES), st.text(max_size=5)), max_size=60),
+           st.integers(1, 30), st.integers(1, 10))
+    def check(pieces, cols, rows):
+        t = Terminal(cols, rows)
+        for piece in pieces:
+            t.feed(piece)
+        lines = t.lines()
+        assert len(lines) == rows
+        c = t.cursor()
+        assert 0 <= c.x < cols and 0 <= c.y < rows
+
+    check()

@@ -178,14 +178,16 @@ def render_dataset(inputs: list[str | Path], out: str | Path, options: BuildOpti
     records: list[dict] = []
     dropped: Counter[str] = Counter()
     per_cast: list[dict] = []
-    jobs = [(p, out, options) for p in casts]
+    # Largest recordings first so that no worker is left with a long one at the end.
+    jobs = [(p, out, options) for p in sorted(casts, key=lambda p: -p.stat().st_size)]
     bar = tqdm(total=len(jobs), desc="render", unit="cast", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
-            results = list(_track(pool.imap(_worker, jobs), bar))
+            results = list(_track(pool.imap_unordered(_worker, jobs), bar))
     else:
         results = list(_track(map(_worker, jobs), bar))
     bar.close()
+    results.sort(key=lambda r: r.source)  # a deterministic manifest whatever the finishing order
     for r in results:
         if r.error:
             summary.failed[r.source] = r.error

@@ -162,13 +162,13 @@ class _ClipBuilder:
         self.wrapped_at_start = 0
         self.alt_frames = 0
 
-    def add(self, frame: np.ndarray, changed: bool, terminal: Terminal) -> None:
+    def add(self, frame: np.ndarray, changed: bool, text: str, terminal: Terminal) -> None:
         # Unchanged per the renderer, or redrawn into identical pixels: reuse the last frame.
         if self.frames and (not changed or np.array_equal(self.frames[-1], frame)):
             self.frame_index.append(len(self.frames) - 1)
         else:
             self.frames.append(frame.copy())
-            self.texts.append(terminal.text())
+            self.texts.append(text)
             self.frame_index.append(len(self.frames) - 1)
         c = terminal.cursor()
         self.cursor.append((c.x, c.y, int(c.visible)))
@@ -247,7 +247,7 @@ def _clips_from_events(path: str | Path, header: CastHeader, events, options: Cl
         nonlocal frame_number, clip_index, builder
         while segment_start + frame_number / fps <= t:
             frame = renderer.render(terminal)
-            builder.add(frame, renderer.changed, terminal)
+            builder.add(frame, renderer.changed, renderer.text(), terminal)
             frame_number += 1
             if len(builder) == n:
                 yield builder.build(terminal)

@@ -3,11 +3,11 @@
 Layout of a dataset directory::
 
     manifest.jsonl                 one clip per line (or manifest-K-of-N.jsonl, one per shard)
-    clips/<clip id>.npz            frames (U,H,W,3) uint8, frame_index (T,), text (U,), cursor (T,3)
+    clips/<clip id>.npz            frames_delta (U,H,W,3) uint8, frame_index (T,), text (U,), cursor (T,3)
     reports/render-*.json          what each render job rendered, skipped and why
 
-Frames are stored losslessly (zlib inside ``.npz``), each distinct frame once; ``frame_index``
-restores the full sequence. Every payload is written to a temporary name and renamed, and a
+Frames are stored losslessly (zlib inside ``.npz``), each distinct frame once and as its difference
+mod 256 from the previous distinct frame; ``frame_index`` restores the full sequence. Every payload is written to a temporary name and renamed, and a
 manifest is written only after its clips exist, so an interrupted job never leaves a half clip
 referenced. Shards of one job write disjoint manifests into the same directory; readers merge
 every ``manifest*.jsonl``.
@@ -26,6 +26,7 @@ import re
 import statistics
 import tempfile
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -72,9 +73,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_clip_payload(path: Path, frames: np.ndarray, frame_index: np.ndarray, texts: list[str],
                        cursor: np.ndarray) -> None:
     """Store one clip losslessly. Shapes: frames (U,H,W,3) uint8, frame_index (T,), cursor (T,3)."""
+    # Each frame is stored as its difference (mod 256) from the previous one: consecutive terminal
+    # frames differ in a few rows, so the deltas are mostly zeros and deflate fast and small.
+    delta = frames.copy()
+    delta[1:] -= frames[:-1]
+    arrays = {"frames_delta": delta, "frame_index": frame_index.astype(np.int32),
+              "text": np.asarray(texts, dtype=np.str_), "cursor": cursor.astype(np.int16)}
     buf = io.BytesIO()
-    np.savez_compressed(buf, frames=frames, frame_index=frame_index.astype(np.int32),
-                        text=np.asarray(texts, dtype=np.str_), cursor=cursor.astype(np.int16))
+    # An .npz is a zip of .npy files; deflate level 1 instead of numpy's default 6: terminal frames
+    # compress almost as well and 5x faster (the job's bottleneck otherwise).
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -82,8 +93,9 @@ def read_clip_payload(path: Path) -> dict[str, np.ndarray]:
     """Load a clip payload: ``frames`` (T,H,W,3) uint8 expanded, ``text`` (T,), ``cursor`` (T,3)."""
     with np.load(path) as z:
         index = z["frame_index"]
-        return {"frames": z["frames"][index], "text": z["text"][index], "cursor": z["cursor"],
-                "unique_frames": z["frames"], "frame_index": index}
+        unique = np.cumsum(z["frames_delta"], axis=0, dtype=np.uint8)  # undo the delta coding, mod 256
+        return {"frames": unique[index], "text": z["text"][index], "cursor": z["cursor"],
+                "unique_frames": unique, "frame_index": index}
 
 
 def write_manifest(path: Path, records: Iterable[dict]) -> None:

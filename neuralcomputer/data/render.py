@@ -158,6 +158,7 @@ class FrameRenderer:
         self._cursor_cell: tuple[int, int] | None = None
         self._all_dirty = True
         self.changed = True  # whether the last render() redrew anything
+        self._row_text = [""] * rows
 
     @property
     def cell_size(self) -> tuple[int, int]:
@@ -211,18 +212,17 @@ class FrameRenderer:
             fg, bg = bg, self.theme.cursor
         return self._tile(cell.data or " ", fg, bg, cell.bold, cell.underscore, part)
 
-    def _row_ids(self, line, y: int, cursor_x: int | None) -> None:
+    def _row_ids(self, cells: list, y: int, cursor_x: int | None) -> None:
         ids = self._ids[y]
-        cols = self.cols
         # Cells are pyte Char named tuples; keying the cache by the tuple itself skips colour
         # resolution for every styled cell seen before.
         cache = self._char_cache
         wide: object | None = None  # the left cell of a wide glyph whose right half comes next
-        for x in range(cols):
-            cell = line[x]
+        last = len(cells) - 1
+        for x, cell in enumerate(cells):
             if wide is not None:
                 cell, part, wide = wide, 2, None
-            elif cell.data > "\u10ff" and x + 1 < cols and wcwidth(cell.data[0]) == 2:
+            elif cell.data > "\u10ff" and x < last and wcwidth(cell.data[0]) == 2:
                 part, wide = 1, cell
             else:
                 part = 0
@@ -267,12 +267,20 @@ class FrameRenderer:
             if not 0 <= y < self.rows:
                 continue
             cx = cursor_cell[0] if cursor_cell is not None and cursor_cell[1] == y else None
-            self._row_ids(buffer[y], y, cx)
+            line = buffer[y]
+            cells = [line[x] for x in range(self.cols)]
+            self._row_ids(cells, y, cx)
+            # The row's text, kept in step with its pixels (wide glyphs' stub cells hold "").
+            self._row_text[y] = "".join([c.data for c in cells]).rstrip()
             # (C, ch, cw, 3) -> (ch, C*cw, 3)
             self._frame[y * ch : (y + 1) * ch] = (
                 self._tiles[self._ids[y]].transpose(1, 0, 2, 3).reshape(ch, self.cols * cw, 3)
             )
         return self._frame
+
+    def text(self) -> str:
+        """Screen text of the last rendered frame (as :meth:`Terminal.text`, computed for dirty rows only)."""
+        return "\n".join(self._row_text)
 
     def invalidate(self) -> None:
         """Force a full redraw on the next :meth:`render` (e.g. after the terminal was replaced)."""

@@ -73,7 +73,7 @@ def git(seed: int, index: int) -> SessionScript:
         if more[0].command.startswith("git checkout -b"):
             expect.append(f"Switched to a new branch '{branch}'")
         if more[0].command.startswith("echo") and len(more) > 1:
-            expect.append(f"+{phrase}")
+            expect.append(phrase)
         steps.extend(more)
     return SessionScript(
         generator="git", seed=seed, index=index, task="put a small project under version control with git",
