@@ -95,10 +95,13 @@ def record(generator: str, count: int, seed: int, out: Path, clock: str, cols: i
 @click.option("--theme", default="dark", show_default=True, help="dark, light or solarized-dark.")
 @click.option("--max-idle", type=click.FloatRange(0.1), default=2.0, show_default=True,
               help="Cap idle gaps (seconds), as asciinema players do.")
+@click.option("--captioner", default=None, metavar="MODULE:CLASS",
+              help="Hook for an external (e.g. LLM) captioner: a class implementing "
+                   "neuralcomputer.data.captions.Captioner, built with no arguments. Default: templates.")
 @_SHARD
 @_WORKERS
 def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_seconds: float, font_size: int,
-           theme: str, max_idle: float, shard: tuple[int, int], workers: int) -> None:
+           theme: str, max_idle: float, captioner: str | None, shard: tuple[int, int], workers: int) -> None:
     """Render recordings (.cast files or folders of them) into a captioned clip dataset.
 
     Bad recordings are skipped with a reason; a summary and a report under OUT/reports say what was
@@ -111,7 +114,8 @@ def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_se
         raise NCError(f"unknown theme {theme!r} (expected one of {', '.join(THEMES)})")
     options = BuildOptions(variant=variant, clip=ClipOptions(fps=fps, clip_seconds=clip_seconds, font_size=font_size,
                                                              theme=theme, max_idle=max_idle))
-    summary = render_dataset(list(sources), out, options, shard=shard, workers=workers)
+    summary = render_dataset(list(sources), out, options, shard=shard, workers=workers,
+                             captioner=_load_captioner(captioner) if captioner else None)
     for why in summary.failed.values():
         click.echo(f"skipped: {why}", err=True)
     click.echo(json.dumps(asdict(summary)))
@@ -155,6 +159,16 @@ def preview(source: Path, out: Path, clip_id: str | None, fps: int, font_size: i
     else:
         n = preview_cast(source, out, fps=fps, font_size=font_size, theme=theme)
     click.echo(json.dumps({"out": str(out), "frames": n}))
+
+
+def _load_captioner(spec: str):
+    import importlib
+
+    module_name, _, class_name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)()
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        raise NCError(f"--captioner {spec!r}: cannot load it ({exc}); expected MODULE:CLASS") from exc
 
 
 @main.group(cls=_Group)

@@ -51,3 +51,22 @@ def test_detailed_tier_is_bounded():
     ctx = CaptionContext(commands=["cat big"], intents=[], task="", first_text="", last_text="",
                          new_lines=["y" * 100] * 100, full_screen=False)
     assert len(TemplateCaptioner(max_detailed_chars=500).detailed(ctx)) < 600
+
+
+class ShoutingCaptioner:
+    """A stand-in for an external (LLM) captioner: the hook must carry its output into the manifest."""
+
+    def caption(self, context):
+        return {tier: f"{tier.upper()}: {len(context.new_lines)} new lines" for tier in ("semantic", "regular", "detailed")}
+
+
+def test_external_captioner_hook(tmp_path):
+    from neuralcomputer.data.build import render_dataset
+    from neuralcomputer.data.dataset import load_manifest
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    _authored_cast(folder / "a.cast")
+    render_dataset([folder], tmp_path / "ds", captioner=ShoutingCaptioner(), progress=False)
+    record = load_manifest(tmp_path / "ds")[0]
+    assert record["captions"]["semantic"].startswith("SEMANTIC: ")

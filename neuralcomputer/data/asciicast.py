@@ -743,10 +743,7 @@ def _header_dict(header: CastHeader, version: int) -> dict[str, Any]:
         "tags": header.tags or None,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
-    for key, value in header.extra.items():
-        if key in _KNOWN_KEYS[version] or (version == 3 and key == "term" and isinstance(value, dict)):
-            continue
-        out[key] = value
+    out.update({k: v for k, v in header.extra.items() if k not in _KNOWN_KEYS[version]})
     return out
 
 
@@ -794,7 +791,7 @@ class CastWriter:
         self._closed = False
         try:
             header_line = _json_line(_header_dict(header, version))
-        except (TypeError, ValueError) as exc:  # not JSON-serialisable, or NaN
+        except (TypeError, ValueError, RecursionError) as exc:  # not JSON-serialisable, NaN, or cyclic
             raise CastError(self.path, 1, f"header cannot be written as JSON: {exc}") from None
         # Round-trip through the reader's checks so that we never write what we cannot read.
         _parse_header(json.loads(header_line), self.path, 1, strict=True)

@@ -143,7 +143,7 @@ def render_cast(path: Path, out: Path, options: BuildOptions, captioner: Caption
     return result
 
 
-def _worker(args: tuple[Path, Path, BuildOptions]) -> CastResult:
+def _worker(args: tuple[Path, Path, BuildOptions, Captioner | None]) -> CastResult:
     return render_cast(*args)
 
 
@@ -163,11 +163,14 @@ class RenderSummary:
 
 
 def render_dataset(inputs: list[str | Path], out: str | Path, options: BuildOptions = BuildOptions(), *,
-                   shard: tuple[int, int] = (0, 1), workers: int = 1, progress: bool = True) -> RenderSummary:
+                   shard: tuple[int, int] = (0, 1), workers: int = 1, progress: bool = True,
+                   captioner: Captioner | None = None) -> RenderSummary:
     """Render every recording under ``inputs`` (this shard's share) into the dataset at ``out``.
 
     Bad recordings are skipped and reported; the batch goes on. The manifest is written last and
     atomically. ``faithful`` counts recordings whose every event the emulator understood.
+    ``captioner`` replaces the built-in :class:`TemplateCaptioner` (e.g. an LLM client; it must be
+    picklable when ``workers > 1``).
     """
     if options.variant not in VARIANTS:
         raise NCError(f"unknown variant {options.variant!r} (expected one of {', '.join(VARIANTS)})")
@@ -179,7 +182,7 @@ def render_dataset(inputs: list[str | Path], out: str | Path, options: BuildOpti
     dropped: Counter[str] = Counter()
     per_cast: list[dict] = []
     # Largest recordings first so that no worker is left with a long one at the end.
-    jobs = [(p, out, options) for p in sorted(casts, key=lambda p: -p.stat().st_size)]
+    jobs = [(p, out, options, captioner) for p in sorted(casts, key=lambda p: -p.stat().st_size)]
     bar = tqdm(total=len(jobs), desc="render", unit="cast", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
