@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -482,12 +481,18 @@ def test_limits_are_the_documented_ones(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Fuzzing: any bytes either read or raise CastError, never anything else
 
-_FUZZ_DIR = Path(tempfile.mkdtemp(prefix="nc-asciicast-fuzz-"))
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for all examples (hypothesis refuses function-scoped fixtures such as tmp_path)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
 _FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _read_everything(content: bytes, strict: bool = True) -> None:
-    path = _FUZZ_DIR / "fuzz.cast"
+def _read_everything(folder: Path, content: bytes, strict: bool = True) -> None:
+    path = folder / "fuzz.cast"
     path.write_bytes(content)
     try:
         with CastReader(path, strict=strict) as reader:
@@ -505,8 +510,8 @@ _json_ish_text = st.text(alphabet='{}[]",:0123456789.-+eE \t\r\n#\\uxoimrvsnlt',
 
 @_FUZZ
 @given(st.binary(max_size=400) | _json_ish_text.map(str.encode))
-def test_fuzz_arbitrary_bytes(content: bytes) -> None:
-    _read_everything(content)
+def test_fuzz_arbitrary_bytes(fuzz_dir: Path, content: bytes) -> None:
+    _read_everything(fuzz_dir, content)
 
 
 _json_scalar = st.one_of(
@@ -593,8 +598,8 @@ def _near_valid_cast(draw: Callable) -> bytes:
 
 @_FUZZ
 @given(_near_valid_cast(), st.booleans())
-def test_fuzz_near_valid_casts(content: bytes, strict: bool) -> None:
-    _read_everything(content, strict=strict)
+def test_fuzz_near_valid_casts(fuzz_dir: Path, content: bytes, strict: bool) -> None:
+    _read_everything(fuzz_dir, content, strict=strict)
 
 
 @_FUZZ
@@ -609,12 +614,14 @@ def test_fuzz_near_valid_casts(content: bytes, strict: bool) -> None:
     ),
     st.sampled_from([2, 3]),
 )
-def test_fuzz_written_casts_read_back(deltas: list[tuple[float, str, str]], version: int) -> None:
+def test_fuzz_written_casts_read_back(
+    fuzz_dir: Path, deltas: list[tuple[float, str, str]], version: int
+) -> None:
     time, events = 0.0, []
     for delta, code, data in deltas:
         time += delta
         events.append(CastEvent(time, code, data))  # lone surrogates included: JSON can carry them
-    path = _FUZZ_DIR / f"written{version}.cast"
+    path = fuzz_dir / f"written{version}.cast"
     write_cast(
         path, CastHeader(2, 80, 24, extra={"x_neuralcomputer": {"n": len(events)}}), events, version=version
     )

@@ -61,7 +61,7 @@ STEP_TIMEOUT_S = 10.0  # hard limit for one step to become ready (real seconds)
 SESSION_TIMEOUT_S = 120.0  # hard limit for a whole session (real seconds)
 QUIET_S = 0.35  # silence that means "a TUI has finished drawing"
 ECHO_TIMEOUT_S = 0.15  # virtual clock: how long to wait for a key's echo before typing on
-ECHO_SETTLE_S = 0.01  # virtual clock: a gap this long ends a key's echo burst
+ECHO_SETTLE_S = 0.004  # virtual clock: a gap this long ends a key's echo burst
 EXIT_TIMEOUT_S = 3.0  # how long the shell gets to exit by itself after `exit`
 _TAIL_CHARS = 4096  # enough of the recent output to recognise a prompt at its end
 
