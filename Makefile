@@ -12,7 +12,7 @@ STAMPS := .make
 APT_PACKAGES := bash coreutils findutils grep sed gawk git less vim nano procps tree bc \
                 python3 fonts-dejavu-core ca-certificates
 
-.PHONY: all setup demo test lint pytest bench clean
+.PHONY: all setup demo test lint pytest bench datasets clean
 
 all: test
 
@@ -51,6 +51,19 @@ test: lint pytest
 
 bench: setup
 	$(BIN)/ncomp bench render
+	$(BIN)/python benchmarks/emulators.py | tail -1
+
+# Both dataset variants at small scale: `general` from the real casts in ../shared, `clean` from
+# freshly recorded sessions of every generator (SESSIONS per generator).
+SESSIONS ?= 20
+REAL_CASTS ?= ../shared/data/real-casts
+GENERATORS := basic files text git python-math python interactive
+datasets: setup
+	$(BIN)/ncomp data render $(REAL_CASTS) --out datasets/general --workers 2
+	for g in $(GENERATORS); do $(BIN)/ncomp data record --generator $$g --count $(SESSIONS) --seed 0 --out datasets/casts --workers 2 || exit 1; done
+	$(BIN)/ncomp data render datasets/casts --out datasets/clean --variant clean --workers 2
+	$(BIN)/ncomp data info datasets/general
+	$(BIN)/ncomp data info datasets/clean
 
 clean:
 	rm -rf $(STAMPS) demo-out .pytest_cache .ruff_cache

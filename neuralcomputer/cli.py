@@ -95,13 +95,16 @@ def record(generator: str, count: int, seed: int, out: Path, clock: str, cols: i
 @click.option("--theme", default="dark", show_default=True, help="dark, light or solarized-dark.")
 @click.option("--max-idle", type=click.FloatRange(0.1), default=2.0, show_default=True,
               help="Cap idle gaps (seconds), as asciinema players do.")
+@click.option("--max-output-mb", type=click.FloatRange(0.001), default=64.0, show_default=True,
+              help="Reject a recording with more output than this (escape-sequence floods).")
 @click.option("--captioner", default=None, metavar="MODULE:CLASS",
               help="Hook for an external (e.g. LLM) captioner: a class implementing "
                    "neuralcomputer.data.captions.Captioner, built with no arguments. Default: templates.")
 @_SHARD
 @_WORKERS
 def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_seconds: float, font_size: int,
-           theme: str, max_idle: float, captioner: str | None, shard: tuple[int, int], workers: int) -> None:
+           theme: str, max_idle: float, max_output_mb: float, captioner: str | None, shard: tuple[int, int],
+           workers: int) -> None:
     """Render recordings (.cast files or folders of them) into a captioned clip dataset.
 
     Bad recordings are skipped with a reason; a summary and a report under OUT/reports say what was
@@ -112,8 +115,9 @@ def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_se
 
     if theme not in THEMES:
         raise NCError(f"unknown theme {theme!r} (expected one of {', '.join(THEMES)})")
-    options = BuildOptions(variant=variant, clip=ClipOptions(fps=fps, clip_seconds=clip_seconds, font_size=font_size,
-                                                             theme=theme, max_idle=max_idle))
+    clip = ClipOptions(fps=fps, clip_seconds=clip_seconds, font_size=font_size, theme=theme, max_idle=max_idle,
+                       max_output_chars=int(max_output_mb * 1e6))
+    options = BuildOptions(variant=variant, clip=clip)
     summary = render_dataset(list(sources), out, options, shard=shard, workers=workers,
                              captioner=_load_captioner(captioner) if captioner else None)
     for why in summary.failed.values():

@@ -132,19 +132,19 @@ def split_keys(keys: str) -> list[str]:
 def typing_delay(rng: random.Random, previous: str, key: str) -> float:
     """Seconds a person takes before pressing ``key`` after ``previous`` (human-like, seeded).
 
-    Letters within a word come fast (~60-150 ms), the first letter of a word and symbols slower,
+    Letters within a word come fast (~45-140 ms), the first letter of a word and symbols slower,
     Enter and control keys slower still, with an occasional hesitation of up to a second.
     """
     if key == "\r":
-        delay = rng.uniform(0.15, 0.4)
+        delay = rng.uniform(0.12, 0.35)
     elif len(key) > 1 or key < " " or key == "\x7f":
-        delay = rng.uniform(0.25, 0.55)  # control keys and escape sequences need a look at the keyboard
+        delay = rng.uniform(0.2, 0.5)  # control keys and escape sequences need a look at the keyboard
     elif previous in ("", " ", "\r") or not previous.isalnum():
-        delay = min(max(rng.lognormvariate(math.log(0.15), 0.3), 0.08), 0.25)
+        delay = min(max(rng.lognormvariate(math.log(0.12), 0.3), 0.07), 0.25)
     elif key.isalnum():
-        delay = min(max(rng.lognormvariate(math.log(0.09), 0.3), 0.05), 0.16)
+        delay = min(max(rng.lognormvariate(math.log(0.075), 0.3), 0.045), 0.14)
     else:
-        delay = min(max(rng.lognormvariate(math.log(0.16), 0.3), 0.08), 0.25)
+        delay = min(max(rng.lognormvariate(math.log(0.13), 0.3), 0.07), 0.25)
     if rng.random() < 0.03:
         delay += rng.uniform(0.3, 0.9)
     return delay
