@@ -70,3 +70,16 @@ def test_external_captioner_hook(tmp_path):
     render_dataset([folder], tmp_path / "ds", captioner=ShoutingCaptioner(), progress=False)
     record = load_manifest(tmp_path / "ds")[0]
     assert record["captions"]["semantic"].startswith("SEMANTIC: ")
+
+
+def test_a_long_step_keeps_its_intent_in_later_windows(tmp_path):
+    meta = {"generator": "python", "task": "write a script",
+            "steps": [{"intent": "write a small script", "command": "cat > a.py <<'EOF'"}]}
+    events = [(0.0, "o", "$ "), (0.1, "m", "write a small script")]
+    events += [(0.2 + i * 0.3, "o", "x") for i in range(40)]  # 12 s of typing: three 5 s windows
+    clips = list(iter_clips(make_cast(tmp_path / "p.cast", events, x_neuralcomputer=meta)))
+    assert len(clips) >= 3
+    for clip in clips:
+        assert clip.intents == ["write a small script"]
+        caps = TemplateCaptioner().caption(context_for(clip, task="write a script"))
+        assert "write a small script" in caps["semantic"]

@@ -144,7 +144,7 @@ class TemplateCaptioner:
     def detailed(self, ctx: CaptionContext) -> str:
         parts = []
         if ctx.commands:
-            parts.append("The user types " + _join([f"`{c}`" for c in ctx.commands]) + " and presses Enter.")
+            parts.append("The user types " + _join([f"`{c}`" for c in ctx.commands]) + ".")
         if ctx.new_lines:
             text = "\n".join(ctx.new_lines)
             if len(text) > self.max_detailed_chars:

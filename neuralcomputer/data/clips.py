@@ -239,6 +239,7 @@ def _clips_from_events(path: str | Path, header: CastHeader, events, options: Cl
     frame_number = 0  # frames sampled since the start of the current grid segment
     segment_start = 0.0
     builder = _ClipBuilder(0, 0.0, (header.width, header.height))
+    active_step: Command | None = None  # the authored step in progress (from ``m`` markers)
     last_time = 0.0
     effective = 0.0
     output_chars = 0
@@ -258,6 +259,11 @@ def _clips_from_events(path: str | Path, header: CastHeader, events, options: Cl
         b = _ClipBuilder(index, start, (terminal.cols, terminal.rows))
         b.unhandled_at_start = terminal.unhandled_count
         b.wrapped_at_start = terminal.screen.wrapped_lines
+        if active_step is not None:
+            # A step that began in an earlier window is still what the user is doing in this one.
+            b.intents.append(active_step.intent)
+            if active_step.text:
+                b.commands.append(active_step)
         return b
 
     for event in events:
@@ -287,9 +293,9 @@ def _clips_from_events(path: str | Path, header: CastHeader, events, options: Cl
             marker_count += 1
             intent = str(step.get("intent") or event.data)
             builder.intents.append(intent)
-            command = str(step.get("command") or "")
-            if command:
-                builder.commands.append(Command(effective, command, intent))
+            active_step = Command(effective, str(step.get("command") or ""), intent)
+            if active_step.text:
+                builder.commands.append(active_step)
         elif event.code == "r":
             cols, rows = _parse_resize(event.data)
             if not (0 < cols <= MAX_COLS and 0 < rows <= MAX_ROWS):
