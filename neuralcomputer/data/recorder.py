@@ -26,6 +26,7 @@ import hashlib
 import math
 import multiprocessing
 import os
+import pwd
 import random
 import re
 import select
@@ -38,6 +39,8 @@ import tempfile
 import termios
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -64,6 +67,7 @@ ECHO_TIMEOUT_S = 0.15  # virtual clock: how long to wait for a key's echo before
 ECHO_SETTLE_S = 0.004  # virtual clock: a gap this long ends a key's echo burst
 EXIT_TIMEOUT_S = 3.0  # how long the shell gets to exit by itself after `exit`
 _TAIL_CHARS = 4096  # enough of the recent output to recognise a prompt at its end
+MAX_OUTPUT_CHARS = 16_000_000  # a session printing more is runaway (e.g. `yes`), not data
 
 # One keystroke: a CSI or SS3 escape sequence (arrows, function keys) travels as one key, as a
 # terminal sends it; any other character (including a lone ESC) is a key of its own.
@@ -170,7 +174,7 @@ def _session_env(base: Path, home: Path) -> dict[str, str]:
     """The shell's whole environment: nothing leaks in from the recording process."""
     etc = base / "etc"
     etc.mkdir()
-    # Bracketed paste would wrap every prompt in \e[?2004h/l: noise on screen-less data, off.
+    # Bracketed paste wraps every prompt in \e[?2004h ... \e[?2004l: invisible noise in every cast.
     (etc / "inputrc").write_text("set enable-bracketed-paste off\nset bell-style none\n")
     # Git reads its config from here, not HOME, so `ls -a` in HOME shows only the session's files.
     (etc / "gitconfig").write_text(
@@ -206,10 +210,8 @@ def _session_env(base: Path, home: Path) -> dict[str, str]:
 
 def _user_name() -> str:
     try:
-        import pwd
-
         return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):
+    except KeyError:  # a uid without a passwd entry (some containers)
         return "user"
 
 
@@ -224,7 +226,11 @@ def _write_files(workdir: Path, files: dict[str, str]) -> None:
 
 def _take_controlling_tty() -> None:
     """Runs in the child between fork and exec (after setsid): make the pty slave, already on
-    fd 0, the controlling terminal, which job control, vim and less (/dev/tty) need."""
+    fd 0, the controlling terminal, which job control, vim and less (/dev/tty) need.
+
+    Kept to one ioctl because code run between fork and exec must not take locks that another
+    thread of the parent might have held at fork time.
+    """
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
@@ -279,10 +285,20 @@ class _Player:
         self.last_activity = self.anchor_r  # real time of the last key sent or output read
         self.tail = ""  # output since the current step started (its end only)
         self.eof = False
+        self.output_chars = 0
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
     # clock and events
+
+    def restart_clock(self) -> None:
+        """Make "now" time zero, and everything printed so far part of the first frame.
+
+        Called once the shell's first prompt is up: the shell's start-up latency is not part of the
+        session, and a clip's first frame (the model's conditioning frame) should show the prompt.
+        """
+        self.events = [CastEvent(time=0.0, code=e.code, data=e.data) for e in self.events]
+        self.anchor_v, self.anchor_r, self.last_time = 0.0, time.monotonic(), 0.0
 
     def now(self) -> float:
         return self.anchor_v + (time.monotonic() - self.anchor_r)
@@ -315,6 +331,9 @@ class _Player:
             return False
         text = self.decoder.decode(data)
         self.last_activity = time.monotonic()
+        self.output_chars += len(text)
+        if self.output_chars > MAX_OUTPUT_CHARS:
+            raise NCError(f"the session printed more than {MAX_OUTPUT_CHARS} characters (runaway output)")
         if text:
             self.add("o", text)
             self.tail = (self.tail + text)[-_TAIL_CHARS:]
@@ -356,42 +375,45 @@ class _Player:
         else:
             self.pump(seconds)
 
-    def press(self, key: str, *, settle: bool) -> None:
-        """Send one key (stamped now). On the virtual clock with ``settle``, wait for its echo so
-        that the echo is stamped against this key and not the next one."""
-        self.add("i", key)
+    def press(self, key: str, *, settle: bool) -> float:
+        """Send one key and return its time. On the virtual clock with ``settle``, wait for its
+        echo so that the echo is stamped against this key and not the next one."""
+        stamp = self.add("i", key)
         try:
             os.write(self.fd, key.encode())
         except OSError:
             self.eof = True
-            return
+            return stamp
         self.last_activity = time.monotonic()
         if self.virtual and settle and self.read_once(ECHO_TIMEOUT_S):
             end = time.monotonic() + ECHO_TIMEOUT_S
             while time.monotonic() < end and self.read_once(ECHO_SETTLE_S):
                 pass
+        return stamp
 
-    def type_keys(self, keys: str, rng: random.Random) -> None:
+    def type_keys(self, keys: str, rng: random.Random) -> tuple[float, float]:
+        """Type ``keys`` with human delays; returns the times of the first and the last key."""
         units = split_keys(keys)
         previous = ""
+        first = last = self.now()
         for n, key in enumerate(units):
             if self.eof or self.timed_out():
-                return
+                break
             self.idle(typing_delay(rng, previous, key))
             # the last key's output is the step's own output: the readiness wait reads it
-            self.press(key, settle=n < len(units) - 1)
+            last = self.press(key, settle=n < len(units) - 1)
+            first = last if n == 0 else first
             previous = key
+        return first, last
 
 
-def _play_step(player: _Player, step: Step, rng: random.Random, index: int) -> dict[str, object]:
+def _play_step(player: _Player, step: Step, rng: random.Random, index: int, timeout: float) -> dict[str, object]:
     player.idle(0)
     start = player.add("m", step.intent)
     player.idle(max(step.pause, 0.0))
     player.tail = ""
-    keys_start = player.now()
-    player.type_keys(step.keys, rng)
-    keys_end = player.last_time
-    budget = min(STEP_TIMEOUT_S, max(player.deadline - time.monotonic(), 0.0))
+    keys_start, keys_end = player.type_keys(step.keys, rng)
+    budget = min(timeout, max(player.deadline - time.monotonic(), 0.0))
     quiet = step.wait_for == "quiet"
     ready = player.wait_quiet(budget) if quiet else player.wait_prompt(step.expect, budget)
     # ready = the prompt's output event, or the moment the screen was found quiet
@@ -417,6 +439,8 @@ def record_session(
     rows: int = 24,
     clock: Clock = "virtual",
     rng: random.Random | None = None,
+    step_timeout: float = STEP_TIMEOUT_S,
+    session_timeout: float = SESSION_TIMEOUT_S,
 ) -> RecordResult:
     """Run ``script`` in a real ``bash`` in a pty and write the session to ``out_path``.
 
@@ -428,6 +452,8 @@ def record_session(
             the typing delays (see the module docstring).
         rng: source of the typing delays; by default seeded from the script's identity, so a
             script is always typed with the same rhythm.
+        step_timeout: real seconds a step may take to become ready before the session moves on.
+        session_timeout: real seconds after which the session is ended whatever it is doing.
 
     Returns:
         A :class:`RecordResult`. Steps that time out are counted, not raised; the shell and all
@@ -469,15 +495,16 @@ def record_session(
             os.close(slave)  # only the child holds the slave now: EOF arrives when it is gone
         os.set_blocking(master, False)
 
-        player = _Player(master, clock, wall_start + SESSION_TIMEOUT_S)
+        player = _Player(master, clock, wall_start + session_timeout)
         timeouts = 0
-        if not player.wait_prompt("", STEP_TIMEOUT_S):
+        if not player.wait_prompt("", step_timeout):
             timeouts += 1
+        player.restart_clock()
         timing = []
         for n, step in enumerate(script.steps):
             if player.eof or player.timed_out():
                 break
-            record = _play_step(player, step, rng, n)
+            record = _play_step(player, step, rng, n, step_timeout)
             timeouts += bool(record["timed_out"])
             timing.append(record)
         if player.timed_out():
@@ -558,6 +585,20 @@ def _record_indexed(job: tuple[str, int, int, str, Clock, int, int]) -> tuple[st
     return name, "", result.duration, result.timeouts
 
 
+def _remove_stale_temps(out: Path, names: set[str]) -> None:
+    """Delete temp files that an earlier, killed job left for sessions this job will record.
+
+    CastWriter names its temp file ``.<name>.<random>.tmp``; only this job's own session names are
+    touched, so shards writing into the same folder at the same time never disturb each other.
+    """
+    for entry in os.scandir(out):
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            name = entry.name[1:].rsplit(".", 2)[0]
+            if name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
 def record_many(
     generator: str,
     count: int,
@@ -576,8 +617,8 @@ def record_many(
     Session ``i`` belongs to shard ``(K, N)`` when ``i % N == K`` and is always the script
     ``GENERATORS[generator](seed, i)`` written to ``cast_name(generator, seed, i)``, so the union of
     the shards is exactly the unsharded job. Files that already exist are skipped (writes are
-    atomic, so an existing file is complete), which makes a job resumable. Failed sessions are
-    listed in the summary, not raised.
+    atomic, so an existing file is complete), which makes a job resumable; temp files left by a
+    killed earlier run are removed. Failed sessions are listed in the summary, not raised.
 
     Args:
         generator: a name from :func:`neuralcomputer.data.generators.list_generators`.
@@ -585,8 +626,8 @@ def record_many(
         seed: job seed; with the index it determines every script.
         out_dir: directory for the ``.cast`` files (created if missing).
         shard: ``(K, N)``: record only this job's K-th of N shards.
-        workers: parallel recording processes (a process pool; the pty and fork handling is not
-            thread-safe, so threads are not used).
+        workers: parallel recording processes (a forkserver/spawn process pool: forking a process
+            that runs threads, such as tqdm's monitor, is unsafe, and ptys are per process anyway).
         clock, cols, rows: as in :func:`record_session`.
         progress: show a tqdm progress bar.
     """
@@ -613,6 +654,7 @@ def record_many(
             summary.skipped.append(path)
         else:
             jobs.append((generator, seed, i, str(out), clock, cols, rows))
+    _remove_stale_temps(out, {cast_name(generator, seed, job[2]) for job in jobs})
 
     bar = tqdm(total=len(jobs), desc=f"record {generator}", unit="session", disable=not progress)
 
@@ -631,12 +673,18 @@ def record_many(
             for job in jobs:
                 collect(_record_indexed(job))
         else:
-            # forkserver/spawn: forking a process that runs threads (tqdm's monitor) is unsafe
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            with context.Pool(min(workers, len(jobs))) as pool:
-                for outcome in pool.imap_unordered(_record_indexed, jobs):
-                    collect(outcome)
+            # an executor, not multiprocessing.Pool: if a worker dies (OOM killer), Pool waits
+            # forever for its task, while the executor fails the pending futures
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+                futures = {pool.submit(_record_indexed, job): job for job in jobs}
+                for future in as_completed(futures):
+                    try:
+                        collect(future.result())
+                    except BrokenProcessPool as exc:
+                        job = futures[future]
+                        collect((cast_name(generator, seed, job[2]), f"worker died: {exc}", 0.0, 0))
     finally:
         bar.close()
     summary.recorded.sort()

@@ -8,7 +8,7 @@ events, so captions can later be built from it without an LLM.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 WaitFor = Literal["prompt", "quiet"]
@@ -67,3 +67,23 @@ class SessionScript:
     def to_json(self) -> dict:
         """The structured intent stored in the cast header (``x_neuralcomputer``)."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SessionScript:
+        """Rebuild a script from :meth:`to_json` output (e.g. a cast header, to re-record it).
+
+        Keys that are not fields (the recorder's ``timing`` and ``recorder``) are ignored.
+        """
+        steps = [Step(**{k: v for k, v in step.items() if k in _STEP_FIELDS}) for step in data["steps"]]
+        return cls(
+            generator=data["generator"],
+            seed=data["seed"],
+            index=data["index"],
+            task=data["task"],
+            steps=steps,
+            files=dict(data.get("files", {})),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+_STEP_FIELDS = frozenset(f.name for f in fields(Step))

@@ -8,6 +8,7 @@ a NameError is sometimes fixed with ``sed`` and the script run again.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -159,16 +160,24 @@ def _one_liner(rng: random.Random) -> tuple[str, str, str]:
         (f'python3 -c "print(len(\'{word}\' * {n % 7 + 2}))"', "measure a repeated string",
          str(len(word) * (n % 7 + 2))),
         (f'python3 -c "import math; print(math.factorial({n % 12 + 3}))"', "compute a factorial",
-         str(_factorial(n % 12 + 3))),
+         str(math.factorial(n % 12 + 3))),
     )
     return rng.choice(choices)
 
 
-def _factorial(n: int) -> int:
-    out = 1
-    for i in range(2, n + 1):
-        out *= i
-    return out
+def _repl_lines(rng: random.Random) -> list[tuple[str, str, str]]:
+    """One or two ``(line, intent, what the REPL prints)`` to try in ``python3 -q``."""
+    nums = [rng.randint(1, 99) for _ in range(rng.randint(3, 6))]
+    words = pick(rng, WORDS, 3)
+    choices = [
+        (f"sorted({nums})", "sort a list of numbers", str(sorted(nums))),
+        (f"max({nums})", "find the largest number", str(max(nums))),
+        (f"sum({nums}) / {len(nums)}", "average a few numbers", repr(sum(nums) / len(nums))),
+        (f'"-".join({words!r})', "join words with dashes", repr("-".join(words))),
+        (f"'{words[0]}'[::-1]", "reverse a word", repr(words[0][::-1])),
+        (f"len('{' '.join(words)}'.split())", "count the words in a phrase", "3"),
+    ]
+    return rng.sample(choices, rng.randint(1, 2))
 
 
 def python(seed: int, index: int) -> SessionScript:
@@ -189,8 +198,8 @@ def python(seed: int, index: int) -> SessionScript:
         # worst case: ls + cat + run + fix + rerun, and one more step after the loop
         if len(steps) + 5 > 7:
             break
-        # only short scripts are typed: a 6-line script already takes ~15 s at human speed
-        if len(script.code) <= 120 and rng.random() < 0.7:
+        # only one short script is typed: a 6-line script already takes ~15 s at human speed
+        if not typed_any and len(script.code) <= 120 and rng.random() < 0.7:
             # typed into a heredoc; the command line is the whole heredoc, newlines included
             heredoc = f"cat > {script.name} <<'EOF'\n{script.code}EOF"
             steps.append(Step(keys=heredoc.replace("\n", "\r") + "\r", intent="write a small Python script",
@@ -209,7 +218,13 @@ def python(seed: int, index: int) -> SessionScript:
             steps.append(run(rng, sed, "fix the typo in place"))
             steps.append(run(rng, f"python3 {script.name}", "run the fixed script"))
             expect.append(after)
-    if len(steps) < 3 or (len(steps) < 8 and rng.random() < 0.4):
+    if len(steps) <= 4 and rng.random() < 0.4:
+        steps.append(run(rng, "python3 -q", "open the Python interpreter", expect=">>> "))
+        for line, intent, output in _repl_lines(rng):
+            steps.append(run(rng, line, intent, expect=">>> "))
+            expect.append(output)
+        steps.append(run(rng, "exit()", "leave the interpreter"))
+    elif len(steps) < 3 or (len(steps) < 8 and rng.random() < 0.4):
         command, intent, output = _one_liner(rng)
         steps.append(run(rng, command, intent))
         expect.append(output)
