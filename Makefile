@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 STAMPS := .make
 
 # System packages the project starts for real: shells and the programs the session generators run,
-# the pagers/editors/TUIs of the `interactive` generator, and the font (also vendored) for tooling.
+# the pagers/editors/TUIs of the `interactive` generator, the font (also vendored) for tooling, and
+# Tesseract for the paper's OCR metric.
 APT_PACKAGES := bash coreutils findutils grep sed gawk git less vim nano procps tree bc \
-                python3 fonts-dejavu-core ca-certificates
+                python3 fonts-dejavu-core ca-certificates tesseract-ocr tesseract-ocr-eng
 
 .PHONY: all setup demo test lint pytest bench datasets clean
 
