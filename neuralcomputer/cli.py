@@ -175,6 +175,119 @@ def _load_captioner(spec: str):
         raise NCError(f"--captioner {spec!r}: cannot load it ({exc}); expected MODULE:CLASS") from exc
 
 
+_EVAL_OPTIONS = [
+    click.option("--tesseract/--no-tesseract", default=True, show_default=True,
+                 help="Run the paper's Tesseract OCR metric (about 1 s per frame, 5 frames per clip and side)."),
+    click.option("--lpips-weights", default=None, help="File or folder with alexnet-owt-7be5be79.pth and alex.pth."),
+    click.option("--fvd-weights", default=None, help="File or folder with r3d_18-b3b3357e.pth."),
+    click.option("--limit", type=click.IntRange(1), default=None, help="Score at most this many clips."),
+    click.option("--font-size", type=click.IntRange(6, 64), default=13, show_default=True),
+    click.option("--theme", default="dark", show_default=True),
+]
+
+
+def _eval_options(f):
+    for option in reversed(_EVAL_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _print_headline(report: dict, out: Path) -> None:
+    keys = ("clips", "psnr", "ssim", "lpips", "fvd", "ocr_tesseract", "ocr_grid", "ocr_grid_gt", "reasons")
+    click.echo(json.dumps({k: report.get(k) for k in keys}))
+    click.echo(f"report: {out / 'report.json'}, {out / 'report.md'}", err=True)
+
+
+@main.group(cls=_Group, invoke_without_command=True)
+@click.option("--model", "models", multiple=True,
+              help="Model to evaluate (repeat for several checkpoints: adds curves over steps). "
+                   "Stand-ins: builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer.")
+@click.option("--data", "dataset", type=click.Path(path_type=Path), help="Reference dataset.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@click.option("--split", default="test", show_default=True, help="train, val, test or all.")
+@click.option("--tier", type=click.Choice(["semantic", "regular", "detailed"]), default="detailed", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_eval_options
+@click.pass_context
+def eval(ctx: click.Context, models: tuple[str, ...], dataset: Path | None, out: Path | None, split: str, tier: str,
+         seed: int, **opts) -> None:
+    """Generate a clip for every reference clip and score it (report.json, report.md, PNG plots).
+
+    `ncomp eval videos --pred DIR --ref DIR --out DIR` scores clips generated elsewhere."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not models or dataset is None or out is None:
+        raise click.UsageError("ncomp eval needs --model, --data and --out (or the `videos` subcommand)")
+    from neuralcomputer.eval.evaluate import EvalOptions
+    from neuralcomputer.eval.interface import load_generator
+    from neuralcomputer.eval.run import evaluate_models
+
+    loaded = [(m, load_generator(m, dataset=dataset)) for m in models]
+    report = evaluate_models(loaded, dataset, out, options=EvalOptions(**opts), split=None if split == "all" else split,
+                             tier=tier, seed=seed)
+    _print_headline(report, out)
+
+
+@eval.command("videos")
+@click.option("--pred", type=click.Path(path_type=Path), required=True,
+              help="Generated clips: a dataset, or a folder of <id>.npz (array 'frames') / <id>.mp4.")
+@click.option("--ref", type=click.Path(path_type=Path), required=True, help="Reference dataset (or folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_eval_options
+def eval_videos(pred: Path, ref: Path, out: Path, **opts) -> None:
+    """Score generated clips against references with the same ids."""
+    from neuralcomputer.eval.evaluate import EvalOptions, evaluate_videos
+    from neuralcomputer.eval.report import write_report
+    from neuralcomputer.eval.videos import VideoSet
+
+    pred_set, ref_set = VideoSet.open(pred), VideoSet.open(ref)
+    report = evaluate_videos(pred_set, ref_set, EvalOptions(**opts))
+    write_report(out, report, pred_set, ref_set)
+    _print_headline(report, out)
+
+
+@main.group(cls=_Group)
+def probe() -> None:
+    """Probes: arithmetic (can the model compute?) and determinism (same inputs, same frames?)."""
+
+
+@probe.command("arithmetic")
+@click.option("--model", required=True, help="Model, or a stand-in such as builtin:caption-renderer.")
+@click.option("--n", "count", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Problems drawn from the 1,000 held-out ones.")
+@click.option("--reprompt", is_flag=True, help="Quote the correct answer in the caption (the paper's reprompting).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--frames", "num_frames", type=click.IntRange(2), default=15, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full result JSON here.")
+def probe_arithmetic_cmd(model: str, count: int, reprompt: bool, seed: int, num_frames: int, out: Path | None) -> None:
+    """Exact-match accuracy of the answers the model renders for held-out arithmetic problems."""
+    from neuralcomputer.data.dataset import atomic_write_bytes
+    from neuralcomputer.eval.interface import load_generator
+    from neuralcomputer.eval.probes import probe_arithmetic
+
+    result = probe_arithmetic(load_generator(model), n=count, seed=seed, reprompt=reprompt, num_frames=num_frames)
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2).encode())
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "items"}))
+
+
+@probe.command("determinism")
+@click.option("--model", required=True)
+@click.option("--runs", type=click.IntRange(2, 100), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--frames", "num_frames", type=click.IntRange(1), default=15, show_default=True)
+def probe_determinism_cmd(model: str, runs: int, seed: int, num_frames: int) -> None:
+    """Same first frame, caption and seed, N times: fraction bit-identical, mean pixel variance."""
+    from neuralcomputer.data.generators.arithmetic import heldout_problems
+    from neuralcomputer.eval.interface import load_generator
+    from neuralcomputer.eval.probes import arithmetic_caption, arithmetic_prompt_frame, probe_determinism
+
+    problem = heldout_problems()[0]
+    result = probe_determinism(load_generator(model), arithmetic_prompt_frame(problem.expression),
+                               arithmetic_caption(problem, reprompt=False), runs=runs, seed=seed, num_frames=num_frames)
+    click.echo(json.dumps(result))
+
+
 @main.group(cls=_Group)
 def bench() -> None:
     """Speed and memory benchmarks (one JSON line per figure)."""
@@ -189,6 +302,17 @@ def bench_render(cast: Path | None, naive_frames: int) -> None:
     from neuralcomputer.bench import bench_render as run
 
     for figure in run(cast, naive_frames=naive_frames):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("ocr")
+@click.option("--frames", "n_frames", type=click.IntRange(1), default=20, show_default=True,
+              help="Frames read by Tesseract (grid OCR reads more: it is fast).")
+def bench_ocr_cmd(n_frames: int) -> None:
+    """Frames/s per core of grid OCR vs Tesseract on 80x24 frames at 13 px."""
+    from neuralcomputer.eval.bench_ocr import bench_ocr
+
+    for figure in bench_ocr(n_frames=n_frames):
         click.echo(json.dumps(figure))
 
 

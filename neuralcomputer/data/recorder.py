@@ -208,6 +208,11 @@ def _session_env(base: Path, home: Path) -> dict[str, str]:
     }
 
 
+def shell_prompt(cwd: str = "~") -> str:
+    """The prompt our recorded shells show on this machine (``PS1`` expanded for this user)."""
+    return f"{_user_name()}@ncomp:{cwd}{'#' if os.getuid() == 0 else '$'} "
+
+
 def _user_name() -> str:
     try:
         return pwd.getpwuid(os.getuid()).pw_name

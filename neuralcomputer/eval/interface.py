@@ -1,17 +1,29 @@
-"""The one small interface evaluation, probes and reports use to drive any model.
+"""The one small interface evaluation, probes and reports use to drive any model, and stand-ins.
 
 A model under evaluation is anything with a ``generate`` method (the CLIGen model of a later issue,
-a ``NeuralComputer`` runtime, or a stand-in). Stand-ins with known scores live here too, so the
-instruments can be tested before any model exists.
+a ``NeuralComputer`` runtime, or a stand-in). The stand-ins here have known scores, so every
+instrument is tested before any model exists:
+
+* :class:`CopyFirstFrame` repeats the first frame (a "nothing happens" model);
+* :class:`ReferenceOracle` returns the true clip for a known (first frame, caption) pair;
+* :class:`CaptionRenderer` is a perfect *conditional renderer*: it draws exactly the literal text a
+  detailed caption quotes, and computes nothing (the paper's reprompting finding, idealised);
+* :class:`ArithmeticOracle` computes the answer of the expression the user typed;
+* :class:`NoisyCopy` adds unseeded noise (a non-deterministic model, for the determinism probe).
 
 Shapes: frames are ``(T, H, W, 3)`` uint8; a first frame is ``(H, W, 3)`` uint8.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from neuralcomputer.errors import NCError
 
 
 @runtime_checkable
@@ -21,3 +33,136 @@ class ClipGenerator(Protocol):
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
         """Return ``(num_frames, H, W, 3)`` uint8 frames whose frame 0 continues ``first_frame``."""
         ...
+
+
+class CopyFirstFrame:
+    """Repeats the first frame: scores what "nothing changes" scores."""
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        return np.repeat(first_frame[None], num_frames, axis=0)
+
+
+class NoisyCopy:
+    """The first frame plus fresh, unseeded noise on every call: deterministic in nothing."""
+
+    def __init__(self, amplitude: int = 8) -> None:
+        self.amplitude = amplitude
+        self._rng = np.random.default_rng()
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        frames = np.repeat(first_frame[None].astype(np.int16), num_frames, axis=0)
+        frames += self._rng.integers(-self.amplitude, self.amplitude + 1, size=frames.shape, dtype=np.int16)
+        return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _key(first_frame: np.ndarray, caption: str) -> str:
+    return hashlib.sha1(np.ascontiguousarray(first_frame).tobytes() + caption.encode()).hexdigest()
+
+
+class ReferenceOracle:
+    """Returns the reference clip whose first frame and caption match (ground truth, PSNR = inf).
+
+    Args:
+        dataset: a dataset directory; clips are indexed by (first frame, caption of ``tier``).
+    """
+
+    def __init__(self, dataset: str | Path, tier: str = "detailed") -> None:
+        from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+
+        self._clips: dict[str, np.ndarray] = {}
+        for record in load_manifest(dataset):
+            frames = read_clip_payload(Path(dataset) / record["path"])["frames"]
+            self._clips[_key(frames[0], record["captions"][tier])] = frames
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        frames = self._clips.get(_key(first_frame, caption))
+        if frames is None:
+            raise NCError("reference oracle: no reference clip with this first frame and caption")
+        if len(frames) >= num_frames:
+            return frames[:num_frames]
+        return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])
+
+
+_SHOWS = re.compile(r"The screen then shows:\n(.*)\Z", re.S)
+_TYPES = re.compile(r"The user types `([^`]*)`")
+
+
+class _TerminalStandIn:
+    """Shared machinery: read the first frame's screen, append lines, render the result."""
+
+    def __init__(self, font_size: int = 13, theme: str = "dark") -> None:
+        from neuralcomputer.eval.grid_ocr import GridOCR
+
+        self.font_size, self.theme = font_size, theme
+        self.reader = GridOCR(font_size=font_size, theme=theme)
+
+    def _continue(self, first_frame: np.ndarray, new_lines: list[str], num_frames: int) -> np.ndarray:
+        from neuralcomputer.data.render import FrameRenderer
+        from neuralcomputer.data.terminal import Terminal
+
+        screen = self.reader.read(first_frame)
+        renderer = FrameRenderer(1, 1, font_size=self.font_size, theme=self.theme)
+        ch, cw = renderer.cell_size
+        rows, cols = first_frame.shape[0] // ch, first_frame.shape[1] // cw
+        terminal = Terminal(cols, rows)
+        lines = screen.split("\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        terminal.feed("\r\n".join(lines))
+        renderer = FrameRenderer(cols, rows, font_size=self.font_size, theme=self.theme)
+        frames = [renderer.render(terminal).copy()]
+        if new_lines:
+            terminal.feed("\r\n" + "\r\n".join(new_lines))
+        last = renderer.render(terminal).copy()
+        # the change appears a third of the way in, as a command's output would
+        switch = max(1, num_frames // 3)
+        out = np.stack(frames * switch + [last] * (num_frames - switch))[:num_frames]
+        out[0] = first_frame  # frame 0 continues the given frame exactly
+        return out
+
+
+class CaptionRenderer(_TerminalStandIn):
+    """Draws exactly the text a detailed caption quotes after "The screen then shows:"; computes nothing."""
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        match = _SHOWS.search(caption)
+        lines = match.group(1).split("\n") if match else []
+        return self._continue(first_frame, [line for line in lines if line.strip() != ">>>"] + [">>> "]
+                              if lines else [], num_frames)
+
+
+class ArithmeticOracle(_TerminalStandIn):
+    """Computes the answer to the expression the caption says the user typed, and shows it."""
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        from neuralcomputer.data.generators.arithmetic import evaluate
+
+        match = _TYPES.search(caption)
+        try:
+            answer = evaluate(match.group(1)) if match else None
+        except ValueError:
+            answer = None
+        return self._continue(first_frame, [answer, ">>> "] if answer else [], num_frames)
+
+
+STAND_INS = {"copy-first-frame": CopyFirstFrame, "caption-renderer": CaptionRenderer,
+             "arithmetic-oracle": ArithmeticOracle, "noisy-copy": NoisyCopy}
+
+
+def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGenerator:
+    """A model by name: ``builtin:NAME`` for a stand-in (``builtin:reference-oracle`` needs ``dataset``).
+
+    Trained models (model directories) plug in here as later issues add them.
+    """
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name == "reference-oracle":
+            if dataset is None:
+                raise NCError("builtin:reference-oracle needs the reference dataset")
+            return ReferenceOracle(dataset)
+        if name in STAND_INS:
+            return STAND_INS[name]()
+        raise NCError(f"unknown stand-in {name!r} (expected reference-oracle or one of {', '.join(STAND_INS)})")
+    raise NCError(f"{spec}: no such model (trained models arrive with the CLIGen model; "
+                  "use builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
+                  "builtin:arithmetic-oracle or builtin:noisy-copy)")

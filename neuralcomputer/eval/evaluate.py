@@ -1,0 +1,193 @@
+"""Score generated clips against reference clips: every metric of the paper, and ours beside them.
+
+Two steps, as in DiT's ``sample_ddp.py``: generation writes artifacts (``<id>.npz``), scoring reads
+them. Metrics per clip pair (matched by id, T = the shorter length):
+
+* ``psnr``, ``ssim``: torchmetrics over frames in [0, 1], averaged over frames, then clips;
+* ``lpips`` (AlexNet, [-1, 1]) and ``fvd`` (r3d18, 16 frames, 112x112): only with weights given;
+* ``ocr_tesseract``: the paper's OCR metric (K=5 frames, Tesseract on both sides);
+* ``ocr_grid``: the same protocol read by grid OCR (column-exact, fast);
+* ``ocr_grid_gt``: grid OCR of the generated frames against the stored ground-truth screen text.
+
+A metric that cannot be computed is ``None`` with its reason in ``reasons``; never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from neuralcomputer.eval.videos import VideoSet
+from neuralcomputer.errors import NCError
+
+
+@dataclass
+class EvalOptions:
+    """What to compute.
+
+    Attributes:
+        tesseract: run the paper's Tesseract OCR (slow: ~1 s per frame, K=5 frames per side).
+        lpips_weights, fvd_weights: a file or folder with the pretrained weights (or None to look in
+            the standard cache locations; nothing is ever downloaded).
+        k_frames: frames per clip for OCR (the paper: 5).
+        limit: score at most this many clips (None: all).
+    """
+
+    tesseract: bool = True
+    lpips_weights: str | None = None
+    fvd_weights: str | None = None
+    k_frames: int = 5
+    limit: int | None = None
+    font_size: int = 13
+    theme: str = "dark"
+
+
+@dataclass
+class _Readers:
+    grid: Callable[[np.ndarray], str]
+    tesseract: Callable[[np.ndarray], str] | None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def _readers(options: EvalOptions) -> _Readers:
+    from neuralcomputer.eval.grid_ocr import GridOCR
+    from neuralcomputer.eval.ocr import TesseractOCR
+
+    reasons: dict[str, str] = {}
+    tesseract = None
+    if not options.tesseract:
+        reasons["ocr_tesseract"] = "skipped: --no-tesseract"
+    elif not TesseractOCR.available():
+        reasons["ocr_tesseract"] = "unavailable: the tesseract binary is not installed"
+    else:
+        tesseract = TesseractOCR().read
+    grid = GridOCR(font_size=options.font_size, theme=options.theme)
+    return _Readers(grid=grid.read, tesseract=tesseract, reasons=reasons)
+
+
+def ocr_scores(ref_texts: Iterable[str], pred_texts: Iterable[str]) -> tuple[float, float]:
+    """Paper OCR metric over paired frame texts: (mean char_acc, mean exact-line acc)."""
+    from neuralcomputer.eval.ocr import char_accuracy, line_accuracy, normalise_ocr_text
+
+    chars, lines = [], []
+    for ref, pred in zip(ref_texts, pred_texts, strict=True):
+        r, p = normalise_ocr_text(ref), normalise_ocr_text(pred)
+        chars.append(char_accuracy(r, p))
+        lines.append(line_accuracy(r, p))
+    return float(np.mean(chars)), float(np.mean(lines))
+
+
+def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, readers: _Readers,
+               options: EvalOptions, lpips_model=None) -> dict:
+    """All per-clip metrics for one (generated, reference) pair of ``(T, H, W, 3)`` uint8 clips."""
+    from neuralcomputer.eval.image_metrics import psnr, ssim
+    from neuralcomputer.eval.ocr import sample_frame_indices
+
+    if pred.shape[1:] != ref.shape[1:]:
+        raise NCError(f"frame size {pred.shape[1:3]} differs from the reference {ref.shape[1:3]}")
+    t = min(len(pred), len(ref))
+    pred, ref = pred[:t], ref[:t]
+    scores: dict = {"frames": t, "psnr": psnr(pred, ref), "ssim": ssim(pred, ref)}
+    if lpips_model is not None:
+        from neuralcomputer.eval.lpips import lpips_video
+
+        scores["lpips"] = lpips_video(pred, ref, lpips_model)
+    idx = sample_frame_indices(t, options.k_frames)
+    grid_pred = [readers.grid(pred[i]) for i in idx]
+    scores["ocr_grid"] = dict(zip(("char_acc", "line_acc"), ocr_scores([readers.grid(ref[i]) for i in idx], grid_pred),
+                                  strict=True))
+    if ref_texts is not None:
+        scores["ocr_grid_gt"] = dict(zip(("char_acc", "line_acc"), ocr_scores([ref_texts[i] for i in idx], grid_pred),
+                                         strict=True))
+    if readers.tesseract is not None:
+        ref_t = [readers.tesseract(ref[i]) for i in idx]
+        pred_t = [readers.tesseract(pred[i]) for i in idx]
+        scores["ocr_tesseract"] = dict(zip(("char_acc", "line_acc"), ocr_scores(ref_t, pred_t), strict=True))
+    return scores
+
+
+def _mean(values: list[float]) -> float | None:
+    if not values:
+        return None
+    if any(math.isinf(v) for v in values):
+        finite = [v for v in values if not math.isinf(v)]
+        # identical clips give inf: the mean is inf only when every clip is identical
+        return math.inf if not finite else float(np.mean(finite))
+    return float(np.mean(values))
+
+
+def _load_lpips(options: EvalOptions, reasons: dict):
+    from neuralcomputer.eval.lpips import LPIPS
+    from neuralcomputer.eval.weights import find_lpips_weights
+
+    found = find_lpips_weights(options.lpips_weights)
+    if found is None:
+        reasons["lpips"] = "unavailable: no weights (pass --lpips-weights or put alexnet-owt-7be5be79.pth and alex.pth in the torch hub cache)"
+        return None
+    return LPIPS.from_weights(*found)
+
+
+def _fvd(pred_clips: list[np.ndarray], ref_clips: list[np.ndarray], options: EvalOptions, reasons: dict):
+    from neuralcomputer.eval.fvd import R3D18, fvd
+    from neuralcomputer.eval.weights import find_weights
+
+    path = find_weights("r3d18", options.fvd_weights)
+    if path is None:
+        reasons["fvd"] = "unavailable: no weights (pass --fvd-weights or put r3d_18-b3b3357e.pth in the torch hub cache)"
+        return None
+    if len(ref_clips) < 2:
+        reasons["fvd"] = "unavailable: FVD needs at least 2 clips per side"
+        return None
+    return fvd(pred_clips, ref_clips, R3D18.from_weights(path))
+
+
+def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOptions = EvalOptions(),
+                    progress: bool = True) -> dict:
+    """Score every generated clip that has a reference with the same id.
+
+    Returns the report dict (stable keys): ``clips``, ``psnr``, ``ssim``, ``lpips``, ``fvd``,
+    ``ocr_tesseract``, ``ocr_grid``, ``ocr_grid_gt`` (each ``{"char_acc", "line_acc"}`` or None),
+    ``reasons`` (why a metric is None), ``per_clip``, ``missing`` (generated ids with no reference).
+    """
+    pred = pred if isinstance(pred, VideoSet) else VideoSet.open(pred)
+    ref = ref if isinstance(ref, VideoSet) else VideoSet.open(ref)
+    ids = [i for i in pred.ids() if i in ref.records]
+    missing = [i for i in pred.ids() if i not in ref.records]
+    if options.limit is not None:
+        ids = ids[: options.limit]
+    if not ids:
+        raise NCError(f"no generated clip in {pred.root} has a reference with the same id in {ref.root}")
+    readers = _readers(options)
+    reasons = dict(readers.reasons)
+    lpips_model = _load_lpips(options, reasons)
+    per_clip, pred_clips, ref_clips = [], [], []
+    for clip_id in tqdm(ids, desc="eval", unit="clip", disable=not progress):
+        p, r = pred.frames(clip_id), ref.frames(clip_id)
+        try:
+            scores = score_pair(p, r, ref.texts(clip_id), readers, options, lpips_model)
+        except NCError as exc:
+            raise NCError(f"clip {clip_id}: {exc}") from exc
+        per_clip.append({"id": clip_id, **scores})
+        t = min(len(p), len(r))
+        pred_clips.append(p[:t])
+        ref_clips.append(r[:t])
+    report: dict = {"clips": len(per_clip), "pred": str(pred.root), "ref": str(ref.root), "missing": missing}
+    report["psnr"] = _mean([c["psnr"] for c in per_clip])
+    report["ssim"] = _mean([c["ssim"] for c in per_clip])
+    report["lpips"] = _mean([c["lpips"] for c in per_clip]) if lpips_model is not None else None
+    report["fvd"] = _fvd(pred_clips, ref_clips, options, reasons)
+    for key in ("ocr_tesseract", "ocr_grid", "ocr_grid_gt"):
+        rows = [c[key] for c in per_clip if key in c]
+        if rows:
+            report[key] = {m: float(np.mean([row[m] for row in rows])) for m in ("char_acc", "line_acc")}
+        else:
+            report[key] = None
+            reasons.setdefault(key, "unavailable: the reference has no ground-truth screen text"
+                               if key == "ocr_grid_gt" else "not computed")
+    report["reasons"] = reasons
+    report["per_clip"] = per_clip
+    return report
