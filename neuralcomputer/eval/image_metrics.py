@@ -3,11 +3,14 @@
 Both come from torchmetrics' functional API (frames scaled to float in [0, 1], ``data_range=1.0``,
 SSIM with its defaults: 11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03, computed on RGB).
 
-Convention for video: the score is computed **per frame** and then averaged over frames (and over
-clips when a batch is given), which is how the paper and most video-generation work report PSNR.
-A frame that equals its reference has PSNR ``inf``; one such frame makes the mean ``inf`` too
-(the report layer prints it as ``"inf"``), so callers that want a finite average should exclude
-conditioning frames copied from the reference.
+Convention for video: SSIM is computed per frame and averaged over frames. PSNR of a clip is
+computed from the mean squared error over **all its frames** (``10 log10(1 / MSE_clip)``), then
+averaged over clips. Why not the mean of per-frame PSNRs: a frame equal to its reference has PSNR
+``inf``, and terminal clips are full of them (the conditioning frame, static stretches); a mean of
+per-frame values must then either be ``inf``, drop the exact frames (penalising the model for them)
+or cap them at an arbitrary ceiling (rewarding a model that copies frame 0). The clip MSE has none
+of these problems and is ``inf`` only when the whole clip is exact (the report prints "inf").
+``psnr_per_frame`` gives the per-frame values for anyone who wants another convention.
 
 Shapes: a clip is ``(T, H, W, 3)`` and a batch of clips ``(N, T, H, W, 3)``; uint8 in [0, 255]
 (float arrays are taken to be in [0, 1] already).
@@ -72,21 +75,37 @@ def ssim_per_frame(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     p, r, lead = _as_frames(pred, ref)
     if min(p.shape[1:3]) < 11:
         raise NCError(f"SSIM needs frames of at least 11x11 pixels (its window), got {p.shape[1:3]}")
-    out = np.empty(len(p), dtype=np.float64)
-    for start in range(0, len(p), _CHUNK_FRAMES):
-        sl = slice(start, start + _CHUNK_FRAMES)
+    # SSIM(x, x) is exactly 1, but float32 filtering returns 1 - 1e-6 or so on dark, sparse frames
+    # (terminals); exact frames are set to 1 so an identical clip reads 1.0, not 0.999998.
+    out = np.ones(len(p), dtype=np.float64)
+    differ = np.flatnonzero((p != r).reshape(len(p), -1).any(axis=1))
+    for start in range(0, len(differ), _CHUNK_FRAMES):
+        chunk = differ[start : start + _CHUNK_FRAMES]
         scores = structural_similarity_index_measure(
-            _to_tensor(p[sl]), _to_tensor(r[sl]), data_range=1.0, reduction="none"
+            _to_tensor(p[chunk]), _to_tensor(r[chunk]), data_range=1.0, reduction="none"
         )
-        out[sl] = scores.double().numpy()
+        out[chunk] = scores.double().numpy()
     return out.reshape(lead)
 
 
 def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Mean over frames (and clips) of the per-frame PSNR in dB; ``math.inf`` if any frame is exact."""
-    return float(np.mean(psnr_per_frame(pred, ref)))
+    """PSNR in dB of a clip from its mean squared error over all frames (frames in [0, 1]).
+
+    ``(T, H, W, 3)`` -> the clip's PSNR; ``(N, T, H, W, 3)`` -> the mean over clips of each clip's
+    PSNR (exact clips left out of that mean unless all are exact). ``math.inf`` for an exact clip.
+    """
+    p, r, lead = _as_frames(pred, ref)
+    n_clips = math.prod(lead[:-1])  # 1 for a single (T, H, W, 3) clip
+    clips, refs = p.reshape(n_clips, -1), r.reshape(n_clips, -1)
+    scale = 255.0 if p.dtype == np.uint8 else 1.0
+    values = []
+    for a, b in zip(clips, refs, strict=True):
+        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / scale**2
+        values.append(math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse))
+    finite = [v for v in values if math.isfinite(v)]
+    return math.inf if not finite else float(np.mean(finite))
 
 
 def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Mean over frames (and clips) of the per-frame SSIM; 1.0 for identical clips."""
+    """Mean over frames (and clips) of the per-frame SSIM; exactly 1.0 for identical clips."""
     return float(np.mean(ssim_per_frame(pred, ref)))

@@ -13,6 +13,8 @@ lpips_alex ``alex.pth``                    the ``lpips`` package, ``lpips/weight
 r3d18      ``r3d_18-b3b3357e.pth``         torchvision ``R3D_18_Weights.KINETICS400_V1``
 ========== =============================== ==================================================
 
+``find_lpips_weights`` returns the AlexNet and ``alex.pth`` pair LPIPS needs, or None unless both exist.
+
 Search order: the explicit path (a file, or a directory holding the file), ``$NC_WEIGHTS_DIR``,
 then torch's hub cache ``$TORCH_HOME/hub/checkpoints`` (``TORCH_HOME`` defaults, like torch, to
 ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``). When nothing is found the caller reports the
@@ -80,6 +82,31 @@ def find_weights(name: str, explicit_path: str | os.PathLike[str] | None = None)
         if found is not None:
             return found
     return None
+
+
+def find_lpips_weights(explicit_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path] | None:
+    """Both LPIPS files, ``(alexnet, lpips_alex)``, or None unless both are found.
+
+    ``explicit_path`` may be a folder holding ``alexnet-owt-7be5be79.pth`` and ``alex.pth``, or one
+    file: a file under an AlexNet name is the trunk, any other file the linear layers; the other
+    file is then looked for beside it, and after that in the usual places.
+    """
+    alexnet_hint: Path | None = None
+    lin_hint: Path | None = None
+    if explicit_path is not None:
+        explicit = Path(explicit_path).expanduser()
+        if explicit.is_file():
+            if explicit.name in KNOWN_WEIGHTS["alexnet"]:
+                alexnet_hint, lin_hint = explicit, explicit.parent
+            else:
+                alexnet_hint, lin_hint = explicit.parent, explicit
+        else:
+            alexnet_hint = lin_hint = explicit
+    alexnet = find_weights("alexnet", alexnet_hint)
+    lins = find_weights("lpips_alex", lin_hint)
+    if alexnet is None or lins is None:
+        return None
+    return alexnet, lins
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
