@@ -119,3 +119,33 @@ def test_mismatched_frame_size_is_a_clear_error(dataset, tmp_path):
 
     with pytest.raises(NCError, match=clip_id):
         evaluate_videos(tmp_path, dataset, EvalOptions(tesseract=False), progress=False)
+
+
+def test_desktop_clips_get_plus15_and_cursor_hit_rate(tmp_path):
+    """A desktop-style reference (records with action_times, payloads with the logged pointer)."""
+    from neuralcomputer.data.cursor import composite_cursor, cursor_sprite
+    from neuralcomputer.data.dataset import clip_record, write_manifest
+
+    sprite = cursor_sprite()
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 200, size=(120, 160, 3), dtype=np.uint8)
+    pointer = np.array([[20 + 4 * t, 30 + 2 * t] for t in range(30)], dtype=np.int16)
+    frames = np.stack([composite_cursor(background, x, y, sprite) for x, y in pointer])
+    root = tmp_path / "desk"
+    (root / "clips").mkdir(parents=True)
+    with open(root / "clips" / "d0.npz", "wb") as f:
+        np.savez(f, frames_delta=np.concatenate([frames[:1], np.diff(frames, axis=0)]).astype(np.uint8),
+                 frame_index=np.arange(30, dtype=np.int32), text=np.array([""] * 30), cursor=np.zeros((30, 3), np.int16),
+                 pointer=pointer)
+    write_manifest(root / "manifest.jsonl", [clip_record(
+        id="d0", session="s", source="x", split="test", variant="desktop", fps=15, width=160, height=120, frames=30,
+        grid=None, captions={"semantic": "", "regular": "", "detailed": ""}, path="clips/d0.npz", action_times=[0.4, 1.0])])
+    pred = tmp_path / "pred"
+    write_frames_npz(pred / "d0.npz", frames)
+    report = evaluate_videos(pred, root, EvalOptions(tesseract=False), progress=False)
+    assert report["gui_plus15"]["psnr"] == math.inf and report["gui_plus15"]["clips"] == 1
+    assert report["cursor_hit_rate"][2] == 1.0
+    frozen = np.repeat(frames[:1], 30, axis=0)  # a model whose cursor never moves
+    write_frames_npz(pred / "d0.npz", frozen)
+    report = evaluate_videos(pred, root, EvalOptions(tesseract=False), progress=False)
+    assert report["cursor_hit_rate"][20] < 0.5 and report["gui_plus15"]["psnr"] < 60

@@ -7,7 +7,9 @@ them. Metrics per clip pair (matched by id, T = the shorter length):
 * ``lpips`` (AlexNet, [-1, 1]) and ``fvd`` (r3d18, 16 frames, 112x112): only with weights given;
 * ``ocr_tesseract``: the paper's OCR metric (K=5 frames, Tesseract on both sides);
 * ``ocr_grid``: the same protocol read by grid OCR (column-exact, fast);
-* ``ocr_grid_gt``: grid OCR of the generated frames against the stored ground-truth screen text.
+* ``ocr_grid_gt``: grid OCR of the generated frames against the stored ground-truth screen text;
+* desktop clips (records with ``action_times``, payloads with ``pointer``): ``gui_plus15`` (the
+  paper's "+15" PSNR/SSIM) and ``cursor_hit_rate`` at 2/5/10/20 px.
 
 A metric that cannot be computed is ``None`` with its reason in ``reasons``; never a made-up number.
 """
@@ -82,8 +84,11 @@ def ocr_scores(ref_texts: Iterable[str], pred_texts: Iterable[str]) -> tuple[flo
 
 
 def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, readers: _Readers,
-               options: EvalOptions, lpips_model=None) -> dict:
-    """All per-clip metrics for one (generated, reference) pair of ``(T, H, W, 3)`` uint8 clips."""
+               options: EvalOptions, lpips_model=None, terminal: bool = True) -> dict:
+    """All per-clip metrics for one (generated, reference) pair of ``(T, H, W, 3)`` uint8 clips.
+
+    OCR metrics only for terminal clips (``terminal``): a desktop frame has no character grid.
+    """
     from neuralcomputer.eval.image_metrics import psnr, ssim
     from neuralcomputer.eval.ocr import sample_frame_indices
 
@@ -96,6 +101,8 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
         from neuralcomputer.eval.lpips import lpips_video
 
         scores["lpips"] = lpips_video(pred, ref, lpips_model)
+    if not terminal:
+        return scores
     idx = sample_frame_indices(t, options.k_frames)
     grid_pred = [readers.grid(pred[i]) for i in idx]
     scores["ocr_grid"] = dict(zip(("char_acc", "line_acc"), ocr_scores([readers.grid(ref[i]) for i in idx], grid_pred),
@@ -108,6 +115,14 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
         pred_t = [readers.tesseract(pred[i]) for i in idx]
         scores["ocr_tesseract"] = dict(zip(("char_acc", "line_acc"), ocr_scores(ref_t, pred_t), strict=True))
     return scores
+
+
+def _fits_grid(frames: np.ndarray, options: EvalOptions) -> bool:
+    """Whether frames from a plain folder look like terminal renders (a whole number of cells)."""
+    from neuralcomputer.data.render import GlyphAtlas
+
+    atlas = GlyphAtlas(options.font_size)
+    return frames.shape[1] % atlas.cell_height == 0 and frames.shape[2] % atlas.cell_width == 0
 
 
 def _mean(values: list[float]) -> float | None:
@@ -168,9 +183,13 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     for clip_id in tqdm(ids, desc="eval", unit="clip", disable=not progress):
         p, r = pred.frames(clip_id), ref.frames(clip_id)
         try:
-            scores = score_pair(p, r, ref.texts(clip_id), readers, options, lpips_model)
+            record = ref.records[clip_id]
+            terminal = record.get("grid") is not None if ref.is_dataset else _fits_grid(r, options)
+            scores = score_pair(p, r, ref.texts(clip_id), readers, options, lpips_model, terminal)
         except NCError as exc:
             raise NCError(f"clip {clip_id}: {exc}") from exc
+        if "action_times" in record:
+            scores.update(_gui_scores(p, r, record, ref))
         per_clip.append({"id": clip_id, **scores})
         t = min(len(p), len(r))
         pred_clips.append(p[:t])
@@ -180,14 +199,35 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     report["ssim"] = _mean([c["ssim"] for c in per_clip])
     report["lpips"] = _mean([c["lpips"] for c in per_clip]) if lpips_model is not None else None
     report["fvd"] = _fvd(pred_clips, ref_clips, options, reasons)
+    any_terminal = any("ocr_grid" in c for c in per_clip)
     for key in ("ocr_tesseract", "ocr_grid", "ocr_grid_gt"):
         rows = [c[key] for c in per_clip if key in c]
         if rows:
             report[key] = {m: float(np.mean([row[m] for row in rows])) for m in ("char_acc", "line_acc")}
         else:
             report[key] = None
-            reasons.setdefault(key, "unavailable: the reference has no ground-truth screen text"
-                               if key == "ocr_grid_gt" else "not computed")
+            reasons.setdefault(key, "unavailable: the reference has no ground-truth screen text" if any_terminal
+                               else "not computed: no terminal clips (OCR needs a character grid)")
+    gui = [c["gui_plus15"] for c in per_clip if c.get("gui_plus15", {}).get("frames")]
+    if gui:
+        report["gui_plus15"] = {"psnr": _mean([g["psnr"] for g in gui]), "ssim": _mean([g["ssim"] for g in gui]),
+                                "clips": len(gui)}
+    hits = [c["cursor_hit_rate"] for c in per_clip if "cursor_hit_rate" in c]
+    if hits:
+        report["cursor_hit_rate"] = {r: float(np.mean([h[r] for h in hits])) for r in hits[0]}
     report["reasons"] = reasons
     report["per_clip"] = per_clip
     return report
+
+
+def _gui_scores(pred: np.ndarray, ref: np.ndarray, record: dict, refs: VideoSet) -> dict:
+    """The "+15" protocol and, when the payload logs the pointer, the cursor hit rate of one clip."""
+    from neuralcomputer.data.cursor import cursor_sprite
+    from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
+
+    t = min(len(pred), len(ref))
+    out: dict = {"gui_plus15": plus15_scores(pred[:t], ref[:t], record["action_times"], float(record["fps"]))}
+    pointer = refs.array(record["id"], "pointer")
+    if pointer is not None:
+        out["cursor_hit_rate"] = cursor_hit_rate(pred[:t], pointer[:t], cursor_sprite())
+    return out

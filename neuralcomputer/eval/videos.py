@@ -60,6 +60,13 @@ class VideoSet:
             raise NCError(f"{path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
         return frames
 
+    def array(self, clip_id: str, name: str) -> np.ndarray | None:
+        """Another per-frame array of a dataset clip's payload (e.g. ``pointer`` (T, 2)), or None."""
+        if not self.is_dataset:
+            return None
+        with np.load(self.root / self.records[clip_id]["path"]) as z:
+            return z[name] if name in z else None
+
     def texts(self, clip_id: str) -> list[str] | None:
         """Ground-truth screen text per frame (datasets of terminal clips), else None."""
         if not self.is_dataset:
