@@ -279,8 +279,13 @@ class Terminal:
         self.screen.resize(lines=rows, columns=cols)
 
     def lines(self) -> list[str]:
-        """The screen as text, one string per row, trailing spaces removed."""
-        return [line.rstrip() for line in self.screen.display]
+        """The screen as text, one string per row, trailing spaces removed.
+
+        Not pyte's ``display``: it fails on a wide glyph's stub cell left alone after the glyph was
+        overwritten; a stub holds "" so joining the cells is exact and total.
+        """
+        buffer, cols = self.screen.buffer, self.screen.columns
+        return ["".join([buffer[y][x].data for x in range(cols)]).rstrip() for y in range(self.screen.lines)]
 
     def text(self) -> str:
         """The exact screen text (rows joined by newlines, trailing spaces per row removed)."""

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from neuralcomputer.eval.videos import VideoSet
 from neuralcomputer.errors import NCError
+from neuralcomputer.eval.videos import VideoSet
 
 
 @dataclass

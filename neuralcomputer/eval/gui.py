@@ -74,7 +74,7 @@ def plus15_scores(
     if indices.size == 0:
         return scores
     p, r = pred[indices], ref[indices]
-    scores["psnr"] = psnr(p, r)  # exact frames left out of the mean, as everywhere
+    scores["psnr"] = psnr(p, r)  # from the MSE over the selected frames, as psnr() does for a clip
     scores["ssim"] = ssim(p, r)
     if lpips_model is not None:
         scores["lpips"] = lpips_video(p, r, lpips_model)

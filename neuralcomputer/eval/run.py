@@ -8,11 +8,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+from neuralcomputer.errors import NCError
 from neuralcomputer.eval.evaluate import EvalOptions, evaluate_videos
 from neuralcomputer.eval.interface import ClipGenerator
 from neuralcomputer.eval.report import plot_curves, write_report
 from neuralcomputer.eval.videos import VideoSet, write_frames_npz
-from neuralcomputer.errors import NCError
 
 
 def generate_for_dataset(model: ClipGenerator, dataset: str | Path, out: str | Path, *, split: str | None = "test",

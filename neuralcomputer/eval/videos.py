@@ -65,7 +65,7 @@ class VideoSet:
         if not self.is_dataset:
             return None
         with np.load(self.root / self.records[clip_id]["path"]) as z:
-            return z[name] if name in z else None
+            return z.get(name)
 
     def texts(self, clip_id: str) -> list[str] | None:
         """Ground-truth screen text per frame (datasets of terminal clips), else None."""
