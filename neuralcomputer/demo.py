@@ -55,3 +55,18 @@ def run_demo(out: Path, seed: int = 0) -> None:
     first = load_manifest(dataset)[0]
     print("captions of the first clip:")
     print(json.dumps(first["captions"], indent=2, ensure_ascii=False))
+    _baseline_report(dataset, out / "eval-copy-first-frame")
+
+
+def _baseline_report(dataset: Path, out: Path) -> None:
+    """Score the "nothing changes" baseline with the evaluation suite (what a model must beat)."""
+    from neuralcomputer.eval.evaluate import EvalOptions
+    from neuralcomputer.eval.interface import CopyFirstFrame
+    from neuralcomputer.eval.run import evaluate_models
+
+    report = evaluate_models([("builtin:copy-first-frame", CopyFirstFrame())], dataset, out,
+                             options=EvalOptions(tesseract=False), split=None, progress=False)
+    grid = report["ocr_grid_gt"] or {}
+    print(f"baseline (copy the first frame) on these clips: PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, "
+          f"char acc {grid.get('char_acc', float('nan')):.3f}, line acc {grid.get('line_acc', float('nan')):.3f} "
+          f"(grid OCR vs ground truth); report: {out / 'report.md'}")

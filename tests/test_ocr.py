@@ -268,7 +268,7 @@ def test_ceilings_of_grid_ocr_on_a_cast(tmp_path, capsys):
     from tests.helpers import make_cast
 
     cast = make_cast(tmp_path / "s.cast", [(0.5 * i, "o", f"$ echo {i}\r\n{i}\r\n") for i in range(12)], cols=30, rows=6)
-    result = measure_ceilings(cast, readers=["grid"])
+    result = measure_ceilings(cast, readers=["grid"], workers=2)
     assert result["readers"]["grid"]["char_acc"] == 1.0 and result["readers"]["grid"]["frames"] > 0
     assert main([str(cast), "--readers", "grid"]) == 0
     printed = json.loads(capsys.readouterr().out)

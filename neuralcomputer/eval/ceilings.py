@@ -202,13 +202,17 @@ def measure_ceilings(sources: str | Path | Sequence[str | Path], *, readers: Seq
         make_reader(name, font_size, theme)
     samples = iter_samples(sources, k=k, clips_per_session=clips_per_session, font_size=font_size, theme=theme)
     tasks = ((s, readers) for s in samples)
-    bar = tqdm(desc="ceilings", unit="clip", disable=not progress, file=sys.stderr)
-    with bar:
+    results: list[dict] = []
+    with tqdm(desc="ceilings", unit="clip", disable=not progress, file=sys.stderr) as bar:
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
-                results = [bar.update() or r for r in pool.map(_score_task, tasks, chunksize=1)]
+                for result in pool.map(_score_task, tasks, chunksize=1):
+                    results.append(result)
+                    bar.update()
         else:
-            results = [bar.update() or _score_task(t) for t in tasks]
+            for task in tasks:
+                results.append(_score_task(task))
+                bar.update()
     return _summarise(results, readers, k, top_errors)
 
 

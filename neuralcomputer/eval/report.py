@@ -74,7 +74,7 @@ def markdown(report: dict, title: str = "Evaluation report") -> str:
         for name, value in probes.items():
             paper = PAPER.get(f"arithmetic.{'reprompt' if 'reprompt' in name else 'native'}") if "arithmetic" in name else None
             lines.append(f"| {name} | {_fmt(value)} | {_fmt(paper)} |")
-    lines += ["", "Metrics: PSNR/SSIM over frames in [0, 1] (mean over frames, then clips); OCR as the paper's "
+    lines += ["", "Metrics: frames in [0, 1]; PSNR of a clip from its MSE over all frames, SSIM the mean over frames, both then averaged over clips; OCR as the paper's "
               "appendix B.2 (K=5 evenly spaced frames, lines stripped, spaces collapsed, empty lines dropped, "
               "char acc = 1 - Levenshtein/|ref|, exact-line acc by position). A metric shown as n/a was not "
               "computed; the note says why."]
