@@ -145,6 +145,7 @@ def test_desktop_clips_get_plus15_and_cursor_hit_rate(tmp_path):
     report = evaluate_videos(pred, root, EvalOptions(tesseract=False), progress=False)
     assert report["gui_plus15"]["psnr"] == math.inf and report["gui_plus15"]["clips"] == 1
     assert report["cursor_hit_rate"][2] == 1.0
+    assert report["gui_plus15"]["fvd"] is None and report["reasons"]["gui_plus15.fvd"].startswith("unavailable")
     frozen = np.repeat(frames[:1], 30, axis=0)  # a model whose cursor never moves
     write_frames_npz(pred / "d0.npz", frozen)
     report = evaluate_videos(pred, root, EvalOptions(tesseract=False), progress=False)

@@ -211,13 +211,34 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     gui = [c["gui_plus15"] for c in per_clip if c.get("gui_plus15", {}).get("frames")]
     if gui:
         report["gui_plus15"] = {"psnr": _mean([g["psnr"] for g in gui]), "ssim": _mean([g["ssim"] for g in gui]),
-                                "clips": len(gui)}
+                                "clips": len(gui), "fvd": _plus15_fvd(pred_clips, ref_clips, ids, ref, options, reasons)}
     hits = [c["cursor_hit_rate"] for c in per_clip if "cursor_hit_rate" in c]
     if hits:
         report["cursor_hit_rate"] = {r: float(np.mean([h[r] for h in hits])) for r in hits[0]}
     report["reasons"] = reasons
     report["per_clip"] = per_clip
     return report
+
+
+def _plus15_fvd(pred_clips: list[np.ndarray], ref_clips: list[np.ndarray], ids: list[str], ref: VideoSet,
+                options: EvalOptions, reasons: dict) -> float | None:
+    """FVD+15: each clip's "+15" frames concatenated and subsampled to 16, then FVD over clips."""
+    from neuralcomputer.eval.gui import plus15_fvd_frames, plus15_frame_indices
+
+    pred16, ref16 = [], []
+    for p, r, clip_id in zip(pred_clips, ref_clips, ids, strict=True):
+        record = ref.records[clip_id]
+        if "action_times" not in record:
+            continue
+        idx = plus15_frame_indices(record["action_times"], float(record["fps"]), len(r))
+        if idx.size:
+            pred16.append(plus15_fvd_frames(p, idx))
+            ref16.append(plus15_fvd_frames(r, idx))
+    sub_reasons: dict = {}
+    value = _fvd(pred16, ref16, options, sub_reasons)
+    if value is None:
+        reasons["gui_plus15.fvd"] = sub_reasons.get("fvd", "not computed")
+    return value
 
 
 def _gui_scores(pred: np.ndarray, ref: np.ndarray, record: dict, refs: VideoSet) -> dict:
