@@ -223,7 +223,7 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
 def _plus15_fvd(pred_clips: list[np.ndarray], ref_clips: list[np.ndarray], ids: list[str], ref: VideoSet,
                 options: EvalOptions, reasons: dict) -> float | None:
     """FVD+15: each clip's "+15" frames concatenated and subsampled to 16, then FVD over clips."""
-    from neuralcomputer.eval.gui import plus15_fvd_frames, plus15_frame_indices
+    from neuralcomputer.eval.gui import plus15_frame_indices, plus15_fvd_frames
 
     pred16, ref16 = [], []
     for p, r, clip_id in zip(pred_clips, ref_clips, ids, strict=True):
