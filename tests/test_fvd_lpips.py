@@ -316,7 +316,7 @@ def test_r3d18_loads_checkpoints_without_batchnorm_counters(tmp_path: Path) -> N
 def test_r3d18_rejects_foreign_checkpoints(tmp_path: Path) -> None:
     path = tmp_path / "r3d.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, path)
-    with pytest.raises(NCError, match="not an r3d_18"):
+    with pytest.raises(NCError, match="do not match an r3d_18"):
         R3D18.from_weights(path)
 
 

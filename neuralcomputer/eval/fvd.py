@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralcomputer.errors import NCError
-from neuralcomputer.eval.weights import load_state_dict
+from neuralcomputer.eval.weights import load_exact, load_state_dict
 
 CLIP_FRAMES = 16
 CLIP_SIZE = 112
@@ -91,19 +91,11 @@ class R3D18(nn.Module):
         state = load_state_dict(path)
         num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else 400
         model = cls(num_classes)
-        expected = model.state_dict()
         # Checkpoints saved before PyTorch 0.4.1 lack BatchNorm's step counter; eval never reads it.
-        for key in expected:
+        for key in model.state_dict():
             if key.endswith(".num_batches_tracked") and key not in state:
                 state[key] = torch.zeros((), dtype=torch.long)
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise NCError(f"{path}: not an r3d_18 state dict (missing {missing[:4]}, unexpected {unexpected[:4]})")
-        for key, tensor in state.items():
-            if tensor.shape != expected[key].shape:
-                raise NCError(f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
-        model.load_state_dict(state, strict=True)
+        load_exact(model, state, path, "an r3d_18 state dict")
         model.requires_grad_(False)
         return model.eval()
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from neuralcomputer.errors import NCError
-from neuralcomputer.eval.weights import load_state_dict
+from neuralcomputer.eval.weights import load_exact, load_state_dict
 
 ALEX_CHANNELS = (64, 192, 384, 256, 256)
 # Indices in torchvision's ``alexnet().features`` right after which LPIPS taps an activation
@@ -107,13 +107,13 @@ class LPIPS(nn.Module):
         model = cls()
         alex = load_state_dict(alexnet_path)
         features = {k: v for k, v in alex.items() if k.startswith("features.")}
-        _load_exact(model.net, features, alexnet_path)
+        load_exact(model.net, features, alexnet_path)
         lins = load_state_dict(lin_path)
         for i in range(len(ALEX_CHANNELS)):
             key = f"lin{i}.model.1.weight"
             if key not in lins:
                 raise NCError(f"{lin_path}: missing {key} (expected the lpips package's v0.1 alex.pth)")
-            _load_exact(getattr(model, f"lin{i}"), {"model.1.weight": lins[key]}, lin_path)
+            load_exact(getattr(model, f"lin{i}"), {"model.1.weight": lins[key]}, lin_path)
         return model
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -124,19 +124,6 @@ class LPIPS(nn.Module):
             diff = (_unit_normalise(f0) - _unit_normalise(f1)) ** 2  # (B, C_i, H_i, W_i)
             total = total + getattr(self, f"lin{i}")(diff).mean(dim=(1, 2, 3))
         return total
-
-
-def _load_exact(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike[str]) -> None:
-    """``load_state_dict(strict=True)`` with the mismatch said in one line."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise NCError(f"{source}: keys do not match (missing {missing[:4]}, unexpected {unexpected[:4]})")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise NCError(f"{source}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
-    module.load_state_dict(state, strict=True)
 
 
 def _frames_to_unit_range(frames: np.ndarray) -> torch.Tensor:

@@ -120,3 +120,17 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise NCError(f"{path}: expected a dict of tensors (a state dict)")
     return dict(state)
+
+
+def load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike[str],
+               what: str = "the network") -> None:
+    """``load_state_dict(strict=True)`` with the mismatch said in one line."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise NCError(f"{source}: keys do not match {what} (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise NCError(f"{source}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+    module.load_state_dict(state, strict=True)
