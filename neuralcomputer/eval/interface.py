@@ -126,9 +126,9 @@ class CaptionRenderer(_TerminalStandIn):
 
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
         match = _SHOWS.search(caption)
-        lines = match.group(1).split("\n") if match else []
-        return self._continue(first_frame, [line for line in lines if line.strip() != ">>>"] + [">>> "]
-                              if lines else [], num_frames)
+        if match is None:
+            return self._continue(first_frame, [], num_frames)
+        return self._continue(first_frame, match.group(1).split("\n"), num_frames)
 
 
 class ArithmeticOracle(_TerminalStandIn):
