@@ -90,12 +90,14 @@ def write_clip_payload(path: Path, frames: np.ndarray, frame_index: np.ndarray, 
 
 
 def read_clip_payload(path: Path) -> dict[str, np.ndarray]:
-    """Load a clip payload: ``frames`` (T,H,W,3) uint8 expanded, ``text`` (T,), ``cursor`` (T,3)."""
+    """Load a clip payload: ``frames`` (T,H,W,3) uint8 expanded, ``text`` (T,), ``cursor`` (T,3), and any
+    other per-frame arrays stored with it (e.g. ``pointer`` (T,2) of desktop clips)."""
     with np.load(path) as z:
         index = z["frame_index"]
         unique = np.cumsum(z["frames_delta"], axis=0, dtype=np.uint8)  # undo the delta coding, mod 256
-        return {"frames": unique[index], "text": z["text"][index], "cursor": z["cursor"],
-                "unique_frames": unique, "frame_index": index}
+        extra = {k: z[k] for k in z.files if k not in ("frames_delta", "frame_index", "text")}
+        return {**extra, "frames": unique[index], "text": z["text"][index], "unique_frames": unique,
+                "frame_index": index}
 
 
 def write_manifest(path: Path, records: Iterable[dict]) -> None:

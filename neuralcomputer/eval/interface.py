@@ -69,15 +69,19 @@ class ReferenceOracle:
     def __init__(self, dataset: str | Path, tier: str = "detailed") -> None:
         from neuralcomputer.data.dataset import load_manifest, read_clip_payload
 
-        self._clips: dict[str, np.ndarray] = {}
+        self._read = read_clip_payload
+        # Index by (first frame, caption) -> payload path; frames are read again on demand, so a
+        # large dataset is not held in memory.
+        self._paths: dict[str, Path] = {}
         for record in load_manifest(dataset):
-            frames = read_clip_payload(Path(dataset) / record["path"])["frames"]
-            self._clips[_key(frames[0], record["captions"][tier])] = frames
+            path = Path(dataset) / record["path"]
+            self._paths[_key(read_clip_payload(path)["frames"][0], record["captions"][tier])] = path
 
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
-        frames = self._clips.get(_key(first_frame, caption))
-        if frames is None:
+        path = self._paths.get(_key(first_frame, caption))
+        if path is None:
             raise NCError("reference oracle: no reference clip with this first frame and caption")
+        frames = self._read(path)["frames"]
         if len(frames) >= num_frames:
             return frames[:num_frames]
         return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])

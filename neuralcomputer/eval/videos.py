@@ -28,6 +28,7 @@ class VideoSet:
     root: Path
     records: dict[str, dict]
     is_dataset: bool
+    _last: tuple[str, dict] | None = None  # the last payload read: frames, text and arrays share it
 
     @classmethod
     def open(cls, root: str | Path) -> VideoSet:
@@ -44,11 +45,16 @@ class VideoSet:
     def ids(self) -> list[str]:
         return list(self.records)
 
+    def _payload(self, clip_id: str) -> dict:
+        if self._last is None or self._last[0] != clip_id:
+            self._last = (clip_id, read_clip_payload(self.root / self.records[clip_id]["path"]))
+        return self._last[1]
+
     def frames(self, clip_id: str) -> np.ndarray:
         """``(T, H, W, 3)`` uint8 frames of one clip."""
         path = self.root / self.records[clip_id]["path"]
         if self.is_dataset:
-            return read_clip_payload(path)["frames"]
+            return self._payload(clip_id)["frames"]
         if path.suffix == ".npz":
             with np.load(path) as z:
                 if "frames" not in z:
@@ -64,14 +70,13 @@ class VideoSet:
         """Another per-frame array of a dataset clip's payload (e.g. ``pointer`` (T, 2)), or None."""
         if not self.is_dataset:
             return None
-        with np.load(self.root / self.records[clip_id]["path"]) as z:
-            return z.get(name)
+        return self._payload(clip_id).get(name)
 
     def texts(self, clip_id: str) -> list[str] | None:
         """Ground-truth screen text per frame (datasets of terminal clips), else None."""
         if not self.is_dataset:
             return None
-        return [str(t) for t in read_clip_payload(self.root / self.records[clip_id]["path"])["text"]]
+        return [str(t) for t in self._payload(clip_id)["text"]]
 
 
 def read_mp4(path: str | Path) -> np.ndarray:
