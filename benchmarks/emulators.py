@@ -15,11 +15,11 @@ Usage: ``python benchmarks/emulators.py [FOLDER]``
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from neuralcomputer.data.asciicast import CastReader
+from neuralcomputer.data.build import real_casts_dir
 from neuralcomputer.data.terminal import Terminal, make_vanilla_terminal
 
 
@@ -48,8 +48,7 @@ def compare(path: Path) -> dict:
 
 
 def main() -> None:
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-casts"
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("NC_REAL_CASTS", default))
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else real_casts_dir()
     rows = []
     for path in sorted(p for p in folder.iterdir() if p.suffix in (".cast", ".json", ".asciicast")):
         row = compare(path)

@@ -16,13 +16,14 @@ from neuralcomputer.data.render import FrameRenderer, GlyphAtlas
 from neuralcomputer.data.terminal import Terminal
 from neuralcomputer.errors import NCError
 
-_SHARED_CASTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-casts"
 _DEFAULT_CAST = "sysid__rs-env__doc__demo.cast"  # a real 80x24 recording (BSD-3), 525 events
 
 
 def default_cast() -> Path:
     """The benchmark's default recording: a real 80x24 cast from ../shared, else a fresh recording."""
-    root = Path(os.environ.get("NC_REAL_CASTS", _SHARED_CASTS))
+    from neuralcomputer.data.build import real_casts_dir
+
+    root = real_casts_dir()
     if (root / _DEFAULT_CAST).is_file():
         return root / _DEFAULT_CAST
     from neuralcomputer.data.recorder import record_many

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from neuralcomputer.data.asciicast import CastEvent, CastHeader, write_cast
+from neuralcomputer.data.build import real_casts_dir
 
-REAL_CASTS = Path(os.environ.get("NC_REAL_CASTS", Path(__file__).resolve().parents[2] / "shared" / "data" / "real-casts"))
+REAL_CASTS = real_casts_dir()
 
 
 def real_cast_paths() -> list[Path]:

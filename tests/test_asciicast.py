@@ -25,6 +25,7 @@ from neuralcomputer.data.asciicast import (
     read_header,
     write_cast,
 )
+from neuralcomputer.data.build import real_casts_dir
 from neuralcomputer.errors import CastError
 
 # ---------------------------------------------------------------------------------------------
@@ -229,10 +230,7 @@ def test_env_null_values_are_dropped(tmp_path: Path) -> None:
 
 
 def _real_casts_dir() -> Path:
-    override = os.environ.get("NC_REAL_CASTS")
-    return (
-        Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data" / "real-casts"
-    )
+    return real_casts_dir()
 
 
 def _real_casts() -> list[Path]:

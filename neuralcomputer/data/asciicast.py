@@ -375,6 +375,15 @@ def _walk_v1(
         except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer, or [[[[... nesting
             raise fail(pos, f"invalid JSON in {what}: {_json_problem(exc)}") from None
 
+    def after_item(pos: int, close: str, problem: str) -> tuple[int, bool]:
+        """Step over the separator after an item: (new position, whether the container closed)."""
+        pos = skip(pos)
+        if text.startswith(",", pos):
+            return skip(pos + 1), False
+        if text.startswith(close, pos):
+            return pos + 1, True
+        raise fail(pos, problem)
+
     pos = skip(0)
     if not text.startswith("{", pos):
         raise fail(pos, "expected an asciicast header (a JSON object)")
@@ -405,26 +414,16 @@ def _walk_v1(
                         frame_line = lines.at(pos)
                         frame, pos = value_at(pos, "a stdout frame")
                         frames.append((frame_line, frame))
-                        pos = skip(pos)
-                        if text.startswith(",", pos):
-                            pos = skip(pos + 1)
-                        elif text.startswith("]", pos):
-                            pos += 1
+                        pos, closed = after_item(pos, "]", "expected ',' or ']' between stdout frames")
+                        if closed:
                             break
-                        else:
-                            raise fail(pos, "expected ',' or ']' between stdout frames")
             else:
                 if key == "stdout":
                     frames = None
                 obj[key], pos = value_at(pos, f"the value of {key[:40]!r}")
-            pos = skip(pos)
-            if text.startswith(",", pos):
-                pos = skip(pos + 1)
-            elif text.startswith("}", pos):
-                pos += 1
+            pos, closed = after_item(pos, "}", "expected ',' or '}' in the asciicast v1 object")
+            if closed:
                 break
-            else:
-                raise fail(pos, "expected ',' or '}' in the asciicast v1 object")
     pos = skip(pos)
     return obj, key_lines, frames, (lines.at(pos) if pos != end else None)
 

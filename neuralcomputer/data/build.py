@@ -11,6 +11,7 @@ Variants (the paper's two corpora):
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,13 @@ class CastResult:
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)
     unhandled: int = 0
+
+
+def real_casts_dir() -> Path:
+    """Where the public recordings live: ``$NC_REAL_CASTS``, else ``../shared/data/real-casts`` beside
+    this checkout (read in place, never copied into the project; it may not exist)."""
+    default = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-casts"
+    return Path(os.environ.get("NC_REAL_CASTS", default))
 
 
 def find_casts(inputs: list[str | Path]) -> list[Path]:

@@ -109,6 +109,7 @@ class Clip:
         return self.texts[self.frame_index[t]]
 
 
+_CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROMPT = re.compile(r"^.*?(?:[$#%>❯»➜λ]|\]\$?)\s+")
 
 
@@ -136,7 +137,7 @@ class _CommandTracker:
         if data.startswith(("\r\n", "\n")) and self.typed_run >= 2:
             self.typed_run = 0
             return terminal.lines()[terminal.cursor().y]
-        stripped = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data)
+        stripped = _CSI.sub("", data)
         self.typed_run = self.typed_run + 1 if 0 < len(stripped) <= 2 and stripped.isprintable() else 0
         return None
 

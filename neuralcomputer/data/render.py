@@ -150,6 +150,7 @@ class FrameRenderer:
         ch, cw = self.atlas.cell_height, self.atlas.cell_width
         self.frame_shape = (rows * ch, cols * cw, 3)
         self._tile_of: dict[tuple, int] = {}
+        self._char_cache: dict[tuple, int] = {}  # (pyte Char, part) -> tile id
         self._tiles = np.zeros((256, ch, cw, 3), dtype=np.uint8)
         self._ids = np.zeros((rows, cols), dtype=np.int32)
         self._frame = np.zeros(self.frame_shape, dtype=np.uint8)
@@ -234,10 +235,6 @@ class FrameRenderer:
             if tile_id is None:
                 tile_id = cache[key] = self._cell_tile(cell, part, False)
             ids[x] = tile_id
-
-    @cached_property
-    def _char_cache(self) -> dict:
-        return {}
 
     # -- frames -----------------------------------------------------------------------------
 

@@ -17,19 +17,18 @@ import numpy as np
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.ocr import (
     TesseractOCR,
-    char_accuracy,
-    line_accuracy,
-    normalise_ocr_text,
+    frame_text_scores,
     sample_frame_indices,
 )
 
-_SHARED_CASTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-casts"
 DEFAULT_CASTS = ("sysid__rs-env__doc__demo.cast", "hydrargyrum__asciinario__demo.asciicast")  # real, 80x24
 
 
 def default_frames_source() -> Path | None:
     """The first of :data:`DEFAULT_CASTS` found in the real-casts folder, else ``None``."""
-    root = Path(os.environ.get("NC_REAL_CASTS", _SHARED_CASTS))
+    from neuralcomputer.data.build import real_casts_dir
+
+    root = real_casts_dir()
     for name in DEFAULT_CASTS:
         if (root / name).is_file():
             return root / name
@@ -73,11 +72,7 @@ def _cast_frames(path: Path, n: int, font_size: int) -> tuple[np.ndarray, list[s
 
 
 def _accuracy(texts: list[str], truths: list[str]) -> dict:
-    chars, lines = [], []
-    for text, truth in zip(texts, truths, strict=True):
-        ref, pred = normalise_ocr_text(truth), normalise_ocr_text(text)
-        chars.append(char_accuracy(ref, pred))
-        lines.append(line_accuracy(ref, pred))
+    chars, lines = frame_text_scores(truths, texts)
     return {"char_acc": round(float(np.mean(chars)), 4), "line_acc": round(float(np.mean(lines)), 4)}
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -73,16 +73,12 @@ def _readers(options: EvalOptions) -> _Readers:
     return _Readers(grid=grid.read, tesseract=tesseract, reasons=reasons)
 
 
-def ocr_scores(ref_texts: Iterable[str], pred_texts: Iterable[str]) -> tuple[float, float]:
-    """Paper OCR metric over paired frame texts: (mean char_acc, mean exact-line acc)."""
-    from neuralcomputer.eval.ocr import char_accuracy, line_accuracy, normalise_ocr_text
+def _ocr_means(ref_texts: list[str], pred_texts: list[str]) -> dict[str, float]:
+    """The paper's OCR scores of one clip: char and exact-line accuracy averaged over its frames."""
+    from neuralcomputer.eval.ocr import frame_text_scores
 
-    chars, lines = [], []
-    for ref, pred in zip(ref_texts, pred_texts, strict=True):
-        r, p = normalise_ocr_text(ref), normalise_ocr_text(pred)
-        chars.append(char_accuracy(r, p))
-        lines.append(line_accuracy(r, p))
-    return float(np.mean(chars)), float(np.mean(lines))
+    chars, lines = frame_text_scores(ref_texts, pred_texts)
+    return {"char_acc": float(np.mean(chars)), "line_acc": float(np.mean(lines))}
 
 
 def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, readers: _Readers,
@@ -107,26 +103,24 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
         return scores
     idx = sample_frame_indices(t, options.k_frames)
     grid_pred = [readers.grid(pred[i]) for i in idx]
-    scores["ocr_grid"] = dict(zip(("char_acc", "line_acc"), ocr_scores([readers.grid(ref[i]) for i in idx], grid_pred),
-                                  strict=True))
+    scores["ocr_grid"] = _ocr_means([readers.grid(ref[i]) for i in idx], grid_pred)
     if ref_texts is not None:
-        scores["ocr_grid_gt"] = dict(zip(("char_acc", "line_acc"), ocr_scores([ref_texts[i] for i in idx], grid_pred),
-                                         strict=True))
+        scores["ocr_grid_gt"] = _ocr_means([ref_texts[i] for i in idx], grid_pred)
     if readers.tesseract is not None:
         # Tesseract runs as a subprocess per frame: read the 2K frames on all cores at once.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             texts = list(pool.map(readers.tesseract, [ref[i] for i in idx] + [pred[i] for i in idx]))
         ref_t, pred_t = texts[: len(idx)], texts[len(idx):]
-        scores["ocr_tesseract"] = dict(zip(("char_acc", "line_acc"), ocr_scores(ref_t, pred_t), strict=True))
+        scores["ocr_tesseract"] = _ocr_means(ref_t, pred_t)
     return scores
 
 
-def _fits_grid(frames: np.ndarray, options: EvalOptions) -> bool:
-    """Whether frames from a plain folder look like terminal renders (a whole number of cells)."""
+def _cell_size(font_size: int) -> tuple[int, int]:
+    """(cell height, cell width) in pixels of our renders at ``font_size``."""
     from neuralcomputer.data.render import GlyphAtlas
 
-    atlas = GlyphAtlas(options.font_size)
-    return frames.shape[1] % atlas.cell_height == 0 and frames.shape[2] % atlas.cell_width == 0
+    atlas = GlyphAtlas(font_size)
+    return atlas.cell_height, atlas.cell_width
 
 
 def _mean(values: list[float]) -> float | None:
@@ -150,18 +144,28 @@ def _load_lpips(options: EvalOptions, reasons: dict):
     return LPIPS.from_weights(*found)
 
 
-def _fvd(pred_clips: list[np.ndarray], ref_clips: list[np.ndarray], options: EvalOptions, reasons: dict):
-    from neuralcomputer.eval.fvd import R3D18, fvd
+def _load_fvd(options: EvalOptions, reasons: dict):
+    from neuralcomputer.eval.fvd import R3D18
     from neuralcomputer.eval.weights import find_weights
 
     path = find_weights("r3d18", options.fvd_weights)
     if path is None:
         reasons["fvd"] = "unavailable: no weights (pass --fvd-weights or put r3d_18-b3b3357e.pth in the torch hub cache)"
         return None
-    if len(ref_clips) < 2:
-        reasons["fvd"] = "unavailable: FVD needs at least 2 clips per side"
+    return R3D18.from_weights(path)
+
+
+def _fvd(model, pred16: list[np.ndarray], ref16: list[np.ndarray], key: str, reasons: dict) -> float | None:
+    """FVD over 16-frame clips; None (with the reason under ``key``) without weights or enough clips."""
+    from neuralcomputer.eval.fvd import fvd
+
+    if model is None:
+        reasons.setdefault(key, reasons.get("fvd", "unavailable: no weights"))
         return None
-    return fvd(pred_clips, ref_clips, R3D18.from_weights(path))
+    if len(ref16) < 2:
+        reasons[key] = "unavailable: FVD needs at least 2 clips per side"
+        return None
+    return fvd(pred16, ref16, model)
 
 
 def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOptions = EvalOptions(),
@@ -183,26 +187,33 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     readers = _readers(options)
     reasons = dict(readers.reasons)
     lpips_model = _load_lpips(options, reasons)
-    per_clip, pred_clips, ref_clips = [], [], []
+    fvd_model = _load_fvd(options, reasons)
+    cell = None if ref.is_dataset else _cell_size(options.font_size)
+    per_clip: list[dict] = []
+    # FVD needs every clip at once: keep only the 16 frames it reads (and only with weights).
+    fvd_clips: dict[str, tuple[list, list]] = {"fvd": ([], []), "gui_plus15.fvd": ([], [])}
     for clip_id in tqdm(ids, desc="eval", unit="clip", disable=not progress):
         p, r = pred.frames(clip_id), ref.frames(clip_id)
+        record = ref.records[clip_id]
+        if cell is None:
+            terminal = record.get("grid") is not None
+        else:  # a plain folder: terminal renders are a whole number of cells
+            terminal = r.shape[1] % cell[0] == 0 and r.shape[2] % cell[1] == 0
         try:
-            record = ref.records[clip_id]
-            terminal = record.get("grid") is not None if ref.is_dataset else _fits_grid(r, options)
             scores = score_pair(p, r, ref.texts(clip_id), readers, options, lpips_model, terminal)
         except NCError as exc:
             raise NCError(f"clip {clip_id}: {exc}") from exc
-        if "action_times" in record:
-            scores.update(_gui_scores(p, r, record, ref))
-        per_clip.append({"id": clip_id, **scores})
         t = min(len(p), len(r))
-        pred_clips.append(p[:t])
-        ref_clips.append(r[:t])
+        if "action_times" in record:
+            scores.update(_gui_scores(p[:t], r[:t], record, ref))
+        per_clip.append({"id": clip_id, **scores})
+        if fvd_model is not None:
+            _collect_fvd_frames(p[:t], r[:t], record, fvd_clips)
     report: dict = {"clips": len(per_clip), "pred": str(pred.root), "ref": str(ref.root), "missing": missing}
     report["psnr"] = _mean([c["psnr"] for c in per_clip])
     report["ssim"] = _mean([c["ssim"] for c in per_clip])
     report["lpips"] = _mean([c["lpips"] for c in per_clip]) if lpips_model is not None else None
-    report["fvd"] = _fvd(pred_clips, ref_clips, options, reasons)
+    report["fvd"] = _fvd(fvd_model, *fvd_clips["fvd"], "fvd", reasons)
     any_terminal = any("ocr_grid" in c for c in per_clip)
     for key in ("ocr_tesseract", "ocr_grid", "ocr_grid_gt"):
         rows = [c[key] for c in per_clip if key in c]
@@ -215,7 +226,8 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     gui = [c["gui_plus15"] for c in per_clip if c.get("gui_plus15", {}).get("frames")]
     if gui:
         report["gui_plus15"] = {"psnr": _mean([g["psnr"] for g in gui]), "ssim": _mean([g["ssim"] for g in gui]),
-                                "clips": len(gui), "fvd": _plus15_fvd(pred_clips, ref_clips, ids, ref, options, reasons)}
+                                "clips": len(gui), "fvd": _fvd(fvd_model, *fvd_clips["gui_plus15.fvd"],
+                                                               "gui_plus15.fvd", reasons)}
     hits = [c["cursor_hit_rate"] for c in per_clip if "cursor_hit_rate" in c]
     if hits:
         report["cursor_hit_rate"] = {r: float(np.mean([h[r] for h in hits])) for r in hits[0]}
@@ -224,25 +236,18 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
     return report
 
 
-def _plus15_fvd(pred_clips: list[np.ndarray], ref_clips: list[np.ndarray], ids: list[str], ref: VideoSet,
-                options: EvalOptions, reasons: dict) -> float | None:
-    """FVD+15: each clip's "+15" frames concatenated and subsampled to 16, then FVD over clips."""
+def _collect_fvd_frames(pred: np.ndarray, ref: np.ndarray, record: dict, into: dict) -> None:
+    """Append one clip's 16 FVD frames per side, and its FVD+15 frames for desktop clips."""
+    from neuralcomputer.eval.fvd import subsample_or_pad
     from neuralcomputer.eval.gui import plus15_frame_indices, plus15_fvd_frames
 
-    pred16, ref16 = [], []
-    for p, r, clip_id in zip(pred_clips, ref_clips, ids, strict=True):
-        record = ref.records[clip_id]
-        if "action_times" not in record:
-            continue
-        idx = plus15_frame_indices(record["action_times"], float(record["fps"]), len(r))
+    into["fvd"][0].append(subsample_or_pad(pred))
+    into["fvd"][1].append(subsample_or_pad(ref))
+    if "action_times" in record:
+        idx = plus15_frame_indices(record["action_times"], float(record["fps"]), len(ref))
         if idx.size:
-            pred16.append(plus15_fvd_frames(p, idx))
-            ref16.append(plus15_fvd_frames(r, idx))
-    sub_reasons: dict = {}
-    value = _fvd(pred16, ref16, options, sub_reasons)
-    if value is None:
-        reasons["gui_plus15.fvd"] = sub_reasons.get("fvd", "not computed")
-    return value
+            into["gui_plus15.fvd"][0].append(plus15_fvd_frames(pred, idx))
+            into["gui_plus15.fvd"][1].append(plus15_fvd_frames(ref, idx))
 
 
 def _gui_scores(pred: np.ndarray, ref: np.ndarray, record: dict, refs: VideoSet) -> dict:
@@ -250,9 +255,8 @@ def _gui_scores(pred: np.ndarray, ref: np.ndarray, record: dict, refs: VideoSet)
     from neuralcomputer.data.cursor import cursor_sprite
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
 
-    t = min(len(pred), len(ref))
-    out: dict = {"gui_plus15": plus15_scores(pred[:t], ref[:t], record["action_times"], float(record["fps"]))}
+    out: dict = {"gui_plus15": plus15_scores(pred, ref, record["action_times"], float(record["fps"]))}
     pointer = refs.array(record["id"], "pointer")
     if pointer is not None:
-        out["cursor_hit_rate"] = cursor_hit_rate(pred[:t], pointer[:t], cursor_sprite())
+        out["cursor_hit_rate"] = cursor_hit_rate(pred, pointer[: len(pred)], cursor_sprite())
     return out

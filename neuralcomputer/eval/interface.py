@@ -105,9 +105,7 @@ class _TerminalStandIn:
         from neuralcomputer.data.terminal import Terminal
 
         screen = self.reader.read(first_frame)
-        renderer = FrameRenderer(1, 1, font_size=self.font_size, theme=self.theme)
-        ch, cw = renderer.cell_size
-        rows, cols = first_frame.shape[0] // ch, first_frame.shape[1] // cw
+        rows, cols = self.reader.grid_shape(first_frame)
         terminal = Terminal(cols, rows)
         lines = screen.split("\n")
         while lines and not lines[-1].strip():

@@ -148,7 +148,8 @@ class TesseractOCR:
         return done.stdout.decode("utf-8", errors="replace").replace("\f", "")
 
 
-def _scores(ref_texts: Sequence[str], pred_texts: Sequence[str]) -> tuple[list[float], list[float]]:
+def frame_text_scores(ref_texts: Sequence[str], pred_texts: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Per-frame (char_acc, line_acc) lists for paired reference/generated screen texts (raw OCR output)."""
     chars, lines = [], []
     for ref, pred in zip(ref_texts, pred_texts, strict=True):
         r, p = normalise_ocr_text(ref), normalise_ocr_text(pred)
@@ -192,7 +193,7 @@ def ocr_clip_scores(ref_frames: np.ndarray | None, pred_frames: np.ndarray, read
     else:
         refs = [reader_ref.read(ref_frames[i]) for i in idx]
     preds = [reader_pred.read(pred_frames[i]) for i in idx]
-    chars, lines = _scores(refs, preds)
+    chars, lines = frame_text_scores(refs, preds)
     return {
         "char_acc": float(np.mean(chars)) if idx else None,
         "line_acc": float(np.mean(lines)) if idx else None,
