@@ -288,6 +288,86 @@ def probe_determinism_cmd(model: str, runs: int, seed: int, num_frames: int) -> 
     click.echo(json.dumps(result))
 
 
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option("--preset", required=True, help="cligen-tiny, cligen-small, wan2.1-i2v-1.3b, wan2.1-i2v-14b, cell-ae.")
+@click.option("--data", "dataset", type=click.Path(path_type=Path), required=True, help="Training dataset.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder (created, or resumed from its last checkpoint).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Total optimizer steps (default: the preset's).")
+@click.option("--show-config", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.argument("overrides", nargs=-1)
+def train(preset: str, dataset: Path, out: Path, steps: int | None, show_config: bool, overrides: tuple[str, ...]) -> None:
+    """Train a model (or resume a run). Overrides: key=value, e.g. lr=1e-4 num_layers=4 tier=detailed.
+
+    Keys are leaf names (or dotted paths like model.transformer.num_layers) of the preset's config,
+    typed by the values they replace; `--show-config` lists them. Multi-GPU: `accelerate launch -m
+    neuralcomputer.cli train ...`."""
+    from neuralcomputer.config import apply_overrides, preset_config
+
+    config = apply_overrides(preset_config(preset), list(overrides) + ([f"train.steps={steps}"] if steps else []))
+    if show_config:
+        click.echo(json.dumps(config, indent=2))
+        return
+    from neuralcomputer.train.loop import train as run_train
+
+    run = run_train(config, dataset, out)
+    click.echo(f"run: {run} (model: {run / 'model'})", err=True)
+
+
+def _read_png(path: Path):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise NCError(f"{path}: not a readable image ({e})") from None
+
+
+@main.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path),
+              help="Run folder (its latest checkpoint), checkpoint, or exported model directory.")
+@click.option("--first-frame", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="PNG of the first screen, at the model's frame size.")
+@click.option("--caption", required=True, help="What happens (a detailed caption quotes commands and output).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Lossless .mp4, or a folder that receives frame-000.png, frame-001.png, ...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Sampling steps (default: the model's).")
+@click.option("--sampler", type=click.Choice(["euler", "unipc"]), default=None)
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (1 = off).")
+@click.option("--frames", "num_frames", type=click.IntRange(1), default=None,
+              help="Frames at the data rate (default: the model's span, e.g. 61 for 5 samples 15 apart).")
+@click.option("--fast", is_flag=True, help="Allow non-deterministic kernels (default: bit-identical repeats).")
+def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, steps: int | None, sampler: str | None,
+           guidance: float | None, num_frames: int | None, fast: bool) -> None:
+    """Generate a clip from a first frame and a caption. Same inputs and seed give byte-identical files."""
+    from neuralcomputer.diffusion.pipeline import CLIGenPipeline, write_clip
+
+    pipe = CLIGenPipeline.load(model, sampler=sampler, steps=steps, guidance_scale=guidance, deterministic=not fast)
+    frame = _read_png(first_frame)
+    pipe.check_frame(frame)
+    from neuralcomputer.models.text import caption_bytes
+
+    if pipe.model.config["text"]["kind"] == "bytes":
+        caption_bytes(caption, pipe.model.text_encoder.max_len)
+    frames = pipe.generate(frame, caption, num_frames or (pipe.num_frames - 1) * pipe.stride + 1, seed)
+    write_clip(out, frames, fps=pipe.fps)
+    click.echo(f"wrote {len(frames)} frames to {out}", err=True)
+
+
+@main.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Run folder or checkpoint.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def export(model: Path, out: Path) -> None:
+    """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors."""
+    from neuralcomputer.diffusion.pipeline import export_model
+
+    export_model(model, out)
+    click.echo(f"exported to {out}", err=True)
+
+
 @main.group(cls=_Group)
 def bench() -> None:
     """Speed and memory benchmarks (one JSON line per figure)."""

@@ -15,10 +15,13 @@ import numpy as np
 from neuralcomputer.errors import NCError
 
 
-def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, quality_crf: int = 12) -> int:
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, quality_crf: int = 12,
+              lossless: bool = False) -> int:
     """Encode ``(H, W, 3)`` uint8 frames to ``path`` atomically. Returns the number of frames.
 
-    Odd frame sizes are padded to even (yuv420p needs it) with the first frame's corner colour.
+    Odd frame sizes are padded to even (yuv420p needs it) by repeating the edge. ``lossless``: RGB
+    H.264 at qp 0 (``libx264rgb``), bit-exact muxing, so the same frames give a byte-identical file and
+    decode to exactly the same pixels.
     """
     import imageio_ffmpeg
 
@@ -33,10 +36,15 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, qua
             h, w = frame.shape[:2]
             if writer is None:
                 size = (w + w % 2, h + h % 2)
-                writer = imageio_ffmpeg.write_frames(
-                    tmp, size, fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-                    output_params=["-crf", str(quality_crf), "-preset", "veryfast"],
-                )
+                if lossless:
+                    codec, pix_fmt = "libx264rgb", "rgb24"
+                    params = ["-crf", "0", "-preset", "veryfast", "-threads", "1", "-fflags", "+bitexact",
+                              "-flags:v", "+bitexact", "-map_metadata", "-1"]
+                else:
+                    codec, pix_fmt = "libx264", "yuv420p"
+                    params = ["-crf", str(quality_crf), "-preset", "veryfast"]
+                writer = imageio_ffmpeg.write_frames(tmp, size, fps=fps, codec=codec, pix_fmt_out=pix_fmt,
+                                                     macro_block_size=1, output_params=params)
                 writer.send(None)
             if (w + w % 2, h + h % 2) != size:
                 raise NCError(f"{path}: frame {count} is {w}x{h}, expected {size[0]}x{size[1]} like the first")

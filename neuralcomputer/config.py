@@ -1,0 +1,234 @@
+"""Typed run configs, named presets and checked ``key=value`` overrides.
+
+A run's config is two parts: ``model`` (what is saved with the weights and needed to sample) and
+``train`` (how it is trained). Presets fill both; overrides change single leaves, typed by the value
+they replace, so ``lr=abc`` or ``num_layers=2.5`` fail before any work starts.
+
+Presets (see ``docs``/README for FLOPs and sizes):
+
+* ``cell-ae``: the cell autoencoder tokenizer of the CPU presets (trained first, minutes).
+* ``cligen-tiny``: ~4M-parameter Wan DiT over cell-AE latents, 5 frames at 1 fps; trains on 2 CPU cores.
+* ``cligen-small``: ~60M parameters, 9 frames at ~2 fps; a single GPU (or a patient CPU).
+* ``wan2.1-i2v-1.3b`` / ``wan2.1-i2v-14b``: the real Wan2.1 sizes with the Wan VAE, UMT5 and (14B)
+  the CLIP image context; for GPUs, fine-tuned from local weights (``model.pretrained=PATH``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from typing import Any
+
+from neuralcomputer.errors import NCError
+
+# Training defaults: the paper's fine-tuning settings (AdamW, lr 5e-5, weight decay 1e-2, clip 1.0).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 1000,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "lr": 5e-5,
+    "weight_decay": 1e-2,
+    "betas": [0.9, 0.999],
+    "grad_clip": 1.0,
+    "warmup_steps": 0,
+    "ema_decay": 0.999,
+    "seed": 0,
+    "tier": "mixed",  # caption tier per example: semantic|regular|detailed|mixed
+    "caption_dropout": 0.1,  # for classifier-free guidance
+    "mixed_precision": "no",  # "bf16" on GPUs
+    "gradient_checkpointing": False,
+    "cache_latents": True,
+    "log_every": 10,
+    "save_every": 250,
+    "keep_checkpoints": 3,
+    "val_every": 250,
+    "val_clips": 4,
+    "val_steps": 10,
+    "threads": 0,  # CPU threads for PyTorch (0: its default); 1 keeps a background run off the other core
+    "tokenizer_steps": 2000,  # for presets whose tokenizer is learned first (cell-ae)
+}
+
+_CELL_AE = {"kind": "cell-ae", "cell": [17, 8], "latent_channels": 16, "hidden": 256}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cell-ae": {
+        "model": {"kind": "tokenizer", "tokenizer": dict(_CELL_AE), "height": 408, "width": 640},
+        "train": {"steps": 2000, "batch_size": 2048, "lr": 2e-3, "weight_decay": 0.0, "warmup_steps": 50,
+                  "ema_decay": 0.0, "save_every": 500, "val_every": 500, "cache_latents": False,
+                  "ink_fraction": 0.75},
+    },
+    "cligen-tiny": {
+        "model": {
+            "kind": "cligen",
+            "tokenizer": dict(_CELL_AE),
+            "text": {"kind": "bytes", "text_dim": 128, "layers": 2, "heads": 4, "max_len": 1600},
+            "transformer": {"patch_size": [1, 2, 4], "num_attention_heads": 6, "attention_head_dim": 32,
+                            "ffn_dim": 768, "num_layers": 6, "freq_dim": 64, "rope_max_seq_len": 256},
+            "image": None,
+            "pretrained": None,
+            "height": 408, "width": 640, "num_frames": 5, "frame_stride": 15, "fps": 15,
+            "flow_shift": 3.0, "sampler": "unipc", "sample_steps": 20, "guidance_scale": 2.0,
+        },
+        # Trained from scratch, so a higher learning rate than the paper's fine-tuning 5e-5.
+        "train": {"steps": 3000, "batch_size": 2, "lr": 3e-4, "warmup_steps": 200, "ema_decay": 0.999,
+                  "save_every": 250, "val_every": 500},
+    },
+    "cligen-small": {
+        "model": {
+            "kind": "cligen",
+            "tokenizer": dict(_CELL_AE),
+            "text": {"kind": "bytes", "text_dim": 256, "layers": 4, "heads": 4, "max_len": 1600},
+            "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 8, "attention_head_dim": 64,
+                            "ffn_dim": 2048, "num_layers": 12, "freq_dim": 256, "rope_max_seq_len": 512},
+            "image": None,
+            "pretrained": None,
+            "height": 408, "width": 640, "num_frames": 9, "frame_stride": 8, "fps": 15,
+            "flow_shift": 3.0, "sampler": "unipc", "sample_steps": 30, "guidance_scale": 3.0,
+        },
+        "train": {"steps": 100000, "batch_size": 8, "lr": 2e-4, "warmup_steps": 1000},
+    },
+    # Real Wan2.1 sizes (diffusers' Wan2.1 configs). I2V: 16 noise + 4 mask + 16 first-frame channels.
+    "wan2.1-i2v-1.3b": {
+        "model": {
+            "kind": "cligen",
+            "tokenizer": {"kind": "wan-vae", "path": None},
+            "text": {"kind": "umt5", "path": None, "max_len": 512},
+            "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 12, "attention_head_dim": 128,
+                            "ffn_dim": 8960, "num_layers": 30, "freq_dim": 256, "rope_max_seq_len": 1024,
+                            "text_dim": 4096},
+            "image": None,
+            "pretrained": None,
+            "height": 408, "width": 640, "num_frames": 33, "frame_stride": 2, "fps": 15,
+            "flow_shift": 3.0, "sampler": "unipc", "sample_steps": 40, "guidance_scale": 5.0,
+        },
+        "train": {"steps": 60000, "batch_size": 1, "lr": 5e-5, "mixed_precision": "bf16",
+                  "gradient_checkpointing": True},
+    },
+    "wan2.1-i2v-14b": {
+        "model": {
+            "kind": "cligen",
+            "tokenizer": {"kind": "wan-vae", "path": None},
+            "text": {"kind": "umt5", "path": None, "max_len": 512},
+            "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 40, "attention_head_dim": 128,
+                            "ffn_dim": 13824, "num_layers": 40, "freq_dim": 256, "rope_max_seq_len": 1024,
+                            "text_dim": 4096, "added_kv_proj_dim": 5120},
+            "image": {"kind": "clip", "path": None, "image_dim": 1280},
+            "pretrained": None,
+            "height": 408, "width": 640, "num_frames": 33, "frame_stride": 2, "fps": 15,
+            "flow_shift": 3.0, "sampler": "unipc", "sample_steps": 40, "guidance_scale": 5.0,
+        },
+        "train": {"steps": 60000, "batch_size": 1, "lr": 5e-5, "mixed_precision": "bf16",
+                  "gradient_checkpointing": True},
+    },
+}
+
+# Which preset to suggest when one does not fit in memory.
+SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny"}
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """A deep copy of a preset as ``{"preset", "model", "train"}``, with train defaults filled in."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise NCError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
+    preset = copy.deepcopy(PRESETS[name])
+    return {"preset": name, "model": preset["model"], "train": {**copy.deepcopy(TRAIN_DEFAULTS), **preset["train"]}}
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_leaves(value, path + "."))
+        out[path] = value
+    return out
+
+
+def _parse(raw: str, old: Any, key: str) -> Any:
+    """Parse ``raw`` as the type of ``old`` (the value it replaces)."""
+    def fail(expected: str) -> NCError:
+        return NCError(f"override {key}={raw}: expected {expected}")
+
+    if raw.lower() in ("none", "null") and (old is None or key.endswith(("path", "pretrained", "image"))):
+        return None
+    if isinstance(old, bool):
+        if raw.lower() in ("true", "1", "yes", "on"):
+            return True
+        if raw.lower() in ("false", "0", "no", "off"):
+            return False
+        raise fail("true or false")
+    if isinstance(old, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise fail("an integer") from None
+    if isinstance(old, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise fail("a number") from None
+    if isinstance(old, list | dict):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise fail(f"JSON {type(old).__name__}, e.g. {json.dumps(old)}") from None
+        if type(value) is not type(old):
+            raise fail(f"a {type(old).__name__}")
+        return value
+    return raw  # strings and None-valued paths take the text as is
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides; ``key`` is a dotted path (``model.transformer.num_layers``) or a
+    leaf name that is unique in the config (``num_layers``, ``lr``)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise NCError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        leaves = _leaves({"model": config["model"], "train": config["train"]})
+        if key in leaves:
+            path = key
+        else:
+            matches = [p for p in leaves if p.rsplit(".", 1)[-1] == key]
+            if len(matches) > 1:
+                raise NCError(f"override {key}: ambiguous, say which: {', '.join(matches)}")
+            if not matches:
+                names = sorted({p.rsplit(".", 1)[-1] for p in leaves} | set(leaves))
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise NCError(f"override {key}: no such setting in preset {config['preset']}{hint}")
+            path = matches[0]
+        *parents, leaf = path.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        if isinstance(node[leaf], dict):
+            raise NCError(f"override {key}: a group, not a setting; set one of its keys (e.g. {path}.KEY=...)")
+        node[leaf] = _parse(raw, node[leaf], key)
+    check_config(config)
+    return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-field checks that a type alone cannot express."""
+    m, t = config["model"], config["train"]
+    if t["tier"] not in ("semantic", "regular", "detailed", "mixed"):
+        raise NCError(f"tier={t['tier']}: expected semantic, regular, detailed or mixed")
+    if t["mixed_precision"] not in ("no", "bf16", "fp16"):
+        raise NCError(f"mixed_precision={t['mixed_precision']}: expected no, bf16 or fp16")
+    for key in ("steps", "batch_size", "grad_accum", "log_every", "save_every", "val_every"):
+        if t[key] < 1:
+            raise NCError(f"{key}={t[key]}: expected a positive integer")
+    if not 0 <= t["caption_dropout"] < 1 or not 0 <= t["ema_decay"] < 1:
+        raise NCError("caption_dropout and ema_decay must lie in [0, 1)")
+    if m["kind"] == "cligen":
+        if m["num_frames"] < 2 or m["frame_stride"] < 1:
+            raise NCError("num_frames must be >= 2 and frame_stride >= 1")
+        if m["sampler"] not in ("euler", "unipc"):
+            raise NCError(f"sampler={m['sampler']}: expected euler or unipc")
+        if m["sample_steps"] < 1:
+            raise NCError("sample_steps must be >= 1")

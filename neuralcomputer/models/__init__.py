@@ -1,0 +1,1 @@
+"""Tokenizers, caption encoders and the Wan backbone wrapper (no training code here)."""

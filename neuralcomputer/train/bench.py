@@ -1,0 +1,174 @@
+"""``ncomp bench train`` / ``ncomp bench sample`` / ``ncomp bench flops``: speed, memory and FLOPs.
+
+Training speed is measured twice in the same process on the same inputs: our full training step
+(caption encoder, Wan I2V conditioning, flow loss, grad clipping, AdamW, EMA) and the bare diffusers
+``WanTransformer3DModel`` of the same size fed precomputed text embeddings with a plain MSE and
+AdamW; the difference is our overhead. FLOPs are counted with ``torch.utils.flop_counter`` on the
+meta device, so the 14B preset is counted without allocating it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from neuralcomputer.config import apply_overrides, preset_config
+from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
+from neuralcomputer.models.cligen import CLIGenModel
+
+CAPTION_BYTES = 172  # median detailed caption of the clean dataset
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _time(fn: Callable[[], None], warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def _model(preset: str, overrides: list[str]) -> tuple[CLIGenModel, dict[str, Any]]:
+    config = apply_overrides(preset_config(preset), overrides)
+    model_cfg = dict(config["model"])
+    model_cfg["tokenizer"] = {**model_cfg["tokenizer"], "path": None}  # untrained: speed does not care
+    return CLIGenModel(model_cfg), config
+
+
+def bench_train(preset: str = "cligen-tiny", steps: int = 10, warmup: int = 2, threads: int | None = None,
+                overrides: list[str] | None = None) -> Iterator[dict]:
+    """Steps/s, samples/s and peak memory: ours vs the bare diffusers transformer."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.training_utils import EMAModel
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, config = _model(preset, overrides or [])
+    t = config["train"]
+    b = t["batch_size"]
+    c, lt, lh, lw = model.latent_shape
+    x0 = torch.randn(b, c, lt, lh, lw)
+    captions = ["x" * CAPTION_BYTES] * b
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    ema = EMAModel(params, decay=t["ema_decay"])
+    gen = torch.Generator().manual_seed(0)
+
+    def ours() -> None:
+        noise = torch.randn(x0.shape, generator=gen)
+        sigma = sample_sigmas(b, config["model"]["flow_shift"], gen)
+        with torch.no_grad():
+            cond = model.condition(None, x0[:, :, :1])
+        text = model.encode_text(captions)
+        pred = model(noisy_latents(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, cond, text)
+        flow_loss(pred, x0, noise).backward()
+        torch.nn.utils.clip_grad_norm_(params, t["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.step(params)
+
+    bare_model = WanTransformer3DModel(**dict(model.transformer.config))
+    bare_opt = torch.optim.AdamW(bare_model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    with torch.no_grad():
+        text = model.encode_text(captions)
+    inp = torch.randn(b, bare_model.config.in_channels, lt, lh, lw)
+
+    def bare() -> None:
+        out = bare_model(inp, torch.full((b,), 500.0), text, return_dict=False)[0]
+        (out - x0).square().mean().backward()
+        bare_opt.step()
+        bare_opt.zero_grad(set_to_none=True)
+
+    # Interleave so that both see the same machine state.
+    s_bare = _time(bare, warmup, steps)
+    s_ours = _time(ours, warmup, steps)
+    s_bare = min(s_bare, _time(bare, 0, steps))
+    s_ours = min(s_ours, _time(ours, 0, steps))
+    n_params = sum(p.numel() for p in model.transformer.parameters())
+    tokens = lt * lh * lw // (torch.tensor(model.transformer.config.patch_size).prod().item())
+    common = {"preset": preset, "threads": torch.get_num_threads(), "batch_size": b, "tokens_per_sample": tokens,
+              "transformer_params": n_params}
+    yield {"figure": "train_bare_diffusers", **common, "s_per_step": s_bare, "steps_per_s": 1 / s_bare,
+           "samples_per_s": b / s_bare}
+    yield {"figure": "train_ours", **common, "s_per_step": s_ours, "steps_per_s": 1 / s_ours,
+           "samples_per_s": b / s_ours, "overhead_vs_bare": s_ours / s_bare - 1,
+           "text_encoder_params": sum(p.numel() for p in model.text_encoder.parameters())}
+    yield {"figure": "train_peak_rss_mb", "preset": preset, "value": _peak_rss_mb()}
+
+
+def bench_sample(preset: str = "cligen-tiny", model_dir: str | None = None, clips: int = 2, steps: int | None = None,
+                 threads: int | None = None) -> Iterator[dict]:
+    """Seconds per sampled clip at the default sampler steps (untrained weights unless ``model_dir``)."""
+    import numpy as np
+
+    from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = CLIGenModel.from_pretrained(model_dir) if model_dir else _model(preset, [])[0]
+    pipe = CLIGenPipeline(model, steps=steps)
+    first = np.zeros((pipe.height, pipe.width, 3), np.uint8)
+    caption = "x" * CAPTION_BYTES
+    pipe.sample_frames(first[None], [caption], seed=0)  # warm-up
+    start = time.perf_counter()
+    for i in range(clips):
+        pipe.sample_frames(first[None], [caption], seed=i)
+    s = (time.perf_counter() - start) / clips
+    yield {"figure": "sample_s_per_clip", "preset": model.config.get("preset", preset), "sampler": pipe.sampler,
+           "steps": pipe.steps, "guidance_scale": pipe.guidance_scale, "frames_sampled": pipe.num_frames,
+           "threads": torch.get_num_threads(), "value": s}
+    yield {"figure": "sample_peak_rss_mb", "value": _peak_rss_mb()}
+
+
+def preset_flops(preset: str) -> dict:
+    """FLOPs of one training step (forward + backward, batch of the preset) and of one sampled clip
+    (all sampler steps, with guidance) for the transformer, counted on the meta device."""
+    from diffusers import WanTransformer3DModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = preset_config(preset)
+    m = config["model"]
+    t = dict(m["transformer"])
+    t["patch_size"] = tuple(t["patch_size"])
+    text_dim = t.setdefault("text_dim", m["text"].get("text_dim", 4096))
+    if m.get("image"):
+        t["image_dim"] = m["image"]["image_dim"]
+    if m["tokenizer"]["kind"].startswith("wan-vae"):
+        c, r, sr, tr = 16, 4, 8, 4
+        lt, lh, lw = 1 + (m["num_frames"] - 1) // tr, -(-m["height"] // 16) * 2, -(-m["width"] // 16) * 2
+    else:
+        ch, cw = m["tokenizer"]["cell"]
+        c, r = m["tokenizer"]["latent_channels"], 1
+        lt, lh, lw = m["num_frames"], m["height"] // ch, m["width"] // cw
+    b = config["train"]["batch_size"]
+    text_len = 512 if m["text"]["kind"] == "umt5" or m.get("image") else 256
+    with torch.device("meta"):
+        model = WanTransformer3DModel(in_channels=2 * c + r, out_channels=c, **t)
+        x = torch.randn(b, 2 * c + r, lt, lh, lw)
+        text = torch.randn(b, text_len, text_dim)
+        image = torch.randn(b, 257, t["image_dim"]) if m.get("image") else None
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(x, torch.full((b,), 500.0), text, encoder_hidden_states_image=image, return_dict=False)[0].sum().backward()
+        train = counter.get_total_flops()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x[:1], torch.full((1,), 500.0), text[:1], encoder_hidden_states_image=None if image is None else image[:1])
+        fwd = counter.get_total_flops()
+    passes = 2 if m["guidance_scale"] != 1.0 else 1
+    return {"figure": "flops", "preset": preset, "transformer_params": sum(p.numel() for p in model.parameters()),
+            "latent": [c, lt, lh, lw], "tokens_per_sample": lt * lh * lw // (t["patch_size"][0] * t["patch_size"][1] * t["patch_size"][2]),
+            "batch_size": b, "train_step_flops": train, "sample_steps": m["sample_steps"],
+            "sample_clip_flops": fwd * passes * m["sample_steps"],
+            "note": f"transformer only, text length {text_len}; tokenizer and text encoder excluded"}

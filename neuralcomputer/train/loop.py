@@ -1,0 +1,332 @@
+"""The one training loop: every component, one CPU or many GPUs (accelerate: DDP, FSDP, bf16).
+
+A run folder holds ``config.json`` (the resolved config), ``environment.json`` (versions, hardware,
+git revision), ``metrics.jsonl`` (one JSON object per log/validation event), ``checkpoints/step-N/``
+(``model/`` and ``ema/`` model directories plus ``state.pt``: optimizer, LR schedule, EMA, RNG and
+the data position) and, for presets with a learned tokenizer, ``tokenizer/``: the tokenizer's own run.
+
+Checkpoints are written to a temporary folder and renamed, so a run killed at any moment (SIGKILL
+included) resumes from its last complete checkpoint; data order and per-step randomness are pure
+functions of (seed, step), so the resumed loss curve is the uninterrupted one (tested).
+
+Launch on many GPUs with ``accelerate launch -m neuralcomputer.cli train ...`` (DDP by default,
+FSDP with an accelerate config that enables it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralcomputer.config import SMALLER, check_config, preset_config
+from neuralcomputer.errors import NCError
+from neuralcomputer.train.data import TIERS, check_dataset
+from neuralcomputer.train.tasks import make_task
+
+STATE = "state.pt"
+DONE = "done.json"  # written when a run reaches its last step
+
+
+def environment() -> dict[str, Any]:
+    """What a run ran on: versions, hardware and the git revision of the code."""
+    import accelerate
+    import diffusers
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                                    timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        rev, dirty = None, None
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "accelerate": accelerate.__version__, "numpy": np.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "git_revision": rev, "git_dirty": dirty, "argv": sys.argv}
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def checkpoints(run: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = Path(run) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("step-*") if p.is_dir() and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _param_count_meta(config: dict[str, Any]) -> int:
+    """Transformer parameters of a config, counted on the meta device (no memory used)."""
+    from diffusers import WanTransformer3DModel
+
+    t = dict(config["model"]["transformer"])
+    t["patch_size"] = tuple(t["patch_size"])
+    t.setdefault("text_dim", config["model"]["text"].get("text_dim", 4096))
+    if config["model"].get("image"):
+        t["image_dim"] = config["model"]["image"]["image_dim"]
+    with torch.device("meta"):
+        model = WanTransformer3DModel(in_channels=36, out_channels=16, **t)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_memory(config: dict[str, Any], device: torch.device) -> None:
+    """Refuse a preset whose weights, gradients and AdamW state cannot fit, naming a smaller preset."""
+    if config["model"]["kind"] != "cligen":
+        return
+    n = _param_count_meta(config)
+    need = n * 16  # fp32 weights + grads + two AdamW moments
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    if need > free:
+        smaller = SMALLER.get(config["preset"])
+        hint = f"; try --preset {smaller}" if smaller else ""
+        raise NCError(f"preset {config['preset']} needs ~{need / 2**30:.0f} GiB for its {n / 1e9:.2f}B-parameter "
+                      f"transformer's weights, gradients and optimizer state, {free / 2**30:.0f} GiB is free{hint}")
+
+
+class _Metrics:
+    """Append-only JSONL metrics (and TensorBoard when installed)."""
+
+    def __init__(self, run: Path, enabled: bool) -> None:
+        self.path = run / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run / "tensorboard"))
+            except ImportError:
+                pass
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (written by a run that died before its next checkpoint)."""
+        if not self.enabled or not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        tmp = self.path.with_name(".metrics.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.replace(self.path)
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, int | float):
+                    self.tb.add_scalar(k, v, record["step"])
+
+
+def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train (or resume) the run in ``out``; returns the run folder.
+
+    ``stop_after``: leave after this many steps of this call (tests use it to simulate a kill).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm import tqdm
+
+    check_config(config)
+    run, data = Path(out), Path(data)
+    t = config["train"]
+    if t["threads"]:
+        torch.set_num_threads(t["threads"])
+    accelerator = Accelerator(mixed_precision=t["mixed_precision"], gradient_accumulation_steps=t["grad_accum"],
+                              cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    # Everything that can be checked is checked before any work starts.
+    check_memory(config, accelerator.device)
+    model_cfg = config["model"]
+    if model_cfg["kind"] == "cligen":
+        tiers = TIERS if t["tier"] == "mixed" else (t["tier"],)
+        max_len = model_cfg["text"].get("max_len") if model_cfg["text"]["kind"] == "bytes" else None
+        check_dataset(data, model_cfg, max_len, tiers)
+        check_dataset(data, model_cfg, max_len, tiers, split="val", required=False)
+    else:
+        check_dataset(data, model_cfg, None, ())
+
+    # A learned tokenizer is trained first, as its own run inside this one.
+    tok = config["model"].get("tokenizer", {})
+    if config["model"]["kind"] == "cligen" and tok.get("kind") == "cell-ae" and not tok.get("path"):
+        tok_run = run / "tokenizer"
+        tok_cfg = preset_config("cell-ae")
+        tok_cfg["model"]["tokenizer"] = {k: v for k, v in tok.items() if k != "path"}
+        tok_cfg["model"]["height"], tok_cfg["model"]["width"] = model_cfg["height"], model_cfg["width"]
+        tok_cfg["train"]["steps"] = t.get("tokenizer_steps", tok_cfg["train"]["steps"])
+        tok_cfg["train"]["seed"] = t["seed"]
+        if not (tok_run / DONE).is_file():
+            train(tok_cfg, data, tok_run, progress=progress)
+        config = json.loads(json.dumps(config))
+        config["model"]["tokenizer"]["path"] = str((tok_run / "model").resolve())
+
+    resumed = (run / "config.json").is_file()
+    if resumed:
+        saved = json.loads((run / "config.json").read_text())
+        if saved["model"] != config["model"] or {k: v for k, v in saved["train"].items() if k != "steps"} != \
+                {k: v for k, v in config["train"].items() if k != "steps"}:
+            raise NCError(f"{run}: holds a run with a different config; resume it with the same preset and "
+                          "overrides (only steps may change), or choose a new --out")
+
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            _atomic_json(run / "config.json", config)
+        _atomic_json(run / "environment.json", environment())
+        for stale in (run / "checkpoints").glob(".tmp-*") if (run / "checkpoints").is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True)  # a save cut short by a kill
+    accelerator.wait_for_everyone()
+
+    set_seed(t["seed"])
+    task = make_task(config, data, run, progress=progress and main)
+    module = task.module
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise NCError(f"preset {config['preset']}: nothing to train")
+    optimizer = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"], betas=tuple(t["betas"]))
+    scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
+                              num_warmup_steps=t["warmup_steps"])
+    module, optimizer = accelerator.prepare(module, optimizer)
+    raw = accelerator.unwrap_model(module)
+    task.module = raw
+    ema = EMAModel(params, decay=t["ema_decay"]) if t["ema_decay"] > 0 else None
+
+    metrics = _Metrics(run, main)
+    step = 0
+    found = checkpoints(run)
+    if found:
+        state = torch.load(found[-1] / STATE, map_location="cpu", weights_only=False)
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        step = state["step"]
+        metrics.truncate_after(step)
+    if step >= t["steps"]:
+        return run
+
+    def save(step: int) -> None:
+        if not main:
+            return
+        final = run / "checkpoints" / f"step-{step}"
+        tmp = run / "checkpoints" / f".tmp-step-{step}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        task.export(raw, tmp / "model")
+        if ema is not None:
+            ema.store(params)
+            ema.copy_to(params)
+            task.export(raw, tmp / "ema")
+            ema.restore(params)
+        torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None, "step": step,
+                    "data_position": step * t["batch_size"] * accelerator.num_processes * t["grad_accum"],
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}}, tmp / STATE)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoints(run)[: -t["keep_checkpoints"]]:
+            shutil.rmtree(old, ignore_errors=True)
+        # run/model: the latest weights (EMA when kept) as a plain model directory
+        shutil.rmtree(run / ".tmp-model", ignore_errors=True)
+        shutil.copytree(final / ("ema" if ema is not None else "model"), run / ".tmp-model")
+        shutil.rmtree(run / "model", ignore_errors=True)
+        os.replace(run / ".tmp-model", run / "model")
+        if step == t["steps"]:
+            _atomic_json(run / DONE, {"step": step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def validate(step: int) -> None:
+        if not main:
+            return
+        if ema is not None:
+            ema.store(params)
+            ema.copy_to(params)
+        raw.eval()
+        scores = task.validate(raw, step)
+        raw.train()
+        if ema is not None:
+            ema.restore(params)
+        if scores:
+            metrics.log({"step": step, **{f"val/{k}": v for k, v in scores.items()}})
+
+    bar = tqdm(total=t["steps"], initial=step, desc=f"train {config['preset']}", unit="step", disable=not main or not progress,
+               dynamic_ncols=True)
+    module.train()
+    grad_norm = torch.tensor(0.0)
+    started, window_start, window_samples, done_here = time.time(), time.time(), 0, 0
+    try:
+        while step < t["steps"]:
+            total, samples = 0.0, 0
+            for micro in range(t["grad_accum"]):
+                with accelerator.accumulate(module):
+                    try:
+                        loss, n = task.loss(step, accelerator.process_index, accelerator.num_processes, micro,
+                                            t["batch_size"])
+                    except (torch.OutOfMemoryError, RuntimeError) as e:
+                        if not isinstance(e, torch.OutOfMemoryError) and "allocate memory" not in str(e):
+                            raise
+                        smaller = SMALLER.get(config["preset"])
+                        raise NCError(f"out of memory training preset {config['preset']}"
+                                      + (f"; try --preset {smaller} or a smaller batch_size" if smaller
+                                         else "; try a smaller batch_size")) from None
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        grad_norm = accelerator.clip_grad_norm_(params, t["grad_clip"])
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                total += float(loss.detach()) / t["grad_accum"]
+                samples += n
+            scheduler.step()
+            if ema is not None:
+                ema.step(params)
+            step += 1
+            done_here += 1
+            window_samples += samples * accelerator.num_processes
+            if not math.isfinite(total):
+                raise NCError(f"step {step}: loss is {total}; lower lr (now {t['lr']}) or check the data")
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}")
+            if step % t["log_every"] == 0 or step == t["steps"]:
+                elapsed = time.time() - window_start
+                metrics.log({"step": step, "loss": total, "lr": scheduler.get_last_lr()[0],
+                             "grad_norm": float(grad_norm), "samples_per_s": window_samples / max(elapsed, 1e-9),
+                             "elapsed_s": time.time() - started})
+                window_start, window_samples = time.time(), 0
+            if step % t["val_every"] == 0 or step == t["steps"]:
+                validate(step)
+            if step % t["save_every"] == 0 or step == t["steps"]:
+                save(step)
+            if stop_after is not None and done_here >= stop_after:
+                break
+    finally:
+        bar.close()
+    accelerator.wait_for_everyone()
+    return run

@@ -1,0 +1,206 @@
+"""What the one training loop trains: a task gives a module, a loss per micro-batch, validation and export.
+
+* :class:`TokenizerTask` -- the cell autoencoder (``cell-ae`` preset): MSE over character cells, most
+  of them drawn from cells with ink (blank cells are easy and would dominate).
+* :class:`CLIGenTask` -- the CLIGen model: Wan's rectified-flow loss on clip latents, caption dropout
+  for classifier-free guidance, validation by sampling held-out clips and reading them back.
+
+All randomness of a step comes from a generator seeded by (seed, step, rank), so a resumed run
+repeats exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuralcomputer.data.dataset import read_clip_payload
+from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.cligen import CLIGenModel, build_tokenizer, save_tokenizer
+from neuralcomputer.train.data import (
+    TIERS,
+    LatentCache,
+    check_dataset,
+    example_indices,
+    frames_to_tensor,
+    load_clip_frames,
+)
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, rank]).integers(2**62)))
+
+
+def frame_scores(pred: np.ndarray, ref: np.ndarray, texts: list[str] | None = None) -> dict[str, float]:
+    """PSNR, SSIM and grid-OCR char/line accuracy of ``(T, H, W, 3)`` uint8 frames against references."""
+    from neuralcomputer.eval.grid_ocr import GridOCR
+    from neuralcomputer.eval.image_metrics import psnr, ssim
+    from neuralcomputer.eval.ocr import frame_text_scores
+
+    ocr = _grid_ocr()
+    ref_texts = texts if texts is not None else [ocr.read(f) for f in ref]
+    chars, lines = frame_text_scores(ref_texts, [ocr.read(f) for f in pred])
+    return {"psnr": float(min(psnr(pred, ref), 99.0)), "ssim": float(ssim(pred, ref)),
+            "char_acc": float(np.mean(chars)), "line_acc": float(np.mean(lines))}
+
+
+_OCR: list = []
+
+
+def _grid_ocr():
+    from neuralcomputer.eval.grid_ocr import GridOCR
+
+    if not _OCR:
+        _OCR.append(GridOCR())
+    return _OCR[0]
+
+
+class TokenizerTask:
+    """Train the cell autoencoder tokenizer."""
+
+    def __init__(self, config: dict[str, Any], data: Path, run: Path, progress: bool = True) -> None:
+        self.config, self.data, self.run = config, Path(data), Path(run)
+        m, t = config["model"], config["train"]
+        self.records = check_dataset(self.data, m, None, ())
+        self.val_records = check_dataset(self.data, m, None, (), split="val", required=False)[: max(1, t["val_clips"])]
+        self.module = build_tokenizer({**m["tokenizer"], "path": None})
+        cell = tuple(m["tokenizer"]["cell"])
+        # Cells of the unique frames of up to 200 clips (~0.5 GB): enough variety of glyphs and colours.
+        frames = np.concatenate([read_clip_payload(self.data / r["path"])["unique_frames"] for r in self.records[:200]])
+        n, h, w, _ = frames.shape
+        ch, cw = cell
+        cells = frames.reshape(n, h // ch, ch, w // cw, cw, 3).transpose(0, 1, 3, 5, 2, 4).reshape(-1, 3, ch, cw)
+        flat = cells.reshape(len(cells), -1)
+        has_ink = flat.max(1) != flat.min(1)
+        self.cells, self.ink, self.blank = cells, np.flatnonzero(has_ink), np.flatnonzero(~has_ink)
+        if len(self.ink) == 0:
+            raise NCError(f"{self.data}: no cell with any ink in the training frames")
+        self.norm_frames = frames[np.linspace(0, n - 1, min(n, 64)).astype(int)]
+
+    def loss(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[torch.Tensor, int]:
+        t = self.config["train"]
+        rng = np.random.default_rng([t["seed"], step, rank, micro])
+        n_ink = int(batch_size * t.get("ink_fraction", 0.75))
+        blank = rng.choice(self.blank, batch_size - n_ink) if len(self.blank) else rng.choice(self.ink, batch_size - n_ink)
+        idx = np.concatenate([rng.choice(self.ink, n_ink), blank])
+        x = torch.from_numpy(self.cells[idx]).float().div(255.0)
+        y = self.module.decode_raw(self.module.encode_raw(x))
+        return (y - x).square().mean(), batch_size
+
+    @torch.no_grad()
+    def validate(self, module: nn.Module, step: int) -> dict[str, float]:
+        if not self.val_records:
+            return {}
+        scores = []
+        for r in self.val_records:
+            frames = read_clip_payload(self.data / r["path"])["unique_frames"][:8]
+            recon = module.decode(module.encode(frames_to_tensor(frames)[None]))[0]
+            pred = recon.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            scores.append(frame_scores(pred, frames))
+        return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+    def export(self, module: nn.Module, path: Path) -> None:
+        module.fit_normalisation(frames_to_tensor(self.norm_frames))
+        save_tokenizer(module, path, self.config["model"])
+
+
+class CLIGenTask:
+    """Train a CLIGen model on a clip dataset."""
+
+    def __init__(self, config: dict[str, Any], data: Path, run: Path, progress: bool = True) -> None:
+        self.config, self.data, self.run = config, Path(data), Path(run)
+        m, t = config["model"], config["train"]
+        tiers = TIERS if t["tier"] == "mixed" else (t["tier"],)
+        self.tiers = tiers
+        max_len = m["text"].get("max_len") if m["text"]["kind"] == "bytes" else None
+        self.records = check_dataset(self.data, m, max_len, tiers)
+        self.val_records = check_dataset(self.data, m, max_len, tiers, split="val", required=False)[: t["val_clips"]]
+        self.module = CLIGenModel(m)
+        if t["gradient_checkpointing"]:
+            self.module.transformer.enable_gradient_checkpointing()
+        self.cache = None
+        cacheable = self.module.tokenizer.temporal_ratio == 1 and self.module.image_encoder is None
+        if t["cache_latents"] and cacheable:
+            self.cache = LatentCache.build(self.run / "cache", self.data, self.records, self.module.tokenizer,
+                                           m["num_frames"], m["frame_stride"], progress=progress)
+        # Fixed noise for a validation loss that is comparable across steps.
+        self._val_batch: dict | None = None
+
+    def _batch(self, indices: list[int], gen: torch.Generator, dropout: float) -> dict:
+        m = self.config["model"]
+        tier_pick = torch.randint(len(self.tiers), (len(indices),), generator=gen).tolist()
+        drop = (torch.rand(len(indices), generator=gen) < dropout).tolist()
+        captions = ["" if d else self.records[i]["captions"][self.tiers[k]]
+                    for i, k, d in zip(indices, tier_pick, drop, strict=True)]
+        if self.cache is not None:
+            x0 = torch.from_numpy(np.stack([np.asarray(self.cache.latents[i]) for i in indices])).float()
+            first = None
+        else:
+            frames = torch.stack([frames_to_tensor(load_clip_frames(self.data, self.records[i], m["num_frames"],
+                                                                    m["frame_stride"])) for i in indices])
+            with torch.no_grad():
+                x0 = self.module.tokenizer.encode(frames)
+            first = frames[:, 0]
+        return {"x0": x0, "first": first, "captions": captions}
+
+    def _flow_loss(self, module: CLIGenModel, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        x0 = batch["x0"].to(next(module.transformer.parameters()).device)
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        sigma = sample_sigmas(len(x0), self.config["model"]["flow_shift"], gen).to(x0.device)
+        with torch.no_grad():
+            first = batch["first"]
+            cond = module.condition(first, None if first is not None else x0[:, :, :1])
+        image = module.encode_image(first) if module.image_encoder is not None else None
+        text = module.encode_text(batch["captions"])
+        pred = module(noisy_latents(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, cond, text, image)
+        return flow_loss(pred, x0, noise)
+
+    def loss(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[torch.Tensor, int]:
+        t = self.config["train"]
+        per_step = batch_size * world * t["grad_accum"]
+        start = step * per_step + (micro * world + rank) * batch_size
+        indices = example_indices(len(self.records), t["seed"], start, batch_size)
+        gen = step_generator(t["seed"], step, rank * 1000 + micro)
+        batch = self._batch(indices, gen, t["caption_dropout"])
+        return self._flow_loss(self.module, batch, gen), batch_size
+
+    @torch.no_grad()
+    def validate(self, module: CLIGenModel, step: int) -> dict[str, float]:
+        from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+
+        m, t = self.config["model"], self.config["train"]
+        if not self.val_records:
+            return {}
+        # validation loss at fixed sigmas and noise: comparable across steps
+        gen = torch.Generator().manual_seed(12345)
+        frames = [load_clip_frames(self.data, r, m["num_frames"], m["frame_stride"]) for r in self.val_records]
+        video = torch.stack([frames_to_tensor(f) for f in frames])
+        batch = {"x0": module.tokenizer.encode(video), "first": video[:, 0],
+                 "captions": [r["captions"]["detailed"] for r in self.val_records]}
+        val_loss = float(self._flow_loss(module, batch, gen))
+        pipe = CLIGenPipeline(module, steps=t["val_steps"], deterministic=False,
+                              device=next(module.transformer.parameters()).device)
+        scores = []
+        for i, (r, ref) in enumerate(zip(self.val_records, frames, strict=True)):
+            pred = pipe.sample_frames(ref[:1], [r["captions"]["detailed"]], seed=i)[0]
+            scores.append(frame_scores(pred[1:], ref[1:]))  # frame 0 is given, not generated
+        module.train()
+        out = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+        return {"val_loss": val_loss, **out}
+
+    def export(self, module: CLIGenModel, path: Path) -> None:
+        module.save_pretrained(path)
+
+
+def make_task(config: dict[str, Any], data: Path, run: Path, progress: bool = True):
+    kind = config["model"]["kind"]
+    if kind == "tokenizer":
+        return TokenizerTask(config, data, run, progress)
+    if kind == "cligen":
+        return CLIGenTask(config, data, run, progress)
+    raise NCError(f"preset {config['preset']}: unknown model kind {kind!r}")
