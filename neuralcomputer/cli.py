@@ -46,8 +46,8 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neuralcomputer")
 def main() -> None:
-    """Neural Computers: record terminal sessions, render them to captioned clips, and (soon)
-    train and run video models that are the computer."""
+    """Neural Computers: record terminal sessions, render them to captioned clips, train and sample
+    video models that are the computer, and measure them."""
 
 
 @main.group(cls=_Group)
@@ -394,6 +394,47 @@ def bench_ocr_cmd(n_frames: int) -> None:
 
     for figure in bench_ocr(n_frames=n_frames):
         click.echo(json.dumps(figure))
+
+
+@bench.command("train")
+@click.option("--preset", default="cligen-tiny", show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps (after 2 warm-up).")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="CPU threads (0: PyTorch's default).")
+@click.argument("overrides", nargs=-1)
+def bench_train_cmd(preset: str, steps: int, threads: int, overrides: tuple[str, ...]) -> None:
+    """Training steps/s, samples/s and peak memory: our full step vs the bare diffusers transformer."""
+    from neuralcomputer.train.bench import bench_train
+
+    for figure in bench_train(preset, steps=steps, threads=threads or None, overrides=list(overrides)):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("sample")
+@click.option("--preset", default="cligen-tiny", show_default=True)
+@click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A trained model directory (default: the preset with untrained weights; same speed).")
+@click.option("--clips", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Sampler steps (default: the model's).")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
+def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int | None, threads: int) -> None:
+    """Seconds per sampled clip at the default sampler steps, and peak memory."""
+    from neuralcomputer.diffusion.pipeline import resolve_model_dir
+    from neuralcomputer.train.bench import bench_sample
+
+    path = str(resolve_model_dir(model_dir)) if model_dir else None
+    for figure in bench_sample(preset, path, clips=clips, steps=steps, threads=threads or None):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("flops")
+@click.option("--preset", "presets", multiple=True, help="Preset(s) (default: every CLIGen preset).")
+def bench_flops_cmd(presets: tuple[str, ...]) -> None:
+    """FLOPs per training step and per sampled clip of each preset's transformer (counted, not timed)."""
+    from neuralcomputer.config import PRESETS
+    from neuralcomputer.train.bench import preset_flops
+
+    for preset in presets or [p for p in PRESETS if PRESETS[p]["model"]["kind"] == "cligen"]:
+        click.echo(json.dumps(preset_flops(preset)))
 
 
 @main.command()

@@ -47,6 +47,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "val_steps": 10,
     "threads": 0,  # CPU threads for PyTorch (0: its default); 1 keeps a background run off the other core
     "tokenizer_steps": 2000,  # for presets whose tokenizer is learned first (cell-ae)
+    "tokenizer_latent_noise": 0.0,
 }
 
 _CELL_AE = {"kind": "cell-ae", "cell": [17, 8], "latent_channels": 16, "hidden": 256}
@@ -56,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"kind": "tokenizer", "tokenizer": dict(_CELL_AE), "height": 408, "width": 640},
         "train": {"steps": 2000, "batch_size": 2048, "lr": 2e-3, "weight_decay": 0.0, "warmup_steps": 50,
                   "ema_decay": 0.0, "save_every": 500, "val_every": 500, "cache_latents": False,
-                  "ink_fraction": 0.75},
+                  "ink_fraction": 0.75, "latent_noise": 0.0},
     },
     "cligen-tiny": {
         "model": {
@@ -71,8 +72,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "flow_shift": 3.0, "sampler": "unipc", "sample_steps": 20, "guidance_scale": 2.0,
         },
         # Trained from scratch, so a higher learning rate than the paper's fine-tuning 5e-5.
-        "train": {"steps": 3000, "batch_size": 2, "lr": 3e-4, "warmup_steps": 200, "ema_decay": 0.999,
-                  "save_every": 250, "val_every": 500},
+        "train": {"steps": 3000, "batch_size": 2, "lr": 5e-4, "warmup_steps": 200, "ema_decay": 0.999,
+                  "save_every": 250, "val_every": 500, "tokenizer_steps": 3000, "tokenizer_latent_noise": 0.1},
     },
     "cligen-small": {
         "model": {

@@ -152,10 +152,8 @@ STAND_INS = {"copy-first-frame": CopyFirstFrame, "caption-renderer": CaptionRend
 
 
 def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGenerator:
-    """A model by name: ``builtin:NAME`` for a stand-in (``builtin:reference-oracle`` needs ``dataset``).
-
-    Trained models (model directories) plug in here as later issues add them.
-    """
+    """A model by name: ``builtin:NAME`` for a stand-in (``builtin:reference-oracle`` needs ``dataset``),
+    or a path: a run folder (its latest checkpoint), a checkpoint or a model directory."""
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name == "reference-oracle":
@@ -165,6 +163,10 @@ def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGener
         if name in STAND_INS:
             return STAND_INS[name]()
         raise NCError(f"unknown stand-in {name!r} (expected reference-oracle or one of {', '.join(STAND_INS)})")
-    raise NCError(f"{spec}: no such model (trained models arrive with the CLIGen model; "
-                  "use builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
+    if Path(spec).exists():
+        from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+
+        return CLIGenPipeline.load(spec)
+    raise NCError(f"{spec}: no such model (give a run folder, checkpoint or model directory, or "
+                  "builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
                   "builtin:arithmetic-oracle or builtin:noisy-copy)")

@@ -181,6 +181,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
         tok_cfg["model"]["height"], tok_cfg["model"]["width"] = model_cfg["height"], model_cfg["width"]
         tok_cfg["train"]["steps"] = t.get("tokenizer_steps", tok_cfg["train"]["steps"])
         tok_cfg["train"]["seed"] = t["seed"]
+        tok_cfg["train"]["latent_noise"] = t["tokenizer_latent_noise"]
         if not (tok_run / DONE).is_file():
             train(tok_cfg, data, tok_run, progress=progress)
         config = json.loads(json.dumps(config))

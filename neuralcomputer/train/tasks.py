@@ -89,7 +89,14 @@ class TokenizerTask:
         blank = rng.choice(self.blank, batch_size - n_ink) if len(self.blank) else rng.choice(self.ink, batch_size - n_ink)
         idx = np.concatenate([rng.choice(self.ink, n_ink), blank])
         x = torch.from_numpy(self.cells[idx]).float().div(255.0)
-        y = self.module.decode_raw(self.module.encode_raw(x))
+        z = self.module.encode_raw(x)
+        if t["latent_noise"] > 0:
+            # The diffusion model's latents are never exact: a decoder trained on slightly noisy
+            # latents maps near misses to the right glyph instead of to a blend of glyphs.
+            gen = step_generator(t["seed"], step, rank * 1000 + micro)
+            scale = z.detach().std(dim=(0, 2, 3), keepdim=True)
+            z = z + t["latent_noise"] * scale * torch.randn(z.shape, generator=gen)
+        y = self.module.decode_raw(z)
         return (y - x).square().mean(), batch_size
 
     @torch.no_grad()

@@ -1,0 +1,229 @@
+"""The training loop: checked configs and data, run folders, exact resume after SIGKILL, overfitting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuralcomputer.config import apply_overrides, preset_config
+from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.train.loop import checkpoints, train
+from neuralcomputer.train.tasks import frame_scores
+from tests.cligen_helpers import TINY, make_tiny_dataset, tiny_config
+
+NCOMP = str(Path(sys.executable).with_name("ncomp"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ds(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("train"))
+
+
+def _ncomp(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([NCOMP, *args], capture_output=True, text=True, timeout=timeout)
+
+
+# -- configs ------------------------------------------------------------------------------------
+def test_overrides_are_typed_and_checked():
+    config = apply_overrides(preset_config("cligen-tiny"), ["lr=1e-4", "num_layers=3", "tier=detailed",
+                                                            "model.transformer.patch_size=[1,2,2]"])
+    assert config["train"]["lr"] == 1e-4 and config["model"]["transformer"]["num_layers"] == 3
+    assert config["model"]["transformer"]["patch_size"] == [1, 2, 2]
+    for bad, message in [("lr=abc", "expected a number"), ("num_layers=2.5", "expected an integer"),
+                         ("num_layer=2", "did you mean num_layers"), ("gradient_checkpointing=maybe", "true or false"),
+                         ("tier=fancy", "expected semantic"), ("patch_size=3", "expected a list"), ("patch_size=[1,2", "JSON list"),
+                         ("transformer=1", "a group, not a setting"), ("nokey", "expected key=value")]:
+        with pytest.raises(NCError, match=message):
+            apply_overrides(preset_config("cligen-tiny"), [bad])
+    with pytest.raises(NCError, match="unknown preset 'cligen-tinny' \\(did you mean cligen-tiny\\?\\)"):
+        preset_config("cligen-tinny")
+
+
+def test_bad_input_fails_before_any_work(tiny_ds, tmp_path):
+    cases = [
+        (["--preset", "nope"], "unknown preset"),
+        (["--preset", "cligen-tiny", "lr=abc"], "expected a number"),
+        (["--preset", "cligen-tiny", "--data", str(tmp_path / "missing")], "no such dataset"),
+        (["--preset", "cligen-tiny"], "frames are 320x136, the preset expects 640x408"),
+        (["--preset", "cligen-tiny", *TINY, "max_len=20"], "caption is .* bytes, over text max_len=20"),
+        (["--preset", "wan2.1-i2v-14b"], "preset wan2.1-i2v-14b needs ~.* GiB .* try --preset wan2.1-i2v-1.3b"),
+    ]
+    for args, message in cases:
+        if "--data" not in args:
+            args = [*args, "--data", str(tiny_ds)]
+        out = tmp_path / "run"
+        result = _ncomp("train", *args, "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and __import__("re").search(message, lines[0]), result.stderr
+        assert not out.exists()  # nothing started, nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.jsonl").write_text("")
+    result = _ncomp("train", "--preset", "cligen-tiny", "--data", str(empty), "--out", str(tmp_path / "r2"), *TINY)
+    assert result.returncode == 2 and "split is empty" in result.stderr
+
+
+# -- resume -------------------------------------------------------------------------------------
+def _losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reproduces_the_loss_curve(tiny_ds, tmp_path):
+    args = ["--preset", "cligen-tiny", "--data", str(tiny_ds), "--steps", "24", *TINY, "tokenizer_steps=20",
+            "save_every=6", "val_every=100", "threads=1"]
+    straight = tmp_path / "straight"
+    result = _ncomp("train", *args, "--out", str(straight))
+    assert result.returncode == 0, result.stderr
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([NCOMP, "train", *args, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(int(p.name.split("-")[1]) >= 12 for p in checkpoints(killed)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    steps_done = [int(p.name.split("-")[1]) for p in checkpoints(killed)]
+    assert steps_done and max(steps_done) < 24, "the run finished before it could be killed"
+    result = _ncomp("train", *args, "--out", str(killed))
+    assert result.returncode == 0, result.stderr
+    a, b = _losses(straight), _losses(killed)
+    assert sorted(a) == sorted(b) == list(range(1, 25))
+    assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(b)]  # the same curve, exactly
+
+
+def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
+    config = tiny_config(extra=["tokenizer_steps=5", "save_every=2"])
+    config["train"]["steps"] = 2
+    train(config, tiny_ds, tmp_path / "run", progress=False)
+    changed = apply_overrides(config, ["lr=1e-3"])
+    with pytest.raises(NCError, match="different config"):
+        train(changed, tiny_ds, tmp_path / "run", progress=False)
+    more = apply_overrides(config, ["steps=3"])  # only steps may change
+    train(more, tiny_ds, tmp_path / "run", progress=False)
+    assert [p.name for p in checkpoints(tmp_path / "run")][-1] == "step-3"
+    run = tmp_path / "run"
+    env = json.loads((run / "environment.json").read_text())
+    assert env["torch"] and env["diffusers"] and "git_revision" in env
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == config["train"]["lr"]
+    # a corrupt checkpoint is a clear error, not a traceback
+    model_dir = resolve_model_dir(checkpoints(run)[-1])
+    assert model_dir.name == "ema"  # EMA weights are what a checkpoint samples with
+    (model_dir / "transformer.safetensors").write_bytes(b"\0" * 10)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((136, 320, 3), np.uint8)).save(run / "x.png")
+    result = _ncomp("sample", "--model", str(checkpoints(run)[-1]), "--first-frame", str(run / "x.png"),
+                    "--caption", "x", "--out", str(run / "x.mp4"))
+    assert result.returncode == 2 and "unreadable weights" in result.stderr and not (run / "x.mp4").exists()
+    with pytest.raises(NCError, match="unreadable weights"):
+        CLIGenModel.from_pretrained(model_dir)
+
+
+# -- overfitting: the model learns to draw the clips it saw ----------------------------------------
+@pytest.mark.slow
+def test_overfit_a_handful_of_clips(tiny_ds, tmp_path):
+    config = tiny_config(extra=["tokenizer_steps=400", "lr=2e-3", "warmup_steps=20", "caption_dropout=0",
+                                "tier=detailed", "ema_decay=0", "save_every=300", "val_every=300",
+                                "num_layers=2", "attention_head_dim=32", "num_attention_heads=2", "ffn_dim=256"])
+    config["train"]["steps"] = 300
+    run = train(config, tiny_ds, tmp_path / "run", progress=False)
+    records = [r for r in load_manifest(tiny_ds) if r["split"] == "train"]
+
+    def score(pipe: CLIGenPipeline) -> float:
+        chars = []
+        for i, r in enumerate(records):
+            frames = read_clip_payload(tiny_ds / r["path"])["frames"]
+            ref = frames[np.minimum(np.arange(3) * 5, len(frames) - 1)]
+            pred = pipe.sample_frames(ref[:1], [r["captions"]["detailed"]], seed=i)[0]
+            chars.append(frame_scores(pred[1:], ref[1:])["char_acc"])
+        return float(np.mean(chars))
+
+    trained = CLIGenModel.from_pretrained(resolve_model_dir(run))
+    untrained_cfg = dict(trained.config)
+    import torch
+
+    torch.manual_seed(1)
+    untrained = CLIGenModel(untrained_cfg)  # same trained tokenizer, fresh denoiser
+    trained_acc = score(CLIGenPipeline(trained, steps=10, guidance_scale=1.0))
+    untrained_acc = score(CLIGenPipeline(untrained, steps=10, guidance_scale=1.0))
+    assert trained_acc > 0.6 and trained_acc > untrained_acc + 0.4, (trained_acc, untrained_acc)
+
+
+# -- a trained run, used through the CLI like a user would ------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tiny_ds, tmp_path_factory):
+    config = tiny_config(extra=["tokenizer_steps=30", "save_every=4", "val_every=4"])
+    config["train"]["steps"] = 4
+    return train(config, tiny_ds, tmp_path_factory.mktemp("run") / "run", progress=False)
+
+
+def test_run_folder_layout_and_metrics(trained_run):
+    run = trained_run
+    assert (run / "done.json").is_file() and (run / "model" / "config.json").is_file()
+    assert (run / "tokenizer" / "model" / "tokenizer.safetensors").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    val = [r for r in records if "val/char_acc" in r]
+    assert val and {"val/val_loss", "val/psnr", "val/ssim", "val/char_acc", "val/line_acc"} <= set(val[0])
+    assert all(np.isfinite(r["loss"]) and r["samples_per_s"] > 0 for r in records if "loss" in r)
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+
+
+def test_sample_cli_is_byte_identical_and_exports(trained_run, tiny_ds, tmp_path):
+    from PIL import Image
+
+    record = load_manifest(tiny_ds)[0]
+    first = read_clip_payload(tiny_ds / record["path"])["frames"][0]
+    Image.fromarray(first).save(tmp_path / "first.png")
+    outs = []
+    for name in ("a.mp4", "b.mp4", "pngs"):
+        result = _ncomp("sample", "--model", str(trained_run), "--first-frame", str(tmp_path / "first.png"),
+                        "--caption", record["captions"]["detailed"], "--out", str(tmp_path / name), "--seed", "3",
+                        "--steps", "3")
+        assert result.returncode == 0, result.stderr
+        outs.append(tmp_path / name)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    pngs = sorted(outs[2].iterdir())
+    assert [p.name for p in pngs[:2]] == ["frame-000.png", "frame-001.png"] and len(pngs) == 11
+    from neuralcomputer.eval.videos import read_mp4
+
+    decoded = read_mp4(outs[0])  # lossless: the mp4 decodes to exactly the PNG frames
+    assert np.array_equal(decoded, np.stack([np.asarray(Image.open(p)) for p in pngs]))
+    assert np.array_equal(decoded[0], first)
+    result = _ncomp("export", "--model", str(trained_run), "--out", str(tmp_path / "exported"))
+    assert result.returncode == 0, result.stderr
+    model = CLIGenModel.from_pretrained(tmp_path / "exported")
+    assert model.config["num_frames"] == 3
+    too_long = _ncomp("sample", "--model", str(tmp_path / "exported"), "--first-frame", str(tmp_path / "first.png"),
+                      "--caption", "x" * 2000, "--out", str(tmp_path / "c.mp4"))
+    assert too_long.returncode == 2 and "2000 bytes; this model reads at most 1600" in too_long.stderr
+
+
+def test_eval_and_probes_take_a_trained_model(trained_run, tiny_ds, tmp_path):
+    result = _ncomp("eval", "--model", str(trained_run), "--data", str(tiny_ds), "--split", "all",
+                    "--out", str(tmp_path / "report"), "--no-tesseract")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["clips"] == len(load_manifest(tiny_ds)) and report["psnr"] > 0
+    from neuralcomputer.eval.interface import load_generator
+    from neuralcomputer.eval.probes import probe_determinism
+
+    model = load_generator(str(trained_run))
+    first = read_clip_payload(tiny_ds / load_manifest(tiny_ds)[0]["path"])["frames"][0]
+    result = probe_determinism(model, first, "echo hi", runs=2, seed=0, num_frames=6)
+    assert result["identical_fraction"] == 1.0
