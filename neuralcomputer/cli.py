@@ -426,6 +426,24 @@ def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int
         click.echo(json.dumps(figure))
 
 
+@bench.command("tokenizer")
+@click.option("--data", "dataset", type=click.Path(exists=True, path_type=Path), required=True,
+              help="Dataset whose test split is measured.")
+@click.option("--cell-ae", "cell_ae", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Trained cell-AE tokenizer directory (e.g. RUN/tokenizer/model); repeatable.")
+@click.option("--wan-vae", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A local AutoencoderKLWan directory (the real Wan2.1 VAE).")
+@click.option("--clips", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
+def bench_tokenizer_cmd(dataset: Path, cell_ae: tuple[Path, ...], wan_vae: Path | None, clips: int, threads: int) -> None:
+    """Tokenizers on held-out frames: reconstruction PSNR/SSIM, grid-OCR char/line accuracy, time per frame."""
+    from neuralcomputer.train.bench import bench_tokenizers
+
+    for figure in bench_tokenizers(str(dataset), [str(p) for p in cell_ae], str(wan_vae) if wan_vae else None,
+                                   clips=clips, threads=threads or None):
+        click.echo(json.dumps(figure))
+
+
 @bench.command("flops")
 @click.option("--preset", "presets", multiple=True, help="Preset(s) (default: every CLIGen preset).")
 def bench_flops_cmd(presets: tuple[str, ...]) -> None:

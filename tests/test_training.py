@@ -227,3 +227,28 @@ def test_eval_and_probes_take_a_trained_model(trained_run, tiny_ds, tmp_path):
     first = read_clip_payload(tiny_ds / load_manifest(tiny_ds)[0]["path"])["frames"][0]
     result = probe_determinism(model, first, "echo hi", runs=2, seed=0, num_frames=6)
     assert result["identical_fraction"] == 1.0
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_ds, tmp_path):
+    losses = []
+    for flag in ("false", "true"):
+        config = tiny_config(extra=["tokenizer_steps=5", "val_every=100", "save_every=100",
+                                    f"gradient_checkpointing={flag}", "threads=1"])
+        config["train"]["steps"] = 3
+        losses.append(_losses(train(config, tiny_ds, tmp_path / flag, progress=False)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_run(tiny_ds, tmp_path):
+    """The multi-GPU code path (accelerate + DDP), run as two CPU processes over gloo."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    result = subprocess.run(
+        [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "neuralcomputer.cli", "train", "--preset", "cligen-tiny", "--data",
+         str(tiny_ds), "--out", str(tmp_path / "ddp"), "--steps", "3", *TINY, "tokenizer_steps=5", "save_every=3",
+         "val_every=3", "threads=1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    losses = _losses(tmp_path / "ddp")
+    assert sorted(losses) == [1, 2, 3]
+    assert CLIGenModel.from_pretrained(resolve_model_dir(tmp_path / "ddp")).config["num_frames"] == 3

@@ -172,3 +172,61 @@ def preset_flops(preset: str) -> dict:
             "batch_size": b, "train_step_flops": train, "sample_steps": m["sample_steps"],
             "sample_clip_flops": fwd * passes * m["sample_steps"],
             "note": f"transformer only, text length {text_len}; tokenizer and text encoder excluded"}
+
+
+def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, clips: int = 10,
+                     frames_per_clip: int = 4, threads: int | None = None) -> Iterator[dict]:
+    """Each tokenizer on held-out (test split) frames: reconstruction PSNR, grid-OCR char/line accuracy
+    against the frames' true screen text, and encode+decode seconds per frame.
+
+    ``cell_ae``: trained cell-AE tokenizer directories (``RUN/tokenizer/model``); ``wan_vae``: a local
+    AutoencoderKLWan directory (the real Wan2.1 VAE when a user has it).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+    from neuralcomputer.errors import NCError
+    from neuralcomputer.eval.grid_ocr import GridOCR
+    from neuralcomputer.eval.image_metrics import psnr, ssim
+    from neuralcomputer.eval.ocr import frame_text_scores
+    from neuralcomputer.models.cligen import build_tokenizer, read_model_config
+    from neuralcomputer.models.tokenizers import CellPixelTokenizer, WanVAETokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    root = Path(data)
+    records = [r for r in load_manifest(root) if r["split"] == "test"][:clips]
+    if not records:
+        raise NCError(f"{root}: no test clips to measure tokenizers on")
+    frames, texts = [], []
+    for r in records:
+        payload = read_clip_payload(root / r["path"])
+        pick = np.linspace(0, len(payload["frames"]) - 1, frames_per_clip).astype(int)
+        frames.append(payload["frames"][pick])
+        texts += [str(t) for t in payload["text"][pick]]
+    frames = np.concatenate(frames)
+    tokenizers: list[tuple[str, torch.nn.Module]] = [("cell-pixel", CellPixelTokenizer((17, 8)))]
+    for path in cell_ae:
+        cfg = read_model_config(path)["model"]["tokenizer"]
+        tokenizers.append((f"cell-ae:{path}", build_tokenizer({**cfg, "path": path}).eval()))
+    if wan_vae:
+        tokenizers.append((f"wan-vae:{wan_vae}", WanVAETokenizer.from_pretrained(wan_vae)))
+    ocr = GridOCR()
+    for name, tok in tokenizers:
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+        start = time.perf_counter()
+        with torch.no_grad():
+            if isinstance(tok, WanVAETokenizer):  # codes video: 1 + 4k frames; here each frame alone
+                y = torch.cat([tok.decode(tok.encode(f[None, None]), size=f.shape[-2:])[0] for f in x])
+            else:
+                y = tok.decode(tok.encode(x[:, None].transpose(0, 1)))[0]
+        seconds = (time.perf_counter() - start) / len(x)
+        pred = y.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        chars, lines = frame_text_scores(texts, [ocr.read(f) for f in pred])
+        z_shape = tuple(tok.encode(x[:1, None]).shape[1:]) if not isinstance(tok, WanVAETokenizer) else None
+        yield {"figure": "tokenizer", "tokenizer": name, "frames": len(x), "psnr": min(psnr(pred, frames), 99.0),
+               "ssim": ssim(pred, frames), "grid_char_acc": float(np.mean(chars)),
+               "grid_line_acc": float(np.mean(lines)), "s_per_frame_encode_decode": seconds,
+               "latent_per_frame": z_shape}

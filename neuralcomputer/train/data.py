@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ class LatentCache:
                     out = np.empty((len(records), *z.shape), dtype=np.float16)
                 out[i] = z.numpy().astype(np.float16)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")  # each process of a multi-GPU run its own
         np.save(tmp, out)
         tmp.replace(path)
         return cls(np.load(path, mmap_mode="r"))

@@ -308,6 +308,8 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
             scheduler.step()
             if ema is not None:
                 ema.step(params)
+            if accelerator.num_processes > 1:  # log the loss of the whole batch, not of rank 0's share
+                total = float(accelerator.reduce(torch.tensor(total, device=accelerator.device), "mean"))
             step += 1
             done_here += 1
             window_samples += samples * accelerator.num_processes
