@@ -32,6 +32,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "betas": [0.9, 0.999],
     "grad_clip": 1.0,
     "warmup_steps": 0,
+    "lr_schedule": "constant",  # constant | cosine (decays to 0 at the last step)
     "ema_decay": 0.999,
     "seed": 0,
     "tier": "mixed",  # caption tier per example: semantic|regular|detailed|mixed
@@ -56,13 +57,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cell-ae": {
         "model": {"kind": "tokenizer", "tokenizer": dict(_CELL_AE), "height": 408, "width": 640},
         "train": {"steps": 2000, "batch_size": 2048, "lr": 2e-3, "weight_decay": 0.0, "warmup_steps": 50,
+                  "lr_schedule": "cosine",
                   "ema_decay": 0.0, "save_every": 500, "val_every": 500, "cache_latents": False,
-                  "ink_fraction": 0.75, "latent_noise": 0.0},
+                  "ink_fraction": 0.5, "latent_noise": 0.0},
     },
     "cligen-tiny": {
         "model": {
             "kind": "cligen",
-            "tokenizer": dict(_CELL_AE),
+            "tokenizer": {**_CELL_AE, "path": None},  # path: a trained cell-ae (else trained first)
             "text": {"kind": "bytes", "text_dim": 128, "layers": 2, "heads": 4, "max_len": 1600},
             "transformer": {"patch_size": [1, 2, 4], "num_attention_heads": 6, "attention_head_dim": 32,
                             "ffn_dim": 768, "num_layers": 6, "freq_dim": 64, "rope_max_seq_len": 256},
@@ -73,12 +75,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         # Trained from scratch, so a higher learning rate than the paper's fine-tuning 5e-5.
         "train": {"steps": 3000, "batch_size": 2, "lr": 5e-4, "warmup_steps": 200, "ema_decay": 0.999,
-                  "save_every": 250, "val_every": 500, "tokenizer_steps": 3000, "tokenizer_latent_noise": 0.1},
+                  "save_every": 250, "val_every": 500, "tokenizer_steps": 3000, "tokenizer_latent_noise": 0.3},
     },
     "cligen-small": {
         "model": {
             "kind": "cligen",
-            "tokenizer": dict(_CELL_AE),
+            "tokenizer": {**_CELL_AE, "path": None},  # path: a trained cell-ae (else trained first)
             "text": {"kind": "bytes", "text_dim": 256, "layers": 4, "heads": 4, "max_len": 1600},
             "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 8, "attention_head_dim": 64,
                             "ffn_dim": 2048, "num_layers": 12, "freq_dim": 256, "rope_max_seq_len": 512},
@@ -219,6 +221,8 @@ def check_config(config: dict[str, Any]) -> None:
     m, t = config["model"], config["train"]
     if t["tier"] not in ("semantic", "regular", "detailed", "mixed"):
         raise NCError(f"tier={t['tier']}: expected semantic, regular, detailed or mixed")
+    if t["lr_schedule"] not in ("constant", "cosine"):
+        raise NCError(f"lr_schedule={t['lr_schedule']}: expected constant or cosine")
     if t["mixed_precision"] not in ("no", "bf16", "fp16"):
         raise NCError(f"mixed_precision={t['mixed_precision']}: expected no, bf16 or fp16")
     for key in ("steps", "batch_size", "grad_accum", "log_every", "save_every", "val_every"):

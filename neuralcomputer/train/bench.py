@@ -145,8 +145,9 @@ def preset_flops(preset: str) -> dict:
     if m.get("image"):
         t["image_dim"] = m["image"]["image_dim"]
     if m["tokenizer"]["kind"].startswith("wan-vae"):
-        c, r, sr, tr = 16, 4, 8, 4
-        lt, lh, lw = 1 + (m["num_frames"] - 1) // tr, -(-m["height"] // 16) * 2, -(-m["width"] // 16) * 2
+        # Wan2.1 VAE: 16 channels, 8x spatial (frames padded to a multiple of 16), 4x temporal
+        c, r = 16, 4
+        lt, lh, lw = 1 + (m["num_frames"] - 1) // 4, -(-m["height"] // 16) * 2, -(-m["width"] // 16) * 2
     else:
         ch, cw = m["tokenizer"]["cell"]
         c, r = m["tokenizer"]["latent_channels"], 1

@@ -211,8 +211,11 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     if not params:
         raise NCError(f"preset {config['preset']}: nothing to train")
     optimizer = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"], betas=tuple(t["betas"]))
-    scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
-                              num_warmup_steps=t["warmup_steps"])
+    if t["lr_schedule"] == "cosine":
+        scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=t["warmup_steps"], num_training_steps=t["steps"])
+    else:
+        scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
+                                  num_warmup_steps=t["warmup_steps"])
     module, optimizer = accelerator.prepare(module, optimizer)
     raw = accelerator.unwrap_model(module)
     task.module = raw
