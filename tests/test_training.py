@@ -132,6 +132,9 @@ def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
     assert result.returncode == 2 and "unreadable weights" in result.stderr and not (run / "x.mp4").exists()
     with pytest.raises(NCError, match="unreadable weights"):
         CLIGenModel.from_pretrained(model_dir)
+    (checkpoints(run)[-1] / "state.pt").write_bytes(b"truncated")
+    with pytest.raises(NCError, match="unreadable checkpoint"):
+        train(more, tiny_ds, run, progress=False)
 
 
 # -- overfitting: the model learns to draw the clips it saw ----------------------------------------

@@ -225,8 +225,12 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     step = 0
     found = checkpoints(run)
     if found:
-        state = torch.load(found[-1] / STATE, map_location="cpu", weights_only=False)
-        raw.load_state_dict(state["model"])
+        try:
+            state = torch.load(found[-1] / STATE, map_location="cpu", weights_only=False)
+            raw.load_state_dict(state["model"])
+        except Exception as e:  # torch raises several types on a damaged file
+            raise NCError(f"{found[-1] / STATE}: unreadable checkpoint ({str(e).splitlines()[0][:200]}); "
+                          "delete this checkpoint folder to resume from the one before it") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
