@@ -53,6 +53,9 @@ test: lint pytest
 bench: setup
 	$(BIN)/ncomp bench render
 	$(BIN)/python benchmarks/emulators.py | tail -1
+	$(BIN)/ncomp bench train --threads 1
+	$(BIN)/ncomp bench sample --threads 1
+	$(BIN)/ncomp bench flops
 
 # Both dataset variants at small scale: `general` from the real casts in ../shared, `clean` from
 # freshly recorded sessions of every generator (SESSIONS per generator).

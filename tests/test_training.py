@@ -191,6 +191,7 @@ def test_run_folder_layout_and_metrics(trained_run):
     assert val and {"val/val_loss", "val/psnr", "val/ssim", "val/char_acc", "val/line_acc"} <= set(val[0])
     assert all(np.isfinite(r["loss"]) and r["samples_per_s"] > 0 for r in records if "loss" in r)
     assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert (run / "curves.png").stat().st_size > 1000
 
 
 def test_sample_cli_is_byte_identical_and_exports(trained_run, tiny_ds, tmp_path):

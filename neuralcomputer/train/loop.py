@@ -32,6 +32,7 @@ import torch
 from neuralcomputer.config import SMALLER, check_config, preset_config
 from neuralcomputer.errors import NCError
 from neuralcomputer.train.data import TIERS, check_dataset
+from neuralcomputer.train.plots import plot_run
 from neuralcomputer.train.tasks import make_task
 
 STATE = "state.pt"
@@ -284,6 +285,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
             ema.restore(params)
         if scores:
             metrics.log({"step": step, **{f"val/{k}": v for k, v in scores.items()}})
+        plot_run(run)
 
     bar = tqdm(total=t["steps"], initial=step, desc=f"train {config['preset']}", unit="step", disable=not main or not progress,
                dynamic_ncols=True)
