@@ -262,3 +262,17 @@ def test_two_process_data_parallel_run(tiny_ds, tmp_path):
     losses = _losses(tmp_path / "ddp")
     assert sorted(losses) == [1, 2, 3]
     assert CLIGenModel.from_pretrained(resolve_model_dir(tmp_path / "ddp")).config["num_frames"] == 3
+
+
+def test_bench_commands_print_json_figures(tiny_ds, tmp_path):
+    result = _ncomp("bench", "flops", "--preset", "cligen-tiny", "--preset", "wan2.1-i2v-14b")
+    assert result.returncode == 0, result.stderr
+    tiny, big = (json.loads(line) for line in result.stdout.splitlines())
+    assert tiny["train_step_flops"] > 0 and big["train_step_flops"] > 1000 * tiny["train_step_flops"]
+    result = _ncomp("bench", "train", "--steps", "1", "--threads", "1", *TINY)
+    assert result.returncode == 0, result.stderr
+    figures = {f["figure"]: f for f in map(json.loads, result.stdout.splitlines())}
+    assert figures["train_ours"]["s_per_step"] > 0 and "overhead_vs_bare" in figures["train_ours"]
+    assert figures["train_bare_diffusers"]["transformer_params"] == figures["train_ours"]["transformer_params"]
+    result = _ncomp("bench", "tokenizer", "--data", str(tiny_ds), "--clips", "1")
+    assert result.returncode == 2 and "no test clips" in result.stderr  # the tiny set has train/val only
