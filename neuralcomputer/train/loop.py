@@ -9,8 +9,8 @@ Checkpoints are written to a temporary folder and renamed, so a run killed at an
 included) resumes from its last complete checkpoint; data order and per-step randomness are pure
 functions of (seed, step), so the resumed loss curve is the uninterrupted one (tested).
 
-Launch on many GPUs with ``accelerate launch -m neuralcomputer.cli train ...`` (DDP by default,
-FSDP with an accelerate config that enables it).
+Launch on many GPUs with ``accelerate launch --multi_gpu -m neuralcomputer.cli train ...`` or
+``torchrun --nproc_per_node N -m neuralcomputer.cli train ...`` (DDP; on CPUs torchrun gives gloo).
 """
 
 from __future__ import annotations
@@ -105,6 +105,18 @@ def check_memory(config: dict[str, Any], device: torch.device) -> None:
         hint = f"; try --preset {smaller}" if smaller else ""
         raise NCError(f"preset {config['preset']} needs ~{need / 2**30:.0f} GiB for its {n / 1e9:.2f}B-parameter "
                       f"transformer's weights, gradients and optimizer state, {free / 2**30:.0f} GiB is free{hint}")
+
+
+class _LossModule(torch.nn.Module):
+    """The task's module with the task's loss as its forward: what accelerate wraps for DDP/FSDP."""
+
+    def __init__(self, task) -> None:
+        super().__init__()
+        self.module = task.module
+        self._compute_loss = task.compute_loss
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        return self._compute_loss(self.module, inputs)
 
 
 class _Metrics:
@@ -217,9 +229,10 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     else:
         scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
                                   num_warmup_steps=t["warmup_steps"])
-    module, optimizer = accelerator.prepare(module, optimizer)
-    raw = accelerator.unwrap_model(module)
-    task.module = raw
+    # DDP/FSDP wrap the loss itself, so every parameter the loss touches (caption encoder, image
+    # context, transformer) is synchronised, not only those reached through the transformer's forward.
+    wrapper, optimizer = accelerator.prepare(_LossModule(task), optimizer)
+    raw = task.module
     ema = EMAModel(params, decay=t["ema_decay"]) if t["ema_decay"] > 0 else None
 
     metrics = _Metrics(run, main)
@@ -289,17 +302,18 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
 
     bar = tqdm(total=t["steps"], initial=step, desc=f"train {config['preset']}", unit="step", disable=not main or not progress,
                dynamic_ncols=True)
-    module.train()
+    wrapper.train()
     grad_norm = torch.tensor(0.0)
     started, window_start, window_samples, done_here = time.time(), time.time(), 0, 0
     try:
         while step < t["steps"]:
             total, samples = 0.0, 0
             for micro in range(t["grad_accum"]):
-                with accelerator.accumulate(module):
+                with accelerator.accumulate(wrapper):
+                    inputs, n = task.batch(step, accelerator.process_index, accelerator.num_processes, micro,
+                                           t["batch_size"])
                     try:
-                        loss, n = task.loss(step, accelerator.process_index, accelerator.num_processes, micro,
-                                            t["batch_size"])
+                        loss = wrapper(inputs)
                     except (torch.OutOfMemoryError, RuntimeError) as e:
                         if not isinstance(e, torch.OutOfMemoryError) and "allocate memory" not in str(e):
                             raise
@@ -340,5 +354,11 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
                 break
     finally:
         bar.close()
+    if accelerator.num_processes > 1:
+        # Every rank must hold the same weights; a difference means gradients were not synchronised.
+        checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(accelerator.device)
+        sums = accelerator.gather(checksum)
+        if not torch.equal(sums, sums[:1].expand_as(sums)):  # synchronised updates are bit-identical
+            raise NCError(f"data-parallel ranks diverged (weight checksums {sums.tolist()})")
     accelerator.wait_for_everyone()
     return run

@@ -1,4 +1,8 @@
-"""What the one training loop trains: a task gives a module, a loss per micro-batch, validation and export.
+"""What the one training loop trains: a task gives a module, micro-batches, a loss, validation and export.
+
+``batch(step, rank, world, micro, batch_size)`` prepares one micro-batch (data and all its random
+draws) outside the model; ``compute_loss(module, batch)`` is pure model work, run inside the
+data-parallel wrapper's forward so that DDP/FSDP see every parameter the loss touches.
 
 * :class:`TokenizerTask` -- the cell autoencoder (``cell-ae`` preset): MSE over character cells, most
   of them drawn from cells with ink (blank cells are easy and would dominate).
@@ -81,24 +85,32 @@ class TokenizerTask:
             raise NCError(f"{self.data}: no cell with any ink in the training frames")
         self.norm_frames = frames[np.linspace(0, n - 1, min(n, 64)).astype(int)]
 
-    def loss(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[torch.Tensor, int]:
+    def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
+        """Cells ``x`` ``(N, 3, ch, cw)`` (and latent ``noise``) of one micro-batch."""
         t = self.config["train"]
         rng = np.random.default_rng([t["seed"], step, rank, micro])
         n_ink = int(batch_size * t.get("ink_fraction", 0.75))
         blank = rng.choice(self.blank, batch_size - n_ink) if len(self.blank) else rng.choice(self.ink, batch_size - n_ink)
         idx = np.concatenate([rng.choice(self.ink, n_ink), blank])
-        x = torch.from_numpy(self.cells[idx]).float().div(255.0)
-        z = self.module.encode_raw(x)
+        batch = {"x": torch.from_numpy(self.cells[idx]).float().div(255.0)}
         if t["latent_noise"] > 0:
-            # The diffusion model's latents are never exact: a decoder trained on slightly noisy
-            # latents maps near misses to the right glyph instead of to a blend of glyphs.
             gen = step_generator(t["seed"], step, rank * 1000 + micro)
+            batch["noise"] = torch.randn((batch_size, self.module.latent_channels, 1, 1), generator=gen)
+        return batch, batch_size
+
+    def compute_loss(self, module: nn.Module, batch: dict) -> torch.Tensor:
+        device = module.latents_mean.device
+        x = batch["x"].to(device)
+        z = module.encode_raw(x)
+        if "noise" in batch:
+            # The diffusion model's latents are never exact: a decoder trained on noisy latents
+            # maps near misses to the right glyph (or a blank) instead of a blend of glyphs.
             scale = z.detach().std(dim=(0, 2, 3), keepdim=True)
-            z = z + t["latent_noise"] * scale * torch.randn(z.shape, generator=gen)
-        y = self.module.decode_raw(z)
+            z = z + self.config["train"]["latent_noise"] * scale * batch["noise"].to(device)
+        y = module.decode_raw(z)
         # L1 beside MSE: it drives the many exactly-flat (blank) cells to exactly flat, where MSE
         # alone leaves faint glyph-shaped residue that an OCR reads as characters.
-        return (y - x).square().mean() + 0.1 * (y - x).abs().mean(), batch_size
+        return (y - x).square().mean() + 0.1 * (y - x).abs().mean()
 
     @torch.no_grad()
     def validate(self, module: nn.Module, step: int) -> dict[str, float]:
@@ -136,8 +148,6 @@ class CLIGenTask:
         if t["cache_latents"] and cacheable:
             self.cache = LatentCache.build(self.run / "cache", self.data, self.records, self.module.tokenizer,
                                            m["num_frames"], m["frame_stride"], progress=progress)
-        # Fixed noise for a validation loss that is comparable across steps.
-        self._val_batch: dict | None = None
 
     def _batch(self, indices: list[int], gen: torch.Generator, dropout: float) -> dict:
         m = self.config["model"]
@@ -156,26 +166,33 @@ class CLIGenTask:
             first = frames[:, 0]
         return {"x0": x0, "first": first, "captions": captions}
 
-    def _flow_loss(self, module: CLIGenModel, batch: dict, gen: torch.Generator) -> torch.Tensor:
-        x0 = batch["x0"].to(next(module.transformer.parameters()).device)
-        noise = torch.randn(x0.shape, generator=gen).to(x0)
-        sigma = sample_sigmas(len(x0), self.config["model"]["flow_shift"], gen).to(x0.device)
-        with torch.no_grad():
-            first = batch["first"]
-            cond = module.condition(first, None if first is not None else x0[:, :, :1])
-        image = module.encode_image(first) if module.image_encoder is not None else None
-        text = module.encode_text(batch["captions"])
-        pred = module(noisy_latents(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, cond, text, image)
-        return flow_loss(pred, x0, noise)
+    def _add_noise(self, batch: dict, gen: torch.Generator) -> dict:
+        x0 = batch["x0"]
+        batch["noise"] = torch.randn(x0.shape, generator=gen)
+        batch["sigma"] = sample_sigmas(len(x0), self.config["model"]["flow_shift"], gen)
+        return batch
 
-    def loss(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[torch.Tensor, int]:
+    def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
+        """Latents ``x0``, first frames (when not cached), captions, noise and noise levels of one micro-batch."""
         t = self.config["train"]
         per_step = batch_size * world * t["grad_accum"]
         start = step * per_step + (micro * world + rank) * batch_size
         indices = example_indices(len(self.records), t["seed"], start, batch_size)
         gen = step_generator(t["seed"], step, rank * 1000 + micro)
-        batch = self._batch(indices, gen, t["caption_dropout"])
-        return self._flow_loss(self.module, batch, gen), batch_size
+        return self._add_noise(self._batch(indices, gen, t["caption_dropout"]), gen), batch_size
+
+    def compute_loss(self, module: CLIGenModel, batch: dict) -> torch.Tensor:
+        """Wan's flow loss on one batch (runs inside the data-parallel wrapper's forward)."""
+        device = next(module.transformer.parameters()).device
+        x0 = batch["x0"].to(device)
+        noise, sigma = batch["noise"].to(x0), batch["sigma"].to(device)
+        first = None if batch["first"] is None else batch["first"].to(device)
+        with torch.no_grad():
+            cond = module.condition(first, None if first is not None else x0[:, :, :1])
+        image = module.encode_image(first) if module.image_encoder is not None else None
+        text = module.encode_text(batch["captions"])
+        pred = module(noisy_latents(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, cond, text, image)
+        return flow_loss(pred, x0, noise)
 
     @torch.no_grad()
     def validate(self, module: CLIGenModel, step: int) -> dict[str, float]:
@@ -190,7 +207,7 @@ class CLIGenTask:
         video = torch.stack([frames_to_tensor(f) for f in frames])
         batch = {"x0": module.tokenizer.encode(video), "first": video[:, 0],
                  "captions": [r["captions"]["detailed"] for r in self.val_records]}
-        val_loss = float(self._flow_loss(module, batch, gen))
+        val_loss = float(self.compute_loss(module, self._add_noise(batch, gen)))
         pipe = CLIGenPipeline(module, steps=t["val_steps"], deterministic=False,
                               device=next(module.transformer.parameters()).device)
         scores = []
