@@ -290,24 +290,28 @@ def probe_determinism_cmd(model: str, runs: int, seed: int, num_frames: int) -> 
 
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.option("--preset", required=True, help="cligen-tiny, cligen-small, wan2.1-i2v-1.3b, wan2.1-i2v-14b, cell-ae.")
-@click.option("--data", "dataset", type=click.Path(path_type=Path), required=True, help="Training dataset.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder (created, or resumed from its last checkpoint).")
+@click.option("--data", "dataset", type=click.Path(path_type=Path), help="Training dataset.  [required]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (created, or resumed from its last checkpoint).  [required]")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Total optimizer steps (default: the preset's).")
 @click.option("--show-config", is_flag=True, help="Print the resolved config as JSON and exit.")
 @click.argument("overrides", nargs=-1)
-def train(preset: str, dataset: Path, out: Path, steps: int | None, show_config: bool, overrides: tuple[str, ...]) -> None:
+def train(preset: str, dataset: Path | None, out: Path | None, steps: int | None, show_config: bool,
+          overrides: tuple[str, ...]) -> None:
     """Train a model (or resume a run). Overrides: key=value, e.g. lr=1e-4 num_layers=4 tier=detailed.
 
     Keys are leaf names (or dotted paths like model.transformer.num_layers) of the preset's config,
-    typed by the values they replace; `--show-config` lists them. Multi-GPU: `accelerate launch -m
-    neuralcomputer.cli train ...`."""
+    typed by the values they replace; `--show-config` lists them. Multi-GPU: `accelerate launch
+    --multi_gpu -m neuralcomputer.cli train ...` or `torchrun --nproc_per_node N -m neuralcomputer.cli
+    train ...`."""
     from neuralcomputer.config import apply_overrides, preset_config
 
     config = apply_overrides(preset_config(preset), list(overrides) + ([f"train.steps={steps}"] if steps else []))
     if show_config:
         click.echo(json.dumps(config, indent=2))
         return
+    if dataset is None or out is None:
+        raise click.UsageError("ncomp train needs --data and --out")
     from neuralcomputer.train.loop import train as run_train
 
     run = run_train(config, dataset, out)
