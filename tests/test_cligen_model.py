@@ -232,3 +232,37 @@ def test_first_frame_of_the_wrong_size_is_refused():
     pipe = CLIGenPipeline(CLIGenModel(config["model"]))
     with pytest.raises(NCError, match="first frame is 640x408; this model takes 320x136"):
         pipe.check_frame(np.zeros((408, 640, 3), np.uint8))
+
+
+def test_wan_weights_load_from_a_local_checkout(tmp_path):
+    """`model.pretrained=DIR` with a diffusers-layout Wan2.1 checkout (tiny here): VAE and transformer
+    come from the folder, with no network."""
+    from diffusers import WanTransformer3DModel
+
+    config = _tiny_preset("wan2.1-i2v-1.3b")["model"]
+    vae = WanVAETokenizer.tiny_random(seed=3).vae
+    vae.save_pretrained(tmp_path / "wan" / "vae")
+    t = dict(config["transformer"], patch_size=tuple(config["transformer"]["patch_size"]))
+    torch.manual_seed(5)
+    WanTransformer3DModel(in_channels=2 * 4 + 2, out_channels=4, **t).save_pretrained(tmp_path / "wan" / "transformer")
+    config["tokenizer"] = {"kind": "wan-vae", "path": None}
+    config["pretrained"] = str(tmp_path / "wan")
+    model = CLIGenModel(config)
+    reference = WanTransformer3DModel.from_pretrained(tmp_path / "wan" / "transformer")
+    assert all(torch.equal(a, b) for a, b in zip(model.transformer.state_dict().values(),
+                                                 reference.state_dict().values(), strict=True))
+    assert torch.equal(next(model.tokenizer.vae.parameters()), next(vae.parameters()))
+    with pytest.raises(NCError, match="no such directory"):
+        CLIGenModel({**config, "pretrained": str(tmp_path / "missing")})
+
+
+def test_umt5_and_clip_need_transformers_or_say_so(tmp_path):
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        from neuralcomputer.models.cligen import build_text_encoder
+
+        with pytest.raises(NCError, match="needs the `transformers` package"):
+            build_text_encoder({"kind": "umt5", "path": str(tmp_path)})
+    else:
+        pytest.skip("transformers is installed: the error path does not apply")
