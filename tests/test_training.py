@@ -82,6 +82,7 @@ def _losses(run: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_resume_after_sigkill_reproduces_the_loss_curve(tiny_ds, tmp_path):
     args = ["--preset", "cligen-tiny", "--data", str(tiny_ds), "--steps", "24", *TINY, "tokenizer_steps=20",
             "save_every=6", "val_every=100", "threads=1"]
@@ -139,6 +140,7 @@ def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
 
 # -- overfitting: the model learns to draw the clips it saw ----------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~3 min on a quiet 2-core machine; generous for a loaded one
 def test_overfit_a_handful_of_clips(tiny_ds, tmp_path):
     # The tokenizer first, as a user can (`ncomp train --preset cell-ae`), then the denoiser on it.
     tok = apply_overrides(preset_config("cell-ae"), ["height=136", "width=320", "batch_size=512", "steps=1000",
