@@ -15,6 +15,11 @@ from neuralcomputer.data.dataset import SPLITS, load_manifest, read_clip_payload
 from neuralcomputer.errors import NCError
 
 
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, 3, H, W)`` float32 in [0, 1] (a copy: the input may be read-only)."""
+    return torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 class ClipDataset(Dataset):
     """Clips of one split, as tensors.
 
@@ -58,6 +63,6 @@ class ClipDataset(Dataset):
                 frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
                 texts = texts + [texts[-1]] * pad
                 valid = np.concatenate([valid, np.zeros(pad, dtype=bool)])
-        tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        tensor = frames_to_tensor(frames)
         return {"frames": tensor, "valid": torch.from_numpy(valid), "caption": record["captions"][self.tier],
                 "text": texts, "id": record["id"]}

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.diffusion.sampling import guided, sample
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel
@@ -62,11 +63,6 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(before)
-
-
-def to_tensor_frame(frame: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float in [0, 1]."""
-    return torch.from_numpy(np.array(frame, copy=True)).permute(2, 0, 1).float().div(255.0)
 
 
 def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
@@ -124,7 +120,7 @@ class CLIGenPipeline:
             self.check_frame(f)
         model = self.model
         b = len(captions)
-        first = torch.stack([to_tensor_frame(f) for f in first_frames]).to(self.device)
+        first = frames_to_tensor(np.asarray(first_frames)).to(self.device)
         with deterministic_algorithms(self.deterministic):
             text = model.encode_text(list(captions) + ([""] * b if self.guidance_scale != 1.0 else []))
             image = model.encode_image(first)

@@ -188,6 +188,8 @@ def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, 
     import numpy as np
 
     from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+    from neuralcomputer.data.torch_dataset import frames_to_tensor
+    from neuralcomputer.diffusion.pipeline import to_uint8_frames
     from neuralcomputer.errors import NCError
     from neuralcomputer.eval.grid_ocr import GridOCR
     from neuralcomputer.eval.image_metrics import psnr, ssim
@@ -216,7 +218,7 @@ def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, 
         tokenizers.append((f"wan-vae:{wan_vae}", WanVAETokenizer.from_pretrained(wan_vae)))
     ocr = GridOCR()
     for name, tok in tokenizers:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+        x = frames_to_tensor(frames)
         start = time.perf_counter()
         with torch.no_grad():
             if isinstance(tok, WanVAETokenizer):  # codes video: 1 + 4k frames; here each frame alone
@@ -224,7 +226,7 @@ def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, 
             else:
                 y = tok.decode(tok.encode(x[:, None].transpose(0, 1)))[0]
         seconds = (time.perf_counter() - start) / len(x)
-        pred = y.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        pred = to_uint8_frames(y)
         chars, lines = frame_text_scores(texts, [ocr.read(f) for f in pred])
         z_shape = tuple(tok.encode(x[:1, None]).shape[1:]) if not isinstance(tok, WanVAETokenizer) else None
         yield {"figure": "tokenizer", "tokenizer": name, "frames": len(x), "psnr": min(psnr(pred, frames), 99.0),

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.errors import NCError
 
 TIERS = ("semantic", "regular", "detailed")
@@ -57,11 +58,6 @@ def load_clip_frames(root: Path, record: dict, num_frames: int, stride: int) -> 
     """``(num_frames, H, W, 3)`` uint8 frames of a clip at the model's frame stride."""
     frames = read_clip_payload(root / record["path"])["frames"]
     return frames[clip_frame_indices(num_frames, stride, len(frames))]
-
-
-def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """``(T, H, W, 3)`` uint8 -> ``(T, 3, H, W)`` float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

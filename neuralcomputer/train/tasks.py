@@ -15,6 +15,7 @@ repeats exactly what an uninterrupted one does.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from neuralcomputer.data.dataset import read_clip_payload
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
+from neuralcomputer.diffusion.pipeline import to_uint8_frames
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel, build_tokenizer, save_tokenizer
 from neuralcomputer.train.data import (
@@ -52,15 +54,11 @@ def frame_scores(pred: np.ndarray, ref: np.ndarray, texts: list[str] | None = No
             "char_acc": float(np.mean(chars)), "line_acc": float(np.mean(lines))}
 
 
-_OCR: list = []
-
-
+@functools.cache
 def _grid_ocr():
     from neuralcomputer.eval.grid_ocr import GridOCR
 
-    if not _OCR:
-        _OCR.append(GridOCR())
-    return _OCR[0]
+    return GridOCR()
 
 
 class TokenizerTask:
@@ -119,8 +117,7 @@ class TokenizerTask:
         scores = []
         for r in self.val_records:
             frames = read_clip_payload(self.data / r["path"])["unique_frames"][:8]
-            recon = module.decode(module.encode(frames_to_tensor(frames)[None]))[0]
-            pred = recon.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            pred = to_uint8_frames(module.decode(module.encode(frames_to_tensor(frames)[None]))[0])
             scores.append(frame_scores(pred, frames))
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
