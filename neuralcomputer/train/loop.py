@@ -1,4 +1,4 @@
-"""The one training loop: every component, one CPU or many GPUs (accelerate: DDP, FSDP, bf16).
+"""The one training loop: every component, one CPU or many GPUs (accelerate: DDP, bf16; FSDP not yet).
 
 A run folder holds ``config.json`` (the resolved config), ``environment.json`` (versions, hardware,
 git revision), ``metrics.jsonl`` (one JSON object per log/validation event), ``checkpoints/step-N/``
@@ -108,7 +108,7 @@ def check_memory(config: dict[str, Any], device: torch.device) -> None:
 
 
 class _LossModule(torch.nn.Module):
-    """The task's module with the task's loss as its forward: what accelerate wraps for DDP/FSDP."""
+    """The task's module with the task's loss as its forward: what accelerate wraps for DDP."""
 
     def __init__(self, task) -> None:
         super().__init__()
@@ -229,7 +229,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     else:
         scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
                                   num_warmup_steps=t["warmup_steps"])
-    # DDP/FSDP wrap the loss itself, so every parameter the loss touches (caption encoder, image
+    # DDP wraps the loss itself, so every parameter the loss touches (caption encoder, image
     # context, transformer) is synchronised, not only those reached through the transformer's forward.
     wrapper, optimizer = accelerator.prepare(_LossModule(task), optimizer)
     raw = task.module

@@ -2,7 +2,7 @@
 
 ``batch(step, rank, world, micro, batch_size)`` prepares one micro-batch (data and all its random
 draws) outside the model; ``compute_loss(module, batch)`` is pure model work, run inside the
-data-parallel wrapper's forward so that DDP/FSDP see every parameter the loss touches.
+data-parallel wrapper's forward so that DDP sees every parameter the loss touches.
 
 * :class:`TokenizerTask` -- the cell autoencoder (``cell-ae`` preset): MSE over character cells, most
   of them drawn from cells with ink (blank cells are easy and would dominate).
