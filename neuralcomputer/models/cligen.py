@@ -50,6 +50,18 @@ def build_tokenizer(cfg: dict[str, Any]) -> nn.Module:
     raise NCError(f"unknown tokenizer kind {kind!r} (expected cell-ae, cell-pixel, wan-vae or wan-vae-tiny)")
 
 
+def transformer_kwargs(cfg: dict[str, Any], text_dim: int) -> dict[str, Any]:
+    """``WanTransformer3DModel`` arguments of a model config, less the channel counts (which depend on
+    the tokenizer): ``patch_size`` as a tuple, ``text_dim`` (the caption encoder's unless the config
+    sets it) and ``image_dim`` when the preset has an image context."""
+    t = dict(cfg["transformer"])
+    t["patch_size"] = tuple(t["patch_size"])
+    t.setdefault("text_dim", text_dim)
+    if cfg.get("image"):
+        t["image_dim"] = cfg["image"]["image_dim"]
+    return t
+
+
 def load_tokenizer_weights(tokenizer: nn.Module, path: str | Path) -> None:
     """Load ``tokenizer.safetensors`` of a tokenizer model directory (``ncomp train --preset cell-ae``)."""
     file = Path(path) / "tokenizer.safetensors"
@@ -167,9 +179,7 @@ class CLIGenModel(nn.Module):
         r = self.tokenizer.temporal_ratio
         # check the frame size against the tokenizer before building anything large
         self.latent_shape = self.tokenizer.latent_shape(cfg["num_frames"], cfg["height"], cfg["width"])
-        t = dict(cfg["transformer"])
-        t["patch_size"] = tuple(t["patch_size"])
-        t.setdefault("text_dim", self.text_encoder.text_dim)
+        t = transformer_kwargs(cfg, self.text_encoder.text_dim)
         if t["text_dim"] != self.text_encoder.text_dim:
             raise NCError(f"transformer.text_dim={t['text_dim']} but the text encoder gives {self.text_encoder.text_dim}")
         _, lt, lh, lw = self.latent_shape
@@ -177,8 +187,6 @@ class CLIGenModel(nn.Module):
         if lt % pt or lh % ph or lw % pw:
             raise NCError(f"latent grid {lt}x{lh}x{lw} (frames x rows x cols) is not divisible by patch_size "
                           f"{list(t['patch_size'])}: change the frame size, num_frames or patch_size")
-        if image:
-            t["image_dim"] = image["image_dim"]
         if cfg.get("pretrained"):
             path = Path(cfg["pretrained"]) / "transformer"
             self.transformer = WanTransformer3DModel.from_pretrained(path, local_files_only=True)

@@ -17,7 +17,7 @@ import torch
 
 from neuralcomputer.config import apply_overrides, preset_config
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
-from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.models.cligen import CLIGenModel, transformer_kwargs
 
 CAPTION_BYTES = 172  # median detailed caption of the clean dataset
 
@@ -139,11 +139,8 @@ def preset_flops(preset: str) -> dict:
 
     config = preset_config(preset)
     m = config["model"]
-    t = dict(m["transformer"])
-    t["patch_size"] = tuple(t["patch_size"])
-    text_dim = t.setdefault("text_dim", m["text"].get("text_dim", 4096))
-    if m.get("image"):
-        t["image_dim"] = m["image"]["image_dim"]
+    t = transformer_kwargs(m, m["text"].get("text_dim", 4096))
+    text_dim = t["text_dim"]
     if m["tokenizer"]["kind"].startswith("wan-vae"):
         # Wan2.1 VAE: 16 channels, 8x spatial (frames padded to a multiple of 16), 4x temporal
         c, r = 16, 4

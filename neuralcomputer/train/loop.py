@@ -15,6 +15,7 @@ Launch on many GPUs with ``accelerate launch --multi_gpu -m neuralcomputer.cli t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -78,11 +79,9 @@ def _param_count_meta(config: dict[str, Any]) -> int:
     """Transformer parameters of a config, counted on the meta device (no memory used)."""
     from diffusers import WanTransformer3DModel
 
-    t = dict(config["model"]["transformer"])
-    t["patch_size"] = tuple(t["patch_size"])
-    t.setdefault("text_dim", config["model"]["text"].get("text_dim", 4096))
-    if config["model"].get("image"):
-        t["image_dim"] = config["model"]["image"]["image_dim"]
+    from neuralcomputer.models.cligen import transformer_kwargs
+
+    t = transformer_kwargs(config["model"], config["model"]["text"].get("text_dim", 4096))
     with torch.device("meta"):
         model = WanTransformer3DModel(in_channels=36, out_channels=16, **t)
     return sum(p.numel() for p in model.parameters())
@@ -197,7 +196,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
         tok_cfg["train"]["latent_noise"] = t["tokenizer_latent_noise"]
         if not (tok_run / DONE).is_file():
             train(tok_cfg, data, tok_run, progress=progress)
-        config = json.loads(json.dumps(config))
+        config = copy.deepcopy(config)
         config["model"]["tokenizer"]["path"] = str((tok_run / "model").resolve())
 
     resumed = (run / "config.json").is_file()
