@@ -38,6 +38,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "tier": "mixed",  # caption tier per example: semantic|regular|detailed|mixed
     "caption_dropout": 0.1,  # for classifier-free guidance
     "mixed_precision": "no",  # "bf16" on GPUs
+    "fsdp": False,  # shard weights, gradients and optimizer state over the processes (FSDP2) instead of DDP
     "gradient_checkpointing": False,
     "cache_latents": True,
     "log_every": 10,

@@ -1,7 +1,7 @@
-"""The one training loop: every component, one CPU or many GPUs (accelerate: DDP, bf16; FSDP not yet).
+"""The one training loop: every component, one CPU or many GPUs (accelerate: DDP, bf16; torch FSDP2).
 
 A run folder holds ``config.json`` (the resolved config), ``environment.json`` (versions, hardware,
-git revision), ``metrics.jsonl`` (one JSON object per log/validation event), ``checkpoints/step-N/``
+git revision), ``parallel.json`` (how the weights are spread over processes), ``metrics.jsonl`` (one JSON object per log/validation event), ``checkpoints/step-N/``
 (``model/`` and ``ema/`` model directories plus ``state.pt``: optimizer, LR schedule, EMA, RNG and
 the data position) and, for presets with a learned tokenizer, ``tokenizer/``: the tokenizer's own run.
 
@@ -11,10 +11,13 @@ functions of (seed, step), so the resumed loss curve is the uninterrupted one (t
 
 Launch on many GPUs with ``accelerate launch --multi_gpu -m neuralcomputer.cli train ...`` or
 ``torchrun --nproc_per_node N -m neuralcomputer.cli train ...`` (DDP; on CPUs torchrun gives gloo).
+Add ``fsdp=true`` to shard weights, gradients and optimizer state over the processes instead of
+replicating them (:mod:`neuralcomputer.train.fsdp`); checkpoints are the same whole-tensor files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -87,12 +90,15 @@ def _param_count_meta(config: dict[str, Any]) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def check_memory(config: dict[str, Any], device: torch.device) -> None:
-    """Refuse a preset whose weights, gradients and AdamW state cannot fit, naming a smaller preset."""
+def check_memory(config: dict[str, Any], device: torch.device, shards: int = 1) -> None:
+    """Refuse a preset whose weights, gradients and AdamW state cannot fit, naming a smaller preset.
+
+    ``shards``: the number of processes FSDP splits that state over (1 without FSDP).
+    """
     if config["model"]["kind"] != "cligen":
         return
     n = _param_count_meta(config)
-    need = n * 16  # fp32 weights + grads + two AdamW moments
+    need = n * 16 // shards  # fp32 weights + grads + two AdamW moments
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
@@ -173,8 +179,9 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     accelerator = Accelerator(mixed_precision=t["mixed_precision"], gradient_accumulation_steps=t["grad_accum"],
                               cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
+    fsdp = t["fsdp"] and accelerator.num_processes > 1  # one process has nothing to shard over
     # Everything that can be checked is checked before any work starts.
-    check_memory(config, accelerator.device)
+    check_memory(config, accelerator.device, accelerator.num_processes if fsdp else 1)
     model_cfg = config["model"]
     if model_cfg["kind"] == "cligen":
         tiers = TIERS if t["tier"] == "mixed" else (t["tier"],)
@@ -194,6 +201,8 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
         tok_cfg["train"]["steps"] = t.get("tokenizer_steps", tok_cfg["train"]["steps"])
         tok_cfg["train"]["seed"] = t["seed"]
         tok_cfg["train"]["latent_noise"] = t["tokenizer_latent_noise"]
+        # accelerate allows one precision per process, so the tokenizer trains in the run's precision
+        tok_cfg["train"]["mixed_precision"] = t["mixed_precision"]
         if not (tok_run / DONE).is_file():
             train(tok_cfg, data, tok_run, progress=progress)
         config = copy.deepcopy(config)
@@ -218,20 +227,37 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
 
     set_seed(t["seed"])
     task = make_task(config, data, run, progress=progress and main)
-    module = task.module
-    params = [p for p in module.parameters() if p.requires_grad]
+    raw = task.module
+    loss_module = _LossModule(task)
+    replica = None
+    if fsdp:
+        from neuralcomputer.train import fsdp as sharding
+
+        # Validation and export need whole weights: the main process keeps an unsharded copy,
+        # refreshed from the shards whenever it is used.
+        replica = copy.deepcopy(raw) if main else None
+        sharding.shard(loss_module.to(accelerator.device), accelerator.device, accelerator.num_processes)
+    params = [p for p in raw.parameters() if p.requires_grad]  # DTensor shards under FSDP
     if not params:
         raise NCError(f"preset {config['preset']}: nothing to train")
+    if main:  # how the trained weights are spread over the processes: the evidence that FSDP shards
+        local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params)
+        _atomic_json(run / "parallel.json", {"mode": "fsdp" if fsdp else "ddp" if accelerator.num_processes > 1
+                                             else "single", "processes": accelerator.num_processes,
+                                             "trained_elements": sum(p.numel() for p in params),
+                                             "trained_elements_on_main": local})
     optimizer = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"], betas=tuple(t["betas"]))
     if t["lr_schedule"] == "cosine":
         scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=t["warmup_steps"], num_training_steps=t["steps"])
     else:
         scheduler = get_scheduler("constant_with_warmup" if t["warmup_steps"] else "constant", optimizer,
                                   num_warmup_steps=t["warmup_steps"])
-    # DDP wraps the loss itself, so every parameter the loss touches (caption encoder, image
-    # context, transformer) is synchronised, not only those reached through the transformer's forward.
-    wrapper, optimizer = accelerator.prepare(_LossModule(task), optimizer)
-    raw = task.module
+    if fsdp:
+        wrapper, optimizer = loss_module, accelerator.prepare(optimizer)
+    else:
+        # DDP wraps the loss itself, so every parameter the loss touches (caption encoder, image
+        # context, transformer) is synchronised, not only those reached through the transformer's forward.
+        wrapper, optimizer = accelerator.prepare(loss_module, optimizer)
     ema = EMAModel(params, decay=t["ema_decay"]) if t["ema_decay"] > 0 else None
 
     metrics = _Metrics(run, main)
@@ -240,14 +266,22 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     if found:
         try:
             state = torch.load(found[-1] / STATE, map_location="cpu", weights_only=False)
-            raw.load_state_dict(state["model"])
+            if fsdp:
+                sharding.load_model_state(wrapper, "module.", state["model"])
+            else:
+                raw.load_state_dict(state["model"])
         except Exception as e:  # torch raises several types on a damaged file
             raise NCError(f"{found[-1] / STATE}: unreadable checkpoint ({str(e).splitlines()[0][:200]}); "
                           "delete this checkpoint folder to resume from the one before it") from None
-        optimizer.load_state_dict(state["optimizer"])
+        if fsdp:
+            sharding.load_optimizer_state(wrapper, optimizer.optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+            if fsdp:
+                ema.shadow_params = sharding.shard_like(ema.shadow_params, params)
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         step = state["step"]
@@ -255,21 +289,51 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     if step >= t["steps"]:
         return run
 
+    def whole_weights() -> tuple[torch.nn.Module | None, list[torch.Tensor] | None]:
+        """The module holding the current whole weights on the main process, and the whole EMA weights
+        under FSDP (collective there: every process must call it)."""
+        if not fsdp:
+            return raw, None
+        state = sharding.model_state(wrapper, "module.")
+        ema_whole = sharding.whole(ema.shadow_params) if ema is not None else None
+        if main:
+            replica.load_state_dict(state)
+        return replica, ema_whole
+
+    @contextlib.contextmanager
+    def ema_weights(module: torch.nn.Module, ema_whole: list[torch.Tensor] | None):
+        """``module`` holds the EMA weights inside the block (main process only)."""
+        if ema is None:
+            yield
+            return
+        targets = [p for p in module.parameters() if p.requires_grad] if fsdp else params
+        kept = [p.detach().clone() for p in targets]
+        with torch.no_grad():
+            for p, w in zip(targets, ema_whole if fsdp else ema.shadow_params, strict=True):
+                p.copy_(w)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(targets, kept, strict=True):
+                    p.copy_(w)
+
     def save(step: int) -> None:
+        module, ema_whole = whole_weights()
+        optim_state = sharding.optimizer_state(wrapper, optimizer.optimizer) if fsdp else None
         if not main:
             return
         final = run / "checkpoints" / f"step-{step}"
         tmp = run / "checkpoints" / f".tmp-step-{step}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        task.export(raw, tmp / "model")
+        task.export(module, tmp / "model")
         if ema is not None:
-            ema.store(params)
-            ema.copy_to(params)
-            task.export(raw, tmp / "ema")
-            ema.restore(params)
-        torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None, "step": step,
+            with ema_weights(module, ema_whole):
+                task.export(module, tmp / "ema")
+            ema_state = {**ema.state_dict(), "shadow_params": ema_whole} if fsdp else ema.state_dict()
+        torch.save({"model": module.state_dict(), "optimizer": optim_state if fsdp else optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "ema": ema_state if ema is not None else None, "step": step,
                     "data_position": step * t["batch_size"] * accelerator.num_processes * t["grad_accum"],
                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}}, tmp / STATE)
         shutil.rmtree(final, ignore_errors=True)
@@ -285,16 +349,17 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
             _atomic_json(run / DONE, {"step": step, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def validate(step: int) -> None:
+        module, ema_whole = whole_weights()
         if not main:
             return
-        if ema is not None:
-            ema.store(params)
-            ema.copy_to(params)
-        raw.eval()
-        scores = task.validate(raw, step)
-        raw.train()
-        if ema is not None:
-            ema.restore(params)
+        if fsdp:
+            module.to(accelerator.device)
+        with ema_weights(module, ema_whole):
+            module.eval()
+            scores = task.validate(module, step)
+            module.train()
+        if fsdp:
+            module.to("cpu")  # the replica waits in host memory, not on the accelerator
         if scores:
             metrics.log({"step": step, **{f"val/{k}": v for k, v in scores.items()}})
         plot_run(run)
@@ -309,10 +374,13 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
             total, samples = 0.0, 0
             for micro in range(t["grad_accum"]):
                 with accelerator.accumulate(wrapper):
+                    if fsdp:  # reduce-scatter gradients only on the micro-step that updates
+                        wrapper.set_requires_gradient_sync(accelerator.sync_gradients)
                     inputs, n = task.batch(step, accelerator.process_index, accelerator.num_processes, micro,
                                            t["batch_size"])
                     try:
-                        loss = wrapper(inputs)
+                        with accelerator.autocast() if fsdp else contextlib.nullcontext():  # prepare() does it for DDP
+                            loss = wrapper(inputs)
                     except (torch.OutOfMemoryError, RuntimeError) as e:
                         if not isinstance(e, torch.OutOfMemoryError) and "allocate memory" not in str(e):
                             raise
@@ -322,7 +390,8 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
                                          else "; try a smaller batch_size")) from None
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
-                        grad_norm = accelerator.clip_grad_norm_(params, t["grad_clip"])
+                        grad_norm = (sharding.clip_grad_norm_(params, t["grad_clip"]) if fsdp
+                                     else accelerator.clip_grad_norm_(params, t["grad_clip"]))
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 total += float(loss.detach()) / t["grad_accum"]
@@ -353,7 +422,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
                 break
     finally:
         bar.close()
-    if accelerator.num_processes > 1:
+    if accelerator.num_processes > 1 and not fsdp:
         # Every rank must hold the same weights; a difference means gradients were not synchronised.
         checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(accelerator.device)
         sums = accelerator.gather(checksum)
