@@ -127,8 +127,42 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# GUIWorld: next-frame models of a desktop; frames are resized from the recorded screen size.
+_GUIWORLD_TOKENIZER = {"kind": "cell-ae", "cell": [8, 8], "latent_channels": 16, "hidden": 128}
+PRESETS["guiworld-tiny"] = {
+    "model": {
+        "kind": "guiworld",
+        "tokenizer": {**_GUIWORLD_TOKENIZER, "path": None},  # path: a trained cell-ae (else trained first)
+        "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32,
+                        "ffn_dim": 512, "num_layers": 4, "freq_dim": 64, "rope_max_seq_len": 64, "text_dim": 64},
+        "actions": {"encoder": "meta", "coords": "fourier", "octaves": 8, "max_meta": 4},
+        "injection": "internal",  # external | contextual | residual | internal
+        "residual_blocks": 2,
+        "cursor_reference": True,  # the target's reference channels show the cursor alone (paper: 98.7%)
+        "cursor_loss_weight": 4.0,  # extra loss weight on the latent cells the cursor covers
+        "height": 192, "width": 256, "resize_frames": True, "context_frames": 3, "frame_stride": 1, "fps": 15,
+        "context_noise": 0.1,  # training: context latents noised at a level drawn from U(0, this)
+        "rollout_context_noise": 0.02,  # rollout: the fixed level generated context is treated at
+        "flow_shift": 3.0, "sampler": "euler", "sample_steps": 4,
+    },
+    "train": {"steps": 3000, "batch_size": 4, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999,
+              "save_every": 250, "val_every": 500, "val_clips": 2, "val_frames": 8, "caption_dropout": 0.0,
+              "cache_latents": True, "tokenizer_steps": 1500, "tokenizer_latent_noise": 0.1},
+}
+PRESETS["guiworld-small"] = {
+    "model": {
+        **PRESETS["guiworld-tiny"]["model"],
+        "tokenizer": {**_GUIWORLD_TOKENIZER, "latent_channels": 32, "hidden": 256, "path": None},
+        "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 8, "attention_head_dim": 64,
+                        "ffn_dim": 2048, "num_layers": 12, "freq_dim": 256, "rope_max_seq_len": 64, "text_dim": 256},
+        "height": 384, "width": 512, "context_frames": 7, "sample_steps": 8,
+    },
+    "train": {"steps": 100000, "batch_size": 16, "lr": 2e-4, "warmup_steps": 1000, "val_frames": 30,
+              "caption_dropout": 0.0, "tokenizer_steps": 5000, "tokenizer_latent_noise": 0.1},
+}
+
 # Which preset to suggest when one does not fit in memory.
-SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny"}
+SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny", "guiworld-small": "guiworld-tiny"}
 
 
 def preset_config(name: str) -> dict[str, Any]:
@@ -231,6 +265,17 @@ def check_config(config: dict[str, Any]) -> None:
             raise NCError(f"{key}={t[key]}: expected a positive integer")
     if not 0 <= t["caption_dropout"] < 1 or not 0 <= t["ema_decay"] < 1:
         raise NCError("caption_dropout and ema_decay must lie in [0, 1)")
+    if m["kind"] == "guiworld":
+        from neuralcomputer.models.guiworld import INJECTIONS
+
+        if m["injection"] not in INJECTIONS:
+            raise NCError(f"injection={m['injection']}: expected one of {', '.join(INJECTIONS)}")
+        if m["actions"]["encoder"] not in ("raw", "meta") or m["actions"]["coords"] not in ("raw", "fourier"):
+            raise NCError("actions.encoder must be raw or meta, actions.coords raw or fourier")
+        if m["context_frames"] < 1 or m["frame_stride"] < 1 or m["sample_steps"] < 1:
+            raise NCError("context_frames, frame_stride and sample_steps must be >= 1")
+        if not 0 <= m["context_noise"] < 1 or not 0 <= m["rollout_context_noise"] < 1:
+            raise NCError("context_noise and rollout_context_noise must lie in [0, 1)")
     if m["kind"] == "cligen":
         if m["num_frames"] < 2 or m["frame_stride"] < 1:
             raise NCError("num_frames must be >= 2 and frame_stride >= 1")

@@ -20,6 +20,18 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-resize ``(T, H, W, 3)`` uint8 frames to ``(T, height, width, 3)`` (unchanged if already that size)."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for i in range(0, len(frames), 64):  # in chunks: a long episode at full size is gigabytes as floats
+        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + 64])).permute(0, 3, 1, 2).float()
+        y = torch.nn.functional.interpolate(x, size=(height, width), mode="area")
+        out[i:i + 64] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
 class ClipDataset(Dataset):
     """Clips of one split, as tensors.
 

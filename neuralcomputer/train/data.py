@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
-from neuralcomputer.data.torch_dataset import frames_to_tensor
+from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames  # noqa: F401 - re-exported
 from neuralcomputer.errors import NCError
 
 TIERS = ("semantic", "regular", "detailed")
@@ -40,7 +40,12 @@ def check_dataset(root: str | Path, model_cfg: dict, text_max_len: int | None, t
         raise NCError(f"{root}: the {split} split is empty")
     h, w = model_cfg["height"], model_cfg["width"]
     for r in records:
-        if (r["height"], r["width"]) != (h, w):
+        if model_cfg.get("resize_frames"):
+            # resized on load: only the aspect ratio must agree (to within a pixel of the model's size)
+            if abs(r["width"] * h / r["height"] - w) > 1:
+                raise NCError(f"{root}/{r['path']}: frames are {r['width']}x{r['height']}, not the aspect ratio of "
+                              f"the preset's {w}x{h} (override height=/width=)")
+        elif (r["height"], r["width"]) != (h, w):
             raise NCError(f"{root}/{r['path']}: frames are {r['width']}x{r['height']}, the preset expects {w}x{h} "
                           "(re-render at the preset's font size and grid, or override height=/width=)")
     if text_max_len is not None:

@@ -193,11 +193,12 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
 
     # A learned tokenizer is trained first, as its own run inside this one.
     tok = config["model"].get("tokenizer", {})
-    if config["model"]["kind"] == "cligen" and tok.get("kind") == "cell-ae" and not tok.get("path"):
+    if config["model"]["kind"] in ("cligen", "guiworld") and tok.get("kind") == "cell-ae" and not tok.get("path"):
         tok_run = run / "tokenizer"
         tok_cfg = preset_config("cell-ae")
         tok_cfg["model"]["tokenizer"] = {k: v for k, v in tok.items() if k != "path"}
         tok_cfg["model"]["height"], tok_cfg["model"]["width"] = model_cfg["height"], model_cfg["width"]
+        tok_cfg["model"]["resize_frames"] = model_cfg.get("resize_frames", False)
         tok_cfg["train"]["steps"] = t.get("tokenizer_steps", tok_cfg["train"]["steps"])
         tok_cfg["train"]["seed"] = t["seed"]
         tok_cfg["train"]["latent_noise"] = t["tokenizer_latent_noise"]

@@ -35,6 +35,7 @@ from neuralcomputer.train.data import (
     example_indices,
     frames_to_tensor,
     load_clip_frames,
+    resize_frames,
 )
 
 
@@ -42,15 +43,18 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, rank]).integers(2**62)))
 
 
-def frame_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """PSNR, SSIM and grid-OCR char/line accuracy of ``(T, H, W, 3)`` uint8 frames against references."""
+def frame_scores(pred: np.ndarray, ref: np.ndarray, text: bool = True) -> dict[str, float]:
+    """PSNR, SSIM and (terminal frames, ``text``) grid-OCR char/line accuracy of ``(T, H, W, 3)`` uint8
+    frames against references."""
     from neuralcomputer.eval.image_metrics import psnr, ssim
     from neuralcomputer.eval.ocr import frame_text_scores
 
-    ocr = _grid_ocr()
-    chars, lines = frame_text_scores([ocr.read(f) for f in ref], [ocr.read(f) for f in pred])
-    return {"psnr": float(min(psnr(pred, ref), 99.0)), "ssim": float(ssim(pred, ref)),
-            "char_acc": float(np.mean(chars)), "line_acc": float(np.mean(lines))}
+    scores = {"psnr": float(min(psnr(pred, ref), 99.0)), "ssim": float(ssim(pred, ref))}
+    if text:
+        ocr = _grid_ocr()
+        chars, lines = frame_text_scores([ocr.read(f) for f in ref], [ocr.read(f) for f in pred])
+        scores |= {"char_acc": float(np.mean(chars)), "line_acc": float(np.mean(lines))}
+    return scores
 
 
 @functools.cache
@@ -69,9 +73,11 @@ class TokenizerTask:
         self.records = check_dataset(self.data, m, None, ())
         self.val_records = check_dataset(self.data, m, None, (), split="val", required=False)[: max(1, t["val_clips"])]
         self.module = build_tokenizer({**m["tokenizer"], "path": None})
+        self.size = (m["height"], m["width"])
         cell = tuple(m["tokenizer"]["cell"])
         # Cells of the unique frames of up to 200 clips (~0.5 GB): enough variety of glyphs and colours.
-        frames = np.concatenate([read_clip_payload(self.data / r["path"])["unique_frames"] for r in self.records[:200]])
+        frames = np.concatenate([resize_frames(read_clip_payload(self.data / r["path"])["unique_frames"], m["height"],
+                                               m["width"]) for r in self.records[:200]])
         n, h, w, _ = frames.shape
         ch, cw = cell
         cells = frames.reshape(n, h // ch, ch, w // cw, cw, 3).transpose(0, 1, 3, 5, 2, 4).reshape(-1, 3, ch, cw)
@@ -115,9 +121,9 @@ class TokenizerTask:
             return {}
         scores = []
         for r in self.val_records:
-            frames = read_clip_payload(self.data / r["path"])["unique_frames"][:8]
+            frames = resize_frames(read_clip_payload(self.data / r["path"])["unique_frames"][:8], *self.size)
             pred = to_uint8_frames(module.decode(module.encode(frames_to_tensor(frames)[None]))[0])
-            scores.append(frame_scores(pred, frames))
+            scores.append(frame_scores(pred, frames, text=r.get("grid") is not None))  # desktops have no grid
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
     def export(self, module: nn.Module, path: Path) -> None:
@@ -230,4 +236,8 @@ def make_task(config: dict[str, Any], data: Path, run: Path, progress: bool = Tr
         return TokenizerTask(config, data, run, progress)
     if kind == "cligen":
         return CLIGenTask(config, data, run, progress)
+    if kind == "guiworld":
+        from neuralcomputer.train.guiworld import GUIWorldTask
+
+        return GUIWorldTask(config, data, run, progress)
     raise NCError(f"preset {config['preset']}: unknown model kind {kind!r}")
