@@ -362,6 +362,39 @@ def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, s
 
 
 @main.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path),
+              help="GUIWorld run folder (its latest checkpoint), checkpoint, or exported model directory.")
+@click.option("--first-frame", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="PNG of the first screen (resized to the model's frame size).")
+@click.option("--actions", "actions_path", type=click.Path(path_type=Path), required=True,
+              help="ACTIONS.jsonl: one JSON object per frame (the format of neuralcomputer.data.actions).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Lossless .mp4, or a folder that receives frame-000.png, frame-001.png, ...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps per frame (default: the model's).")
+@click.option("--sampler", type=click.Choice(["euler", "unipc"]), default=None)
+@click.option("--fast", is_flag=True, help="Allow non-deterministic kernels (default: bit-identical repeats).")
+def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed: int, steps: int | None,
+            sampler: str | None, fast: bool) -> None:
+    """Generate a desktop, frame by frame, from a first frame and an action stream (GUIWorld)."""
+    from tqdm import tqdm
+
+    from neuralcomputer.data.actions import read_actions
+    from neuralcomputer.diffusion.pipeline import write_clip
+    from neuralcomputer.diffusion.rollout import GUIWorldRollout
+
+    roll = GUIWorldRollout.load(model, steps=steps, sampler=sampler, deterministic=not fast)
+    fps = float(roll.model.config["fps"])
+    actions = read_actions(actions_path, fps)
+    frame = _read_png(first_frame)
+    with tqdm(desc="rollout", unit="frame", leave=False) as bar:
+        frames, timings = roll.rollout(frame, actions, seed, callback=lambda i, n: bar.update(1))
+    write_clip(out, frames, fps=fps)
+    click.echo(f"wrote {len(frames)} frames to {out} ({timings.frames} generated: denoiser "
+               f"{timings.context + timings.denoise:.2f} s, decoder {timings.decode:.2f} s)", err=True)
+
+
+@main.command()
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Run folder or checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def export(model: Path, out: Path) -> None:

@@ -91,7 +91,7 @@ class FrameActions:
 
 def _check_fields(item: Any, kinds: dict[str, dict[str, type]], where: str, what: str) -> dict[str, Any]:
     if not isinstance(item, dict) or item.get("type") not in kinds:
-        raise NCError(f"{where}: expected a {what} object with type one of {', '.join(kinds)}, got {item!r:.120}")
+        raise NCError(f"{where}: expected {'an' if what == 'event' else 'a'} {what} object with type one of {', '.join(kinds)}, got {item!r:.120}")
     for name, kind in kinds[item["type"]].items():
         value = item.get(name)
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):

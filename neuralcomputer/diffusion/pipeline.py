@@ -27,7 +27,7 @@ import torch
 from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.diffusion.sampling import guided, sample
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.models.cligen import CLIGenModel, read_model_config
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -182,7 +182,12 @@ def export_model(source: str | Path, out: str | Path) -> Path:
     import shutil
 
     src = resolve_model_dir(source)
-    CLIGenModel.from_pretrained(src)  # refuse to export something that does not load
+    if read_model_config(src).get("kind") == "guiworld":  # refuse to export something that does not load
+        from neuralcomputer.models.guiworld import GUIWorldModel
+
+        GUIWorldModel.from_pretrained(src)
+    else:
+        CLIGenModel.from_pretrained(src)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

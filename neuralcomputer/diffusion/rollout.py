@@ -24,7 +24,7 @@ import torch
 from neuralcomputer.data.actions import FrameActions, step_actions
 from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS
-from neuralcomputer.diffusion.pipeline import resolve_model_dir, to_uint8_frames
+from neuralcomputer.diffusion.pipeline import deterministic_algorithms, resolve_model_dir, to_uint8_frames
 from neuralcomputer.diffusion.sampling import make_scheduler
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import features_to_tensors, featurize
@@ -105,7 +105,12 @@ class GUIWorldRollout:
         cfg = self.model.config
         if not len(actions):
             raise NCError("rollout: no action records (expected one per frame)")
-        torch.use_deterministic_algorithms(self.deterministic, warn_only=True)
+        with deterministic_algorithms(self.deterministic):
+            return self._rollout(first_frame, actions, seed, callback)
+
+    def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,
+                 callback: Callable[[int, int], None] | None) -> tuple[np.ndarray, RolloutTimings]:
+        cfg = self.model.config
         h, w = self.size
         k, stride = self.model.window, cfg["frame_stride"]
         timings = RolloutTimings()
