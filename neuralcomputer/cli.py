@@ -127,6 +127,45 @@ def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_se
         sys.exit(1)
 
 
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected WIDTHxHEIGHT, e.g. 1024x768") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise click.BadParameter(f"{value!r}: width and height must be within 64..8192")
+    return w, h
+
+
+@data.command("collect-desktop")
+@click.option("--policy", required=True, help="random-slow, random-fast or scripted.")
+@click.option("--episodes", type=click.IntRange(1), default=1, show_default=True, help="Episodes in the whole job.")
+@click.option("--seconds", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True, help="Length of an episode.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset folder.")
+@click.option("--fps", type=click.IntRange(1, 60), default=15, show_default=True)
+@click.option("--size", default="1024x768", show_default=True, callback=lambda c, p, v: _size(v),
+              help="Screen size WIDTHxHEIGHT.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Job seed; episode i is a function of (seed, i).")
+@_SHARD
+@_WORKERS
+def collect_desktop_cmd(policy: str, episodes: int, seconds: float, out: Path, fps: int, size: tuple[int, int],
+                        seed: int, shard: tuple[int, int], workers: int) -> None:
+    """Record a policy driving a real XFCE4 desktop (Xvfb) into a dataset of desktop clips.
+
+    Each episode runs in a fresh desktop with a clean profile: frames at a fixed FPS with the cursor
+    drawn in, the read-back pointer, and per-frame raw events and meta-actions (clips/<id>.actions.jsonl).
+    Crashed episodes are cut or retried (3 attempts); a report under OUT/reports lists what was skipped."""
+    from neuralcomputer.data.collect import collect_desktop
+
+    summary = collect_desktop(policy, episodes, seconds, out, workers=workers, fps=fps, size=size, seed=seed,
+                              shard=shard, progress=True)
+    for clip_id, why in summary.failed.items():
+        click.echo(f"skipped {clip_id}: {'; '.join(why)}", err=True)
+    click.echo(json.dumps(asdict(summary)))
+    if summary.failed and not summary.collected:
+        sys.exit(1)
+
+
 @data.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -406,6 +445,43 @@ def export(model: Path, out: Path) -> None:
 
 
 @main.group(cls=_Group)
+def experiment() -> None:
+    """Reproduce the paper's tables at tiny scale (train the variants, evaluate, write the table)."""
+
+
+@experiment.command("guiworld")
+@click.argument("table", type=click.Choice(["injection", "cursor", "actions", "data"]))
+@click.option("--data", "datasets", multiple=True, required=True, metavar="[NAME=]DATASET",
+              help="Desktop dataset; for the data table one per source, e.g. --data scripted=datasets/desktop-scripted.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
+@click.option("--steps", type=click.IntRange(1), default=300, show_default=True, help="Training steps per variant.")
+@click.option("--eval-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Dataset whose episodes score every variant (default: the last --data).")
+@click.option("--eval-split", default="test", show_default=True)
+@click.option("--eval-episodes", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--eval-frames", type=click.IntRange(2), default=31, show_default=True)
+@click.option("--preset", default="guiworld-tiny", show_default=True)
+@click.argument("overrides", nargs=-1)
+def experiment_guiworld(table: str, datasets: tuple[str, ...], out: Path, steps: int, eval_data: Path | None,
+                        eval_split: str, eval_episodes: int, eval_frames: int, preset: str,
+                        overrides: tuple[str, ...]) -> None:
+    """One of the paper's GUIWorld ablation tables: injection, cursor, actions (raw vs meta) or data source."""
+    from neuralcomputer.experiments.guiworld import run_table
+
+    data: dict[str, Path] = {}
+    for spec in datasets:
+        name, _, path = spec.rpartition("=")
+        path = Path(path)
+        if not path.is_dir():
+            raise NCError(f"--data {spec}: no such dataset folder")
+        data[name or path.name] = path
+    result = run_table(table, data, out, steps, list(overrides), eval_data, eval_split, eval_episodes, eval_frames,
+                       preset)
+    click.echo((out / f"{table}.md").read_text())
+    click.echo(f"wrote {out / (table + '.json')} ({len(result['rows'])} variants)", err=True)
+
+
+@main.group(cls=_Group)
 def bench() -> None:
     """Speed and memory benchmarks (one JSON line per figure)."""
 
@@ -419,6 +495,21 @@ def bench_render(cast: Path | None, naive_frames: int) -> None:
     from neuralcomputer.bench import bench_render as run
 
     for figure in run(cast, naive_frames=naive_frames):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("collect")
+@click.option("--seconds", type=click.FloatRange(1), default=20.0, show_default=True, help="Length of each episode.")
+@click.option("--size", default="1024x768", show_default=True, callback=lambda c, p, v: _size(v))
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Parallel desktops in the last figure (1: skip it).")
+@click.option("--policy", "policies", multiple=True, help="Policies to measure (default: random-slow, random-fast).")
+def bench_collect_cmd(seconds: float, size: tuple[int, int], workers: int, policies: tuple[str, ...]) -> None:
+    """Desktop collection: capture frames/s per worker, dropped frames, pointer px/frame and actions/s per policy."""
+    from neuralcomputer.data.collect import bench_collect
+
+    for figure in bench_collect(policies or ("random-slow", "random-fast"), seconds=seconds, size=size,
+                                workers=workers):
         click.echo(json.dumps(figure))
 
 
@@ -460,6 +551,26 @@ def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int
 
     path = str(resolve_model_dir(model_dir)) if model_dir else None
     for figure in bench_sample(preset, path, clips=clips, steps=steps, threads=threads or None):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("rollout")
+@click.option("--preset", default="guiworld-tiny", show_default=True)
+@click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A trained GUIWorld run or model directory (default: the preset with untrained weights; same speed).")
+@click.option("--frames", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps per frame (default: the model's).")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
+@click.argument("overrides", nargs=-1)
+def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: int | None, threads: int,
+                      overrides: tuple[str, ...]) -> None:
+    """GUIWorld rollout: generated frames per second and seconds per frame by stage (denoiser, decoder)."""
+    from neuralcomputer.diffusion.pipeline import resolve_model_dir
+    from neuralcomputer.train.bench import bench_rollout
+
+    path = str(resolve_model_dir(model_dir)) if model_dir else None
+    for figure in bench_rollout(preset, path, frames=frames, steps=steps, threads=threads or None,
+                                overrides=list(overrides)):
         click.echo(json.dumps(figure))
 
 

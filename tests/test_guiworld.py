@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import RAW_FEATURES, features_to_tensors, featurize
 from neuralcomputer.models.guiworld import GUIWorldModel
 from neuralcomputer.train.loop import train
-from tests.guiworld_helpers import make_desktop_dataset, tiny_gui_config
+from tests.guiworld_helpers import TINY_GUI, make_desktop_dataset, tiny_gui_config
 
 NCOMP = str(Path(sys.executable).with_name("ncomp"))
 MODES = ("external", "contextual", "residual", "internal")
@@ -195,3 +196,25 @@ def test_rollout_holds_frames_at_the_data_rate(desktop_ds, tmp_path):
     frames, timings = roll.rollout(read_clip_payload(clip)["frames"][0], acts, seed=3)
     assert frames.shape == (7, 48, 64, 3) and timings.frames == 3
     assert np.array_equal(frames[1], frames[2]) and timings.denoise > 0 and timings.decode > 0
+
+
+@pytest.mark.slow
+def test_ablation_command_writes_the_table_and_bench_prints_json(desktop_ds, tmp_path):
+    result = subprocess.run([NCOMP, "experiment", "guiworld", "actions", "--data", str(desktop_ds), "--out",
+                             str(tmp_path / "abl"), "--steps", "2", "--eval-split", "val", "--eval-episodes", "1",
+                             "--eval-frames", "5", *[o for o in TINY_GUI if not o.startswith(("val_", "log_"))],
+                             "tokenizer_steps=10"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = json.loads((tmp_path / "abl" / "actions.json").read_text())
+    assert set(table["rows"]) == {"raw", "meta"}
+    for name, row in table["rows"].items():
+        assert row["paper"]["ssim"] in (0.847, 0.863) and 0 < row["ssim"] <= 1 and row["fvd"] is None
+        config = json.loads((tmp_path / "abl" / "runs" / name / "config.json").read_text())
+        assert config["model"]["actions"]["encoder"] == name and config["train"]["steps"] == 2
+    assert "| raw |" in (tmp_path / "abl" / "actions.md").read_text()
+    result = subprocess.run([NCOMP, "bench", "rollout", "--frames", "3", "--threads", "1", *TINY_GUI[:10]],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = {f["figure"]: f for f in map(json.loads, result.stdout.splitlines())}
+    assert figures["rollout_frames_per_s"]["value"] > 0
+    assert set(figures["rollout_s_per_frame_split"]["value"]) == {"context_pass", "denoiser_steps", "decoder"}

@@ -230,3 +230,46 @@ def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, 
                "ssim": ssim(pred, frames), "grid_char_acc": float(np.mean(chars)),
                "grid_line_acc": float(np.mean(lines)), "s_per_frame_encode_decode": seconds,
                "latent_per_frame": z_shape}
+
+
+def bench_rollout(preset: str = "guiworld-tiny", model_dir: str | None = None, frames: int = 30,
+                  steps: int | None = None, threads: int | None = None, overrides: list[str] | None = None
+                  ) -> Iterator[dict]:
+    """GUIWorld rollout speed: generated frames per second and the per-stage split (untrained weights
+    unless ``model_dir``; same speed). Actions: the pointer sweeping the screen with a click each second."""
+    import numpy as np
+
+    from neuralcomputer.config import apply_overrides
+    from neuralcomputer.data.actions import FrameActions
+    from neuralcomputer.diffusion.rollout import GUIWorldRollout
+    from neuralcomputer.models.guiworld import GUIWorldModel
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if model_dir:
+        model = GUIWorldModel.from_pretrained(model_dir)
+    else:
+        cfg = apply_overrides(preset_config(preset), overrides or [])["model"]
+        model = GUIWorldModel({**cfg, "screen": [1024, 768]})
+    roll = GUIWorldRollout(model, steps=steps)
+    sw, sh = roll.screen
+    actions = []
+    for f in range(frames + 1):
+        x, y = int(sw * f / (frames + 1)), int(sh / 2)
+        meta = [{"type": "click", "x": x, "y": y, "button": 1, "count": 1}] if f % 15 == 14 else []
+        events = [{"type": "move", "x": x, "y": y}] + ([{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+                                                       if meta else [])
+        actions.append(FrameActions(f, f / 15, (x, y), events, meta))
+    first = np.full((sh, sw, 3), 100, np.uint8)
+    roll.rollout(first, actions[:3])  # warm-up
+    _, t = roll.rollout(first, actions)
+    total = t.context + t.denoise + t.decode
+    common = {"preset": model.config.get("preset", preset), "steps": roll.steps, "sampler": roll.sampler,
+              "size": f"{model.config['width']}x{model.config['height']}", "context_frames": model.window - 1,
+              "threads": torch.get_num_threads()}
+    yield {"figure": "rollout_frames_per_s", **common, "frames": t.frames, "value": t.frames / total}
+    yield {"figure": "rollout_s_per_frame_split", **common,
+           "value": {"context_pass": t.context / t.frames, "denoiser_steps": t.denoise / t.frames,
+                     "decoder": t.decode / t.frames}}
+    yield {"figure": "rollout_peak_rss_mb", "value": _peak_rss_mb()}
