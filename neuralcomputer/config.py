@@ -161,8 +161,21 @@ PRESETS["guiworld-small"] = {
               "caption_dropout": 0.0, "tokenizer_steps": 5000, "tokenizer_latent_noise": 0.1},
 }
 
+PRESETS["guiworld-base"] = {  # the paper's screen, a Wan2.1-1.3B-sized DiT: for GPUs
+    "model": {
+        **PRESETS["guiworld-tiny"]["model"],
+        "tokenizer": {**_GUIWORLD_TOKENIZER, "latent_channels": 32, "hidden": 256, "path": None},
+        "transformer": {"patch_size": [1, 2, 2], "num_attention_heads": 12, "attention_head_dim": 128,
+                        "ffn_dim": 8960, "num_layers": 30, "freq_dim": 256, "rope_max_seq_len": 64, "text_dim": 256},
+        "height": 768, "width": 1024, "context_frames": 7, "sample_steps": 8,
+    },
+    "train": {"steps": 60000, "batch_size": 4, "lr": 1e-4, "warmup_steps": 1000, "val_frames": 30,
+              "caption_dropout": 0.0, "mixed_precision": "bf16", "tokenizer_steps": 20000,
+              "tokenizer_latent_noise": 0.1},
+}
+
 # Which preset to suggest when one does not fit in memory.
-SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny", "guiworld-small": "guiworld-tiny"}
+SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny", "guiworld-base": "guiworld-small", "guiworld-small": "guiworld-tiny"}
 
 
 def preset_config(name: str) -> dict[str, Any]:

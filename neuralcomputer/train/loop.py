@@ -84,7 +84,8 @@ def _param_count_meta(config: dict[str, Any]) -> int:
 
     from neuralcomputer.models.cligen import transformer_kwargs
 
-    t = transformer_kwargs(config["model"], config["model"]["text"].get("text_dim", 4096))
+    m = config["model"]
+    t = transformer_kwargs(m, m["text"].get("text_dim", 4096) if "text" in m else 64)
     with torch.device("meta"):
         model = WanTransformer3DModel(in_channels=36, out_channels=16, **t)
     return sum(p.numel() for p in model.parameters())
@@ -95,7 +96,7 @@ def check_memory(config: dict[str, Any], device: torch.device, shards: int = 1) 
 
     ``shards``: the number of processes FSDP splits that state over (1 without FSDP).
     """
-    if config["model"]["kind"] != "cligen":
+    if config["model"]["kind"] not in ("cligen", "guiworld"):
         return
     n = _param_count_meta(config)
     need = n * 16 // shards  # fp32 weights + grads + two AdamW moments
