@@ -12,6 +12,13 @@ STAMPS := .make
 # Tesseract for the paper's OCR metric.
 APT_PACKAGES := bash coreutils findutils grep sed gawk git less vim nano procps tree bc \
                 python3 fonts-dejavu-core ca-certificates tesseract-ocr tesseract-ocr-eng
+# The desktop that `ncomp data collect-desktop` records (GUIWorld): a virtual X server, a real XFCE4
+# session (window manager, panel, desktop, settings), the apps the policies use (terminal, file
+# manager, editor, calculator), input and window tools, and the accessibility bus the scripted
+# policy reads widget positions from.
+APT_PACKAGES += xvfb xauth xfce4-session xfwm4 xfce4-panel xfdesktop4 xfce4-settings xfconf \
+                xfce4-terminal thunar mousepad galculator xdotool dbus-x11 at-spi2-core python3-pyatspi \
+                gir1.2-atspi-2.0 x11-utils wmctrl adwaita-icon-theme-full
 
 .PHONY: all setup demo test lint pytest bench datasets clean
 
@@ -56,6 +63,8 @@ bench: setup
 	$(BIN)/ncomp bench train --threads 1
 	$(BIN)/ncomp bench sample --threads 1
 	$(BIN)/ncomp bench flops
+	$(BIN)/ncomp bench collect
+	$(BIN)/ncomp bench rollout --threads 1
 
 # Both dataset variants at small scale: `general` from the real casts in ../shared, `clean` from
 # freshly recorded sessions of every generator (SESSIONS per generator).

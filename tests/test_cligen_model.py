@@ -116,7 +116,7 @@ def _tiny_preset(name: str) -> dict:
     return apply_overrides(config, [x for x in TINY if not x.startswith(("val", "log"))])
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "cell-ae"])
+@pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p]["model"]["kind"] == "cligen"])
 def test_every_preset_forward_backward_sample_at_tiny_width(preset):
     torch.manual_seed(0)
     config = _tiny_preset(preset)

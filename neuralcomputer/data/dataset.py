@@ -71,14 +71,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_clip_payload(path: Path, frames: np.ndarray, frame_index: np.ndarray, texts: list[str],
-                       cursor: np.ndarray) -> None:
-    """Store one clip losslessly. Shapes: frames (U,H,W,3) uint8, frame_index (T,), cursor (T,3)."""
+                       cursor: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+    """Store one clip losslessly. Shapes: frames (U,H,W,3) uint8, frame_index (T,), cursor (T,3);
+    ``extra``: more per-frame arrays (T, ...) stored as given, e.g. ``pointer`` (T,2) int16 and
+    ``frame_time`` (T,) float64 of desktop clips (read back by :func:`read_clip_payload`)."""
     # Each frame is stored as its difference (mod 256) from the previous one: consecutive terminal
     # frames differ in a few rows, so the deltas are mostly zeros and deflate fast and small.
     delta = frames.copy()
     delta[1:] -= frames[:-1]
     arrays = {"frames_delta": delta, "frame_index": frame_index.astype(np.int32),
               "text": np.asarray(texts, dtype=np.str_), "cursor": cursor.astype(np.int16)}
+    for name, array in (extra or {}).items():
+        if name in arrays or len(array) != len(frame_index):
+            raise NCError(f"extra payload array {name!r}: reserved name or not one row per frame "
+                          f"({len(array)} rows for {len(frame_index)} frames)")
+        arrays[name] = np.asarray(array)
     buf = io.BytesIO()
     # An .npz is a zip of .npy files; deflate level 1 instead of numpy's default 6: terminal frames
     # compress almost as well and 5x faster (the job's bottleneck otherwise).
