@@ -457,7 +457,7 @@ def experiment() -> None:
 @click.option("--steps", type=click.IntRange(1), default=300, show_default=True, help="Training steps per variant.")
 @click.option("--eval-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Dataset whose episodes score every variant (default: the last --data).")
-@click.option("--eval-split", default="test", show_default=True)
+@click.option("--eval-split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
 @click.option("--eval-episodes", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--eval-frames", type=click.IntRange(2), default=31, show_default=True)
 @click.option("--preset", default="guiworld-tiny", show_default=True)

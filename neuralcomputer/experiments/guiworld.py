@@ -53,7 +53,7 @@ TABLES = ("injection", "cursor", "actions", "data")
 def _eval_episodes(data: Path, split: str, count: int) -> list[dict]:
     from neuralcomputer.data.dataset import load_manifest
 
-    records = [r for r in load_manifest(data) if r["split"] == split and "actions" in r]
+    records = [r for r in load_manifest(data) if split in ("all", r["split"]) and "actions" in r]
     if not records:
         raise NCError(f"{data}: no desktop episodes in the {split} split to evaluate on")
     return records[:count]
