@@ -339,6 +339,10 @@ def collect_episode(policy_name: str, seed: int, index: int, out: str | Path, *,
         record = write_episode(out, clip_id, episode, policy=policy_name, seed=seed,
                                captions=_captions(policy, policy_name, episode.metas))
         record["attempts"] = attempt
+        if getattr(policy, "log", None):  # a purposeful policy's tasks, timed from frame 0 like the actions
+            t0 = episode.capture.t0
+            record["tasks"] = [{**r.to_json(), "start": round(r.start - t0, 3), "end": round(r.end - t0, 3)}
+                               for r in policy.log]
         return {"id": clip_id, "record": record, "faults": faults}
     return {"id": clip_id, "record": None, "faults": faults}
 

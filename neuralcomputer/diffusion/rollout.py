@@ -102,7 +102,6 @@ class GUIWorldRollout:
         input sent after frame ``f`` and the pointer at frame ``f`` (the dataset's action format).
         With ``frame_stride`` s > 1 every s-th frame is generated and held for s frames.
         """
-        cfg = self.model.config
         if not len(actions):
             raise NCError("rollout: no action records (expected one per frame)")
         with deterministic_algorithms(self.deterministic):
