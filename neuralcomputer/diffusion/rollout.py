@@ -64,7 +64,7 @@ class GUIWorldRollout:
 
     def __init__(self, model: GUIWorldModel, steps: int | None = None, sampler: str | None = None,
                  context_noise: float | None = None, device: torch.device | str = "cpu",
-                 deterministic: bool = True) -> None:
+                 deterministic: bool = True, cache: bool = True) -> None:
         cfg = model.config
         self.model = model.eval().to(device)
         self.device = torch.device(device)
@@ -72,6 +72,7 @@ class GUIWorldRollout:
         self.sampler = sampler or cfg["sampler"]
         self.context_noise = cfg["rollout_context_noise"] if context_noise is None else context_noise
         self.deterministic = deterministic
+        self.cache = cache  # False: every sampler step runs the whole window (for comparison; same frames)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> GUIWorldRollout:
@@ -134,14 +135,16 @@ class GUIWorldRollout:
             if cfg["cursor_reference"]:
                 ref = cursor_reference(np.asarray([actions[target].pointer]), self.screen, (w, h))
                 reference = self._encode(ref).transpose(0, 1)[None]  # (1, C, 1, h, w)
-            cache = self.model.context_pass(context, ctx_t, action_tokens)
+            cache = self.model.context_pass(context, ctx_t, action_tokens) if self.cache else None
             t1 = time.perf_counter()
             scheduler = make_scheduler(self.sampler, cfg["flow_shift"])
             scheduler.set_timesteps(self.steps, device=self.device)
             c, (lh, lw) = self.model.tokenizer.latent_channels, self.model.latent_hw
             x = torch.randn((1, c, 1, lh, lw), generator=gen).to(self.device)
             for t in scheduler.timesteps:
-                v = self.model.target_pass(x, t.reshape(1).float().to(self.device), action_tokens, cache, reference)
+                t_ = t.reshape(1).float().to(self.device)
+                v = (self.model.target_pass(x, t_, action_tokens, cache, reference) if cache is not None
+                     else self.model(x, t_, context, ctx_t, action_tokens, reference))
                 x = scheduler.step(v, t, x, return_dict=False)[0]
             latents[target] = x[0, :, 0]
             t2 = time.perf_counter()

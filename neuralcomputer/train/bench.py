@@ -272,4 +272,9 @@ def bench_rollout(preset: str = "guiworld-tiny", model_dir: str | None = None, f
     yield {"figure": "rollout_s_per_frame_split", **common,
            "value": {"context_pass": t.context / t.frames, "denoiser_steps": t.denoise / t.frames,
                      "decoder": t.decode / t.frames}}
+    roll.cache = False  # the same rollout with every sampler step running the whole window
+    _, u = roll.rollout(first, actions)
+    roll.cache = True
+    yield {"figure": "rollout_uncached_frames_per_s", **common, "frames": u.frames,
+           "value": u.frames / (u.context + u.denoise + u.decode)}
     yield {"figure": "rollout_peak_rss_mb", "value": _peak_rss_mb()}
