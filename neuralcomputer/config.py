@@ -147,7 +147,7 @@ PRESETS["guiworld-tiny"] = {
     },
     "train": {"steps": 3000, "batch_size": 4, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999,
               "save_every": 250, "val_every": 500, "val_clips": 2, "val_frames": 8, "caption_dropout": 0.0,
-              "cache_latents": True, "tokenizer_steps": 1500, "tokenizer_latent_noise": 0.1},
+              "cache_latents": True, "tokenizer_steps": 1500, "tokenizer_latent_noise": 0.3},
 }
 PRESETS["guiworld-small"] = {
     "model": {

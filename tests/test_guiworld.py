@@ -101,7 +101,7 @@ def test_block_loop_equals_diffusers_forward():
     """Our block loop (with no mask, one timestep, no actions) is Wan's forward, so Wan weights mean the same."""
     model = _model("none")
     target, t, context, _ = _inputs()
-    x = torch.cat([model.frame_inputs(context, True), model.frame_inputs(target, False)], dim=2)
+    x = torch.cat([model.frame_inputs(context, True), model.frame_inputs(target, False, context[:, :, -1:])], dim=2)
     with torch.no_grad():
         ours = model._run(x, t[:, None].expand(-1, 3), None, slice(0, 3), False, None)
         wan = model.transformer(x, t, model.null_context, return_dict=False)[0]

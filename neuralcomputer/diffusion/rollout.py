@@ -96,20 +96,24 @@ class GUIWorldRollout:
 
     @torch.no_grad()
     def rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int = 0,
-                callback: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, RolloutTimings]:
+                callback: Callable[[int, int], None] | None = None,
+                true_frames: np.ndarray | None = None) -> tuple[np.ndarray, RolloutTimings]:
         """Frames ``(T, H, W, 3)`` uint8 at model size for ``T = len(actions)`` action records.
 
         ``first_frame`` ``(H0, W0, 3)`` is frame 0 (resized to the model's size); record ``f`` holds the
         input sent after frame ``f`` and the pointer at frame ``f`` (the dataset's action format).
         With ``frame_stride`` s > 1 every s-th frame is generated and held for s frames.
+        ``true_frames`` ``(T, H0, W0, 3)``: teacher-forced, each frame predicted from the *true* previous
+        frames (one-step prediction, no drift), the instrument of short ablations.
         """
         if not len(actions):
             raise NCError("rollout: no action records (expected one per frame)")
         with deterministic_algorithms(self.deterministic):
-            return self._rollout(first_frame, actions, seed, callback)
+            return self._rollout(first_frame, actions, seed, callback, true_frames)
 
     def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,
-                 callback: Callable[[int, int], None] | None) -> tuple[np.ndarray, RolloutTimings]:
+                 callback: Callable[[int, int], None] | None,
+                 true_frames: np.ndarray | None) -> tuple[np.ndarray, RolloutTimings]:
         cfg = self.model.config
         h, w = self.size
         k, stride = self.model.window, cfg["frame_stride"]
@@ -117,6 +121,9 @@ class GUIWorldRollout:
         start = time.perf_counter()
         first = resize_frames(np.asarray(first_frame)[None], h, w)
         latents = {0: self._encode(first)[0]}  # frame index -> (C, h, w): generated frames, never re-encoded
+        if true_frames is not None:
+            true = resize_frames(np.asarray(true_frames[: len(actions)]), h, w)
+            latents = dict(enumerate(torch.cat([self._encode(true[i:i + 32]) for i in range(0, len(true), 32)])))
         timings.encode = time.perf_counter() - start
         out = [first[0]]
         targets = list(range(stride, len(actions), stride))
@@ -146,7 +153,8 @@ class GUIWorldRollout:
                 v = (self.model.target_pass(x, t_, action_tokens, cache, reference) if cache is not None
                      else self.model(x, t_, context, ctx_t, action_tokens, reference))
                 x = scheduler.step(v, t, x, return_dict=False)[0]
-            latents[target] = x[0, :, 0]
+            if true_frames is None:
+                latents[target] = x[0, :, 0]
             t2 = time.perf_counter()
             frame = to_uint8_frames(self.model.tokenizer.decode(x, size=(h, w))[0])[0]
             t3 = time.perf_counter()

@@ -2,11 +2,12 @@
 
 A window of ``K = context_frames + 1`` latent frames is denoised as one sequence: the context frames
 (what the screen showed) and the target frame (what it shows after the actions). Each frame enters
-with Wan's I2V channel layout ``latent ++ mask ++ reference``: context frames carry their latents
-(noise-augmented against drift, with their noise level as their tokens' timestep), mask 1 and
-themselves as reference; the target carries its noisy latents, mask 0 and, with cursor supervision,
-the latents of a *cursor reference*: the cursor alone, drawn at the logged pointer as a soft arrow
-mask (the paper's SVG mask/reference, which took cursor accuracy from 8.7% to 98.7%).
+with Wan's I2V channel layout ``latent ++ mask ++ reference`` extended by a cursor channel group:
+context frames carry their latents (noise-augmented against drift, with their noise level as their
+tokens' timestep), mask 1 and themselves as reference; the target carries its noisy latents, mask 0,
+the previous frame as reference and, with cursor supervision, the latents of a *cursor reference*:
+the cursor alone, drawn at the logged pointer as a soft arrow mask (the paper's SVG mask/reference,
+which took cursor accuracy from 8.7% to 98.7%).
 
 Attention is frame-causal (a frame sees itself and earlier frames), so the context never depends
 on the target: a rollout computes the context's keys and values once per new frame and each of the
@@ -105,7 +106,7 @@ class GUIWorldModel(nn.Module):
             raise NCError(f"latent grid {lh}x{lw} needs patch_size [1, a, b] dividing it, got {list(t['patch_size'])}")
         self.latent_hw = (lh, lw)
         self.frame_tokens = (lh // ph) * (lw // pw)
-        self.transformer = WanTransformer3DModel(in_channels=2 * c + 1, out_channels=c, **t)
+        self.transformer = WanTransformer3DModel(in_channels=3 * c + 1, out_channels=c, **t)
         dim = t["num_attention_heads"] * t["attention_head_dim"]
         heads = t["num_attention_heads"]
         # The blocks' own cross-attention reads a caption in CLIGen; GUIWorld has none, so it reads one
@@ -135,12 +136,20 @@ class GUIWorldModel(nn.Module):
             self.action_attn = nn.ModuleList([ActionCrossAttention(dim, heads) for _ in range(t["num_layers"])])
 
     # -- inputs ---------------------------------------------------------------------------------
-    def frame_inputs(self, latents: torch.Tensor, known: bool, reference: torch.Tensor | None = None) -> torch.Tensor:
-        """Wan I2V channels of frames: ``(B, C, T, h, w)`` -> ``(B, 2C+1, T, h, w)`` (latent ++ mask ++ reference)."""
+    def frame_inputs(self, latents: torch.Tensor, known: bool, reference: torch.Tensor | None = None,
+                     cursor: torch.Tensor | None = None) -> torch.Tensor:
+        """Channels of frames: ``(B, C, T, h, w)`` -> ``(B, 3C+1, T, h, w)``: latents ++ mask ++ reference ++ cursor.
+
+        Context frames: their latents, mask 1, themselves as reference, no cursor. The target: its noisy
+        latents, mask 0, the previous frame as reference (a direct path to copy what did not change, as
+        GameNGen and NeuralOS feed past frames on channels) and the cursor reference (or zeros).
+        """
         mask = torch.full_like(latents[:, :1], 1.0 if known else 0.0)
         if reference is None:
             reference = latents if known else torch.zeros_like(latents)
-        return torch.cat([latents, mask, reference], dim=1)
+        if cursor is None:
+            cursor = torch.zeros_like(latents)
+        return torch.cat([latents, mask, reference, cursor], dim=1)
 
     def encode_actions(self, feats: dict[str, Any]) -> torch.Tensor:
         """Action features of the window (:func:`~neuralcomputer.models.actions.featurize`) -> ``(B, K*A, D)``."""
@@ -256,7 +265,8 @@ class GUIWorldModel(nn.Module):
         cursor-reference latents or None. Returns ``(B, C, 1, h, w)``.
         """
         k = self.window
-        inputs = torch.cat([self.frame_inputs(context, True), self.frame_inputs(target, False, reference)], dim=2)
+        inputs = torch.cat([self.frame_inputs(context, True),
+                            self.frame_inputs(target, False, context[:, :, -1:], reference)], dim=2)
         steps = torch.cat([context_timestep[:, None].expand(-1, k - 1), timestep[:, None]], dim=1).float()
         return self._run(inputs, steps, actions, slice(0, k), causal, None)[:, :, -1:]
 
@@ -268,14 +278,14 @@ class GUIWorldModel(nn.Module):
         k = self.window
         steps = context_timestep[:, None].expand(-1, k - 1).float()
         self._run(self.frame_inputs(context, True), steps, actions, slice(0, k - 1), True, cache)
-        cache["mode"] = "read"
+        cache["mode"], cache["previous"] = "read", context[:, :, -1:]
         return cache
 
     def target_pass(self, target: torch.Tensor, timestep: torch.Tensor, actions: torch.Tensor | None,
                     cache: dict, reference: torch.Tensor | None = None) -> torch.Tensor:
         """Velocity of the target frame running only its own tokens against the cached context."""
         k = self.window
-        inputs = self.frame_inputs(target, False, reference)
+        inputs = self.frame_inputs(target, False, cache["previous"], reference)
         return self._run(inputs, timestep[:, None].float(), actions, slice(k - 1, k), True, cache)
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -1,0 +1,21 @@
+#!/bin/bash
+# GUIWorld ablations at tiny scale: one shared tokenizer, the default variant trained once and shared.
+set -e
+cd "$(dirname "$0")/.."
+source .venv/bin/activate
+A=reports/ablations
+E="--eval-data datasets/desktop-eval --eval-split all --eval-episodes 4 --eval-frames 31"
+# 1. the shared default run (injection=internal, meta actions, Fourier coords, cursor reference) on scripted
+#    data; its tokenizer (trained first, inside it) serves every variant
+ncomp train --preset guiworld-tiny --data datasets/desktop-scripted --out $A/default --steps 500 threads=2
+TOK=$PWD/$A/default/tokenizer/model
+for link in injection/runs/internal actions/runs/meta cursor/runs/mask-reference data/runs/scripted; do
+  mkdir -p $A/$(dirname $link); ln -sfn $PWD/$A/default $A/$link
+done
+# 2. two streams of the other variants, one thread each
+(ncomp experiment guiworld injection --data datasets/desktop-scripted --out $A/injection --steps 500 $E threads=1 model.tokenizer.path=$TOK \
+ && ncomp experiment guiworld actions --data datasets/desktop-scripted --out $A/actions --steps 500 $E threads=1 model.tokenizer.path=$TOK) > logs/abl-A.log 2>&1 &
+(ncomp experiment guiworld cursor --data datasets/desktop-scripted --out $A/cursor --steps 500 $E threads=1 model.tokenizer.path=$TOK \
+ && ncomp experiment guiworld data --data random-slow=datasets/desktop-random-slow --data random-fast=datasets/desktop-random-fast --data scripted=datasets/desktop-scripted --out $A/data --steps 500 $E threads=1 model.tokenizer.path=$TOK) > logs/abl-B.log 2>&1 &
+wait
+echo ALL DONE
