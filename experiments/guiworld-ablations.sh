@@ -4,6 +4,14 @@ set -e
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
 A=reports/ablations
+# 0. the datasets (512x384 so that guiworld-tiny's 256x192 frames keep a findable cursor), if missing
+collect() {  # policy episodes seconds seed out
+  [ -d "$5" ] || ncomp data collect-desktop --policy "$1" --episodes "$2" --seconds "$3" --seed "$4" --size 512x384 --out "$5"
+}
+collect random-fast 12 20 1 datasets/desktop-random-fast
+collect random-slow 12 20 2 datasets/desktop-random-slow
+collect scripted 12 30 3 datasets/desktop-scripted
+collect scripted 4 20 4 datasets/desktop-eval
 E="--eval-data datasets/desktop-eval --eval-split all --eval-episodes 4 --eval-frames 31"
 # 1. the shared default run (injection=internal, meta actions, Fourier coords, cursor reference) on scripted
 #    data; its tokenizer (trained first, inside it) serves every variant
