@@ -69,18 +69,6 @@ class EpisodeOver(Exception):
     """The episode's time ran out in the middle of a task (not a failure of the task)."""
 
 
-class WindowLike(Protocol):
-    """A top-level window as ``Desktop.windows()`` reports it (client area, X server's view)."""
-
-    id: int
-    title: str
-    wm_class: str
-    x: int
-    y: int
-    width: int
-    height: int
-
-
 class DesktopLike(Protocol):
     """What the tasks use of :class:`neuralcomputer.data.desktop.Desktop`."""
 
