@@ -13,10 +13,11 @@ collect random-slow 12 20 2 datasets/desktop-random-slow
 collect scripted 12 30 3 datasets/desktop-scripted
 collect scripted 4 20 4 datasets/desktop-eval
 E="--eval-data datasets/desktop-eval --eval-split all --eval-episodes 4 --eval-frames 31"
+# TOKENIZER=DIR reuses a trained tokenizer (e.g. RUN/tokenizer/model); otherwise the default run trains one.
 # 1. the shared default run (injection=internal, meta actions, Fourier coords, cursor reference) on scripted
 #    data; its tokenizer (trained first, inside it) serves every variant
-ncomp train --preset guiworld-tiny --data datasets/desktop-scripted --out $A/default --steps 500 threads=2
-TOK=$PWD/$A/default/tokenizer/model
+ncomp train --preset guiworld-tiny --data datasets/desktop-scripted --out $A/default --steps 500 threads=2 ${TOKENIZER:+model.tokenizer.path=$TOKENIZER}
+TOK=${TOKENIZER:-$PWD/$A/default/tokenizer/model}
 for link in injection/runs/internal actions/runs/meta cursor/runs/mask-reference data/runs/scripted; do
   mkdir -p $A/$(dirname $link); ln -sfn $PWD/$A/default $A/$link
 done

@@ -128,7 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # GUIWorld: next-frame models of a desktop; frames are resized from the recorded screen size.
-_GUIWORLD_TOKENIZER = {"kind": "cell-ae", "cell": [8, 8], "latent_channels": 16, "hidden": 128}
+_GUIWORLD_TOKENIZER = {"kind": "cell-ae", "cell": [8, 8], "latent_channels": 16, "hidden": 256}
 PRESETS["guiworld-tiny"] = {
     "model": {
         "kind": "guiworld",
@@ -147,7 +147,9 @@ PRESETS["guiworld-tiny"] = {
     },
     "train": {"steps": 3000, "batch_size": 4, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999,
               "save_every": 250, "val_every": 500, "val_clips": 2, "val_frames": 8, "caption_dropout": 0.0,
-              "cache_latents": True, "tokenizer_steps": 1500, "tokenizer_latent_noise": 0.3},
+              # desktop frames (measured, 8x8 cells, val PSNR): latent noise 0.3 + 1,500 steps 24.4 dB;
+              # noise 0 + 2,000 steps 32.5 dB; noise 0.1, 256 wide, 1,000 steps 33.0 dB
+              "cache_latents": True, "tokenizer_steps": 3000, "tokenizer_latent_noise": 0.1},
 }
 PRESETS["guiworld-small"] = {
     "model": {
