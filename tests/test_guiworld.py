@@ -215,6 +215,7 @@ def test_ablation_command_writes_the_table_and_bench_prints_json(desktop_ds, tmp
         config = json.loads((tmp_path / "abl" / "runs" / name / "config.json").read_text())
         assert config["model"]["actions"]["encoder"] == name and config["train"]["steps"] == 2
     assert "| raw |" in (tmp_path / "abl" / "actions.md").read_text()
+    assert 0 < table["baselines"]["copy previous frame"]["ssim"] <= 1  # the trivial predictors beside the models
     result = subprocess.run([NCOMP, "bench", "rollout", "--frames", "3", "--threads", "1", *TINY_GUI[:10]],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

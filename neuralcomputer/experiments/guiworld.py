@@ -116,6 +116,30 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     return out
 
 
+def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int]) -> dict[str, dict[str, float]]:
+    """Trivial predictors on the same episodes: copy the first frame (for rollouts) and copy the previous
+    frame (for one-step prediction). A model below them has not learned the desktop's dynamics yet."""
+    from neuralcomputer.data.actions import action_times, read_actions
+    from neuralcomputer.data.dataset import read_clip_payload
+    from neuralcomputer.data.torch_dataset import resize_frames
+    from neuralcomputer.eval.gui import plus15_scores
+    from neuralcomputer.eval.image_metrics import psnr, ssim
+
+    scores: dict[str, dict[str, list[float]]] = {"copy first frame": {}, "copy previous frame": {}}
+    for r in records:
+        ref = resize_frames(read_clip_payload(data / r["path"])["frames"][:frames], *size)
+        times = action_times(read_actions(data / r["actions"], float(r["fps"]))[:frames])
+        guesses = {"copy first frame": np.repeat(ref[:1], len(ref), 0),
+                   "copy previous frame": np.concatenate([ref[:1], ref[:-1]])}
+        for name, clip in guesses.items():
+            p15 = plus15_scores(clip, ref, times, float(r["fps"]))
+            for key, value in (("psnr", min(psnr(clip[1:], ref[1:]), 99.0)), ("ssim", ssim(clip[1:], ref[1:])),
+                               ("plus15_psnr", p15["psnr"]), ("plus15_ssim", p15["ssim"])):
+                if value is not None:
+                    scores[name].setdefault(key, []).append(float(value))
+    return {name: {k: float(np.mean(v)) for k, v in s.items()} for name, s in scores.items()}
+
+
 def run_table(table: str, data: dict[str, Path], out: Path, steps: int, overrides: list[str], eval_data: Path | None,
               eval_split: str = "test", eval_episodes: int = 4, eval_frames: int = 31, preset: str = "guiworld-tiny",
               progress: bool = True) -> dict[str, Any]:
@@ -151,8 +175,10 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
         losses = [m["loss"] for m in metrics if "loss" in m]
         rows[name] = {"overrides": extra, "data": str(dataset), "final_loss": float(np.mean(losses[-10:])),
                       **evaluate_run(run, eval_root, records, eval_frames), "paper": PAPER[table].get(name, {})}
+    size = apply_overrides(preset_config(preset), overrides)["model"]
     result = {"table": table, "preset": preset, "steps": steps, "overrides": overrides, "eval_data": str(eval_root),
-              "eval_split": eval_split, "rows": rows}
+              "eval_split": eval_split, "rows": rows,
+              "baselines": baselines(eval_root, records, eval_frames, (size["height"], size["width"]))}
     (out / f"{table}.json").write_text(json.dumps(result, indent=2))
     (out / f"{table}.md").write_text(markdown_table(result))
     return result
@@ -175,6 +201,10 @@ def markdown_table(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_fmt(r['final_loss'])} | {mode} | {_fmt(r[prefix + 'psnr'], 2)} | "
                          f"{_fmt(r[prefix + 'ssim'])} | {_fmt(r[prefix + 'plus15_psnr'], 2)} | "
                          f"{_fmt(r[prefix + 'plus15_ssim'])} | {hit} | n/a | {paper} |")
+    for name, r in result.get("baselines", {}).items():
+        mode = "rollout" if name == "copy first frame" else "one-step"
+        lines.append(f"| *baseline: {name}* | - | {mode} | {_fmt(r.get('psnr'), 2)} | {_fmt(r.get('ssim'))} | "
+                     f"{_fmt(r.get('plus15_psnr'), 2)} | {_fmt(r.get('plus15_ssim'))} | - | - | - |")
     any_row = next(iter(result["rows"].values()))
     lines += ["", f"Evaluated on {any_row['episodes']} {result['eval_split']} episodes of {result['eval_data']}, "
               f"first {any_row['frames_per_episode']} frames. *rollout*: generated from the first frame under the "
