@@ -433,11 +433,21 @@ def collect_desktop(policy: str, episodes: int, seconds: float, out: str | Path,
                         take({"id": episode_id(policy, seed, job[2]), "record": None,
                               "faults": [f"worker died: {type(exc).__name__}: {exc}"]})
             except BaseException:
-                # Ctrl-C / SIGTERM here: stop the workers so each tears its desktop down, then wait.
-                for proc in list(getattr(pool, "_processes", {}).values()):
+                # Ctrl-C / SIGTERM here: stop the workers so each tears its desktop down, then wait for
+                # them ourselves: the executor's own shutdown(wait=True) can hang once workers died
+                # mid-task (seen under load), so join with a deadline and kill what is left.
+                procs = list(getattr(pool, "_processes", {}).values())
+                for proc in procs:
                     if proc.is_alive():
                         os.kill(proc.pid, signal.SIGTERM)
-                pool.shutdown(wait=True, cancel_futures=True)
+                deadline = time.monotonic() + 30.0
+                for proc in procs:
+                    proc.join(max(0.0, deadline - time.monotonic()))
+                for proc in procs:
+                    if proc.is_alive():  # its desktop's processes die with it (parent-death signal)
+                        proc.kill()
+                        proc.join(5.0)
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown(wait=True)
     finally:
