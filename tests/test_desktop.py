@@ -284,7 +284,10 @@ def test_xvfb_killed_mid_episode_retried_cut_or_skipped(tmp_path: Path, desktop_
 def test_no_orphans_after_signal(sig: int, workers: int, tmp_path: Path, desktop_tag: str) -> None:
     cmd = [sys.executable, "-m", "neuralcomputer.cli", "data", "collect-desktop", "--policy", "random-slow",
            "--episodes", "4", "--seconds", "30", "--size", "320x240", "--workers", str(workers), "--out", str(tmp_path)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # As a command typed in a terminal: SIGINT at its default even when this test runs in a background
+    # job (there a non-interactive shell starts everything with SIGINT ignored, and Ctrl-C would be lost).
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while len(_tokens(desktop_tag)) < workers:
