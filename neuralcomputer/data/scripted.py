@@ -343,8 +343,9 @@ class TaskContext:
             return a11y.find(self.desktop, role, name, app=app, name_contains=name_contains, within=within,
                              timeout=timeout, deadline=self.deadline, with_text=with_text)
         except a11y.WidgetNotFound as exc:
-            self.check_time()
-            raise TaskFailed(str(exc)) from None
+            # name what was missing even when the search ran into the task's deadline
+            late = " (task deadline passed)" if time.monotonic() > self.deadline else ""
+            raise TaskFailed(f"{exc}{late}") from None
 
     def click_widget(self, w: a11y.Widget, button: int = 1, count: int = 1) -> tuple[int, int]:
         """Click inside a widget's box, near its centre (people do not hit the exact centre)."""
