@@ -103,6 +103,17 @@ class TerminalScreen(pyte.Screen):
         c = self.cursor
         return pyte.screens.Cursor(c.x, c.y, c.attrs)
 
+    def erase_in_line(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        # pyte 0.8.2 raises UnboundLocalError on EL with a parameter other than 0, 1, 2 (e.g. ESC[5K);
+        # xterm ignores such a sequence, and so do we (found by the escape-soup property test).
+        if how in (0, 1, 2):
+            super().erase_in_line(how, *args, **kwargs)
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        # the same pyte bug for ED with a parameter other than 0-3
+        if how in (0, 1, 2, 3):
+            super().erase_in_display(how, *args, **kwargs)
+
     def set_mode(self, *modes: int, **kwargs: Any) -> None:
         if kwargs.get("private"):
             alt = [m for m in modes if m in _ALT_MODES]
