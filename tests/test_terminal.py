@@ -105,10 +105,14 @@ _ESCAPE_PIECES = ["\x1b[", "\x1b]", "\x1bP", "\x1b", "\x9b", ";", "?", ">", "=",
 
 
 def test_emulator_survives_arbitrary_escape_soup():
-    from hypothesis import given, settings
+    from hypothesis import example, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=300, deadline=None)
+    # derandomize: CI must be repeatable; every input a past run found is pinned as an example.
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @example(pieces=["\x1b[5K", "\x1b[7J"], cols=3, rows=2)
+    @example(pieces=["\x1b[", "²:"], cols=1, rows=1)
+    @example(pieces=["\x9b", "\n", "٣²A"], cols=2, rows=2)
     @given(st.lists(st.one_of(st.sampled_from(_ESCAPE_PIECES), st.text(max_size=5)), max_size=60),
            st.integers(1, 30), st.integers(1, 10))
     def check(pieces, cols, rows):

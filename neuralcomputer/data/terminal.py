@@ -44,8 +44,12 @@ _BENIGN = re.compile(
 )
 # SGR with colon sub-parameters (``CSI 38:2::255:0:0 m``, ``CSI 4:3 m``): pyte stops at ``:``.
 _SGR_COLON = re.compile(r"\x1b\[([0-9;]*:[0-9;:]*)m")
+# A CSI whose parameters run into a non-ASCII character: pyte takes any ``str.isdigit`` character
+# (``²``, ``٣``) as a parameter digit and then fails in ``int()``. Terminals accept ASCII digits
+# only, so the sequence ends there, unknown: we drop it (keeping the controls pyte would have run).
+_CSI_NON_ASCII = re.compile("(?:\x1b\\[|\x9b)[\x00-\x17\x19\x1c-\x3f]*[^\x00-\x7f]")
 # An escape sequence cut off at the end of an event: held back until the next event completes it.
-_INCOMPLETE_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*)?$")
+_INCOMPLETE_TAIL = re.compile("(?:\x1b(?:\\[[\x00-\x17\x19\x1c-\x3f]*)?|\x9b[\x00-\x17\x19\x1c-\x3f]*)$")
 # String terminator: ST (ESC \ or C1 0x9c); BEL is accepted too, as xterm does for OSC-like strings.
 _STRING_END = re.compile("\x1b\\\\|\x9c|\x07")
 
@@ -251,12 +255,17 @@ class Terminal:
         tail = _INCOMPLETE_TAIL.search(data)
         if tail is not None:
             data, self._pending = data[: tail.start()], data[tail.start():]
-        if "\x1b" in data:
+        if "\x1b" in data or "\x9b" in data:
+            data = _CSI_NON_ASCII.sub(self._drop_malformed, data)
             data = _BENIGN.sub(self._count_ignored, data)
             if ":" in data:
                 data = _SGR_COLON.sub(_sgr_without_colons, data)
         if data:
             self.stream.feed(data)
+
+    def _drop_malformed(self, match: re.Match[str]) -> str:
+        self.screen.unhandled["malformed CSI"] += 1
+        return "".join(c for c in match.group() if c < " " and c != "\x1b")
 
     def _count_ignored(self, match: re.Match[str]) -> str:
         self.ignored += 1
