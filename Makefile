@@ -19,6 +19,10 @@ APT_PACKAGES := bash coreutils findutils grep sed gawk git less vim nano procps 
 APT_PACKAGES += xvfb xauth xfce4-session xfwm4 xfce4-panel xfdesktop4 xfce4-settings xfconf \
                 xfce4-terminal thunar mousepad galculator xdotool dbus-x11 at-spi2-core python3-pyatspi \
                 gir1.2-atspi-2.0 x11-utils wmctrl adwaita-icon-theme-full
+# The runtime (`ncomp serve`): bubblewrap sandboxes the hybrid mode's real shell (no network, throwaway
+# filesystem); Debian's Chromium is the browser the page tests drive through Playwright (never
+# `playwright install`, which downloads a browser build).
+APT_PACKAGES += bubblewrap util-linux chromium
 
 .PHONY: all setup demo test lint pytest bench datasets clean
 
