@@ -196,3 +196,36 @@ def step_actions(frames: Sequence[FrameActions], prev: int, cur: int) -> FrameAc
     events = [e for f in frames[prev:cur] for e in f.events]
     meta = [m for f in frames[prev:cur] for m in f.meta]
     return FrameActions(cur, frames[cur].t, frames[cur].pointer, events, meta)
+
+
+# Characters typed as a named keysym rather than themselves (the collector's Actor does the same).
+CHAR_KEYS = {" ": "space", "\n": "Return", "\t": "Tab"}
+
+
+def meta_to_events(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw events a meta-action sends, compressed into one frame interval.
+
+    The collector spreads a click or a drag over several frames (a human-like glide); an interactive
+    user's action arrives at once, so the runtime sends it within one frame: the same event kinds in
+    the same order (move, press, release; keys down in order, up in reverse; one ``scroll`` per notch).
+    """
+    kind = meta["type"]
+    if kind == "move":
+        return [{"type": "move", "x": meta["x"], "y": meta["y"]}]
+    if kind == "click":
+        press = [{"type": "down", "button": meta["button"]}, {"type": "up", "button": meta["button"]}]
+        return [{"type": "move", "x": meta["x"], "y": meta["y"]}, *press * meta["count"]]
+    if kind == "drag":
+        return [{"type": "move", "x": meta["x0"], "y": meta["y0"]}, {"type": "down", "button": meta["button"]},
+                {"type": "move", "x": meta["x"], "y": meta["y"]}, {"type": "up", "button": meta["button"]}]
+    if kind == "scroll":
+        notches = [{"type": "scroll", "dx": (meta["dx"] > 0) - (meta["dx"] < 0), "dy": 0}] * abs(meta["dx"])
+        notches += [{"type": "scroll", "dx": 0, "dy": (meta["dy"] > 0) - (meta["dy"] < 0)}] * abs(meta["dy"])
+        return [{"type": "move", "x": meta["x"], "y": meta["y"]}, *notches]
+    if kind == "type":
+        keys = [CHAR_KEYS.get(ch, ch) for ch in meta["text"]]
+        return [e for k in keys for e in ({"type": "key_down", "key": k}, {"type": "key_up", "key": k})]
+    if kind == "key":
+        return ([{"type": "key_down", "key": k} for k in meta["keys"]]
+                + [{"type": "key_up", "key": k} for k in reversed(meta["keys"])])
+    raise NCError(f"unknown meta-action type {kind!r}")

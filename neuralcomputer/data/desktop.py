@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from neuralcomputer.data.actions import CHAR_KEYS
 from neuralcomputer.errors import NCError
 
 MARKER_ENV = "NC_DESKTOP_SESSION"  # every process of a desktop carries this; teardown kills by it
@@ -655,7 +656,6 @@ def list_windows(x) -> list[Window]:
 # The actor
 
 _MODIFIERS = {"ctrl": "Control_L", "shift": "Shift_L", "alt": "Alt_L", "super": "Super_L"}
-_CHAR_KEYS = {" ": "space", "\n": "Return", "\t": "Tab"}
 _SCROLL_BUTTONS = {(0, -1): 4, (0, 1): 5, (-1, 0): 6, (1, 0): 7}  # X wheel buttons: up, down, left, right
 
 
@@ -776,7 +776,7 @@ class Actor:
     def _keycode(self, key: str) -> tuple[int, bool]:
         from Xlib import XK
 
-        name = _MODIFIERS.get(key, _CHAR_KEYS.get(key, key))
+        name = _MODIFIERS.get(key, CHAR_KEYS.get(key, key))
         keysym = XK.string_to_keysym(name)
         if not keysym and len(name) == 1 and ord(name) < 256:
             keysym = ord(name)  # Latin-1 keysyms equal the code point
@@ -863,7 +863,7 @@ class Actor:
         """Type ``text`` at about ``cps`` characters per second (jittered like a person)."""
         self._meta({"type": "type", "text": text})
         for ch in text:
-            key = _CHAR_KEYS.get(ch, ch)
+            key = CHAR_KEYS.get(ch, ch)
             self.raw_key(key, True)
             self._sleep(self.rng.uniform(0.02, 0.05))
             self.raw_key(key, False)

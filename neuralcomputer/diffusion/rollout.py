@@ -111,58 +111,79 @@ class GUIWorldRollout:
         with deterministic_algorithms(self.deterministic):
             return self._rollout(first_frame, actions, seed, callback, true_frames)
 
-    def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,
-                 callback: Callable[[int, int], None] | None,
-                 true_frames: np.ndarray | None) -> tuple[np.ndarray, RolloutTimings]:
+    def encode_first(self, first_frame: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """Frame 0 at the model's size ``(H, W, 3)`` uint8 and its latents ``(C, h, w)``."""
+        h, w = self.size
+        first = resize_frames(np.asarray(first_frame)[None], h, w)
+        return first[0], self._encode(first)[0]
+
+    def generate_frame(self, latents: dict[int, torch.Tensor], actions: Sequence[FrameActions], target: int,
+                       seed: int, timings: RolloutTimings | None = None, keep: bool = True) -> np.ndarray:
+        """Frame ``target`` ``(H, W, 3)`` uint8, sampled from the window's earlier frames and actions.
+
+        ``latents`` maps frame index -> ``(C, h, w)`` and must hold the window's frames before ``target``;
+        ``actions`` needs records up to ``target``. With ``keep`` the new latents join ``latents``
+        (a rollout); without, they are dropped (teacher forcing: the true frame stays). The noise depends
+        only on ``(seed, target)``, so a rollout resumed from saved latents continues bit-identically.
+        """
         cfg = self.model.config
         h, w = self.size
         k, stride = self.model.window, cfg["frame_stride"]
-        timings = RolloutTimings()
-        start = time.perf_counter()
-        first = resize_frames(np.asarray(first_frame)[None], h, w)
-        latents = {0: self._encode(first)[0]}  # frame index -> (C, h, w): generated frames, never re-encoded
-        if true_frames is not None:
-            true = resize_frames(np.asarray(true_frames[: len(actions)]), h, w)
-            latents = dict(enumerate(torch.cat([self._encode(true[i:i + 32]) for i in range(0, len(true), 32)])))
-        timings.encode = time.perf_counter() - start
-        out = [first[0]]
-        targets = list(range(stride, len(actions), stride))
-        for n, target in enumerate(targets):
-            t0 = time.perf_counter()
-            ids = window_ids(target, k, stride)
-            feats = features_to_tensors(featurize([window_actions(actions, ids, stride)], *self.screen,
-                                                  cfg["actions"].get("max_meta", 4)), self.device)
-            action_tokens = self.model.encode_actions(feats)
-            gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, target]).integers(2**62)))
-            context = torch.stack([latents[i] for i in ids[:-1]], dim=1)[None]  # (1, C, K-1, h, w)
-            s = self.context_noise
-            context = (1 - s) * context + s * torch.randn(context.shape, generator=gen).to(context)
-            ctx_t = torch.full((1,), s * NUM_TRAIN_TIMESTEPS, device=self.device)
-            reference = None
-            if cfg["cursor_reference"]:
-                ref = cursor_reference(np.asarray([actions[target].pointer]), self.screen, (w, h))
-                reference = self._encode(ref).transpose(0, 1)[None]  # (1, C, 1, h, w)
-            cache = self.model.context_pass(context, ctx_t, action_tokens) if self.cache else None
-            t1 = time.perf_counter()
-            scheduler = make_scheduler(self.sampler, cfg["flow_shift"])
-            scheduler.set_timesteps(self.steps, device=self.device)
-            c, (lh, lw) = self.model.tokenizer.latent_channels, self.model.latent_hw
-            x = torch.randn((1, c, 1, lh, lw), generator=gen).to(self.device)
-            for t in scheduler.timesteps:
-                t_ = t.reshape(1).float().to(self.device)
-                v = (self.model.target_pass(x, t_, action_tokens, cache, reference) if cache is not None
-                     else self.model(x, t_, context, ctx_t, action_tokens, reference))
-                x = scheduler.step(v, t, x, return_dict=False)[0]
-            if true_frames is None:
-                latents[target] = x[0, :, 0]
-            t2 = time.perf_counter()
-            frame = to_uint8_frames(self.model.tokenizer.decode(x, size=(h, w))[0])[0]
-            t3 = time.perf_counter()
-            out.extend([frame] * stride)
+        t0 = time.perf_counter()
+        ids = window_ids(target, k, stride)
+        feats = features_to_tensors(featurize([window_actions(actions, ids, stride)], *self.screen,
+                                              cfg["actions"].get("max_meta", 4)), self.device)
+        action_tokens = self.model.encode_actions(feats)
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, target]).integers(2**62)))
+        context = torch.stack([latents[i] for i in ids[:-1]], dim=1)[None]  # (1, C, K-1, h, w)
+        s = self.context_noise
+        context = (1 - s) * context + s * torch.randn(context.shape, generator=gen).to(context)
+        ctx_t = torch.full((1,), s * NUM_TRAIN_TIMESTEPS, device=self.device)
+        reference = None
+        if cfg["cursor_reference"]:
+            ref = cursor_reference(np.asarray([actions[target].pointer]), self.screen, (w, h))
+            reference = self._encode(ref).transpose(0, 1)[None]  # (1, C, 1, h, w)
+        cache = self.model.context_pass(context, ctx_t, action_tokens) if self.cache else None
+        t1 = time.perf_counter()
+        scheduler = make_scheduler(self.sampler, cfg["flow_shift"])
+        scheduler.set_timesteps(self.steps, device=self.device)
+        c, (lh, lw) = self.model.tokenizer.latent_channels, self.model.latent_hw
+        x = torch.randn((1, c, 1, lh, lw), generator=gen).to(self.device)
+        for t in scheduler.timesteps:
+            t_ = t.reshape(1).float().to(self.device)
+            v = (self.model.target_pass(x, t_, action_tokens, cache, reference) if cache is not None
+                 else self.model(x, t_, context, ctx_t, action_tokens, reference))
+            x = scheduler.step(v, t, x, return_dict=False)[0]
+        if keep:
+            latents[target] = x[0, :, 0]
+        t2 = time.perf_counter()
+        frame = to_uint8_frames(self.model.tokenizer.decode(x, size=(h, w))[0])[0]
+        t3 = time.perf_counter()
+        if timings is not None:
             timings.context += t1 - t0
             timings.denoise += t2 - t1
             timings.decode += t3 - t2
             timings.per_frame.append(t3 - t0)
+        return frame
+
+    def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,
+                 callback: Callable[[int, int], None] | None,
+                 true_frames: np.ndarray | None) -> tuple[np.ndarray, RolloutTimings]:
+        h, w = self.size
+        stride = self.model.config["frame_stride"]
+        timings = RolloutTimings()
+        start = time.perf_counter()
+        first, first_latents = self.encode_first(first_frame)
+        latents = {0: first_latents}  # frame index -> (C, h, w): generated frames, never re-encoded
+        if true_frames is not None:
+            true = resize_frames(np.asarray(true_frames[: len(actions)]), h, w)
+            latents = dict(enumerate(torch.cat([self._encode(true[i:i + 32]) for i in range(0, len(true), 32)])))
+        timings.encode = time.perf_counter() - start
+        out = [first]
+        targets = list(range(stride, len(actions), stride))
+        for n, target in enumerate(targets):
+            frame = self.generate_frame(latents, actions, target, seed, timings, keep=true_frames is None)
+            out.extend([frame] * stride)
             if callback is not None:
                 callback(n + 1, len(targets))
         timings.frames = len(targets)

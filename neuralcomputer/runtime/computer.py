@@ -1,0 +1,387 @@
+"""The neural computer: a trained model you step with commands or mouse and keyboard input.
+
+The paper's loop, ``h_t = F(h_{t-1}, x_t, u_t)`` and ``x_{t+1} ~ G(h_t)``, as one object for both
+kinds of model:
+
+* **terminal** (a CLIGen model): the state is the current screen; ``step({"type": "command",
+  "text": "ls"})`` renders the session that follows from that screen and a caption of what the user
+  typed. In **hybrid** mode a reasoning engine (:mod:`neuralcomputer.runtime.engines`: a real shell in
+  a sandbox) runs the command first and the caption also says what the screen must show (the paper's
+  reprompting, arithmetic 4% -> 83%); the model still draws every pixel.
+* **desktop** (a GUIWorld model): the state is the latents of the last frames (the context window)
+  and the action log; each ``step`` takes one input (a meta-action such as a click, or one frame's raw
+  events) and generates the next frame from the cached context.
+
+Deterministic by default: the noise of step ``n`` is seeded by ``(seed, n)`` (terminal) or
+``(seed, frame)`` (desktop), so a state saved with :meth:`NeuralComputer.save` and restored later
+continues with bit-identical frames. Every step leaves a JSON-able record (input, seed, caption,
+engine output, timings) in :attr:`NeuralComputer.history`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from neuralcomputer.data.actions import FrameActions, check_event, check_meta, meta_to_events
+from neuralcomputer.diffusion.pipeline import deterministic_algorithms
+from neuralcomputer.errors import NCError
+
+FIRST_FRAME = "first_frame.png"  # a model directory may ship its default start screen under this name
+MAX_COMMAND_CHARS = 1000
+_STATE_VERSION = 1
+
+
+@dataclass
+class StepResult:
+    """What one step produced: the new frames ``(T, H, W, 3)`` uint8 and the step's record."""
+
+    frames: np.ndarray
+    record: dict[str, Any]
+
+
+def _step_seed(seed: int, n: int) -> int:
+    """The noise seed of step ``n`` of a session started with ``seed`` (independent of wall time)."""
+    return int(np.random.default_rng([seed, n]).integers(2**31))
+
+
+def _model_kind(path: Path) -> str:
+    cfg = json.loads((path / "config.json").read_text())
+    return cfg.get("kind", "cligen")
+
+
+class NeuralComputer:
+    """One session of a neural computer. Use :meth:`load`; then :meth:`reset` and :meth:`step`.
+
+    Attributes:
+        kind: ``"terminal"`` or ``"desktop"``.
+        fps: frames per second of the generated video.
+        size: ``(H, W)`` of frames.
+        screen: ``(W, H)`` the desktop action coordinates refer to (terminal: the frame size).
+        seed: the session seed (settable; applies from the next step).
+        history: one JSON-able record per step.
+    """
+
+    def __init__(self, backend: Any, *, model_dir: Path | None = None, seed: int = 0, hybrid: bool = False,
+                 engine: str = "shell") -> None:
+        from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+
+        self.backend = backend
+        self.model_dir = model_dir
+        self.kind = "terminal" if isinstance(backend, CLIGenPipeline) else "desktop"
+        self.seed = int(seed)
+        self.history: list[dict[str, Any]] = []
+        self._engine_name = engine
+        self._engine: Any = None
+        self._frame: np.ndarray | None = None
+        self._n = 0  # steps taken since reset
+        # desktop state: frame index, latents of recent frames, the action log, the pointer
+        self._t = 0
+        self._latents: dict[int, torch.Tensor] = {}
+        self._records: list[FrameActions] = []
+        if hybrid:
+            self.hybrid = True
+
+    @classmethod
+    def load(cls, path: str | Path, *, steps: int | None = None, seed: int = 0, deterministic: bool = True,
+             hybrid: bool = False, engine: str = "shell") -> NeuralComputer:
+        """A terminal or desktop computer from a run folder, checkpoint or model directory (no network)."""
+        from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
+        from neuralcomputer.diffusion.rollout import GUIWorldRollout
+
+        model_dir = resolve_model_dir(path)
+        if _model_kind(model_dir) == "guiworld":
+            backend: Any = GUIWorldRollout.load(model_dir, steps=steps, deterministic=deterministic)
+        else:
+            backend = CLIGenPipeline.load(model_dir, steps=steps, deterministic=deterministic)
+        return cls(backend, model_dir=model_dir, seed=seed, hybrid=hybrid, engine=engine)
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def fps(self) -> float:
+        return float(self.backend.model.config["fps"])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        cfg = self.backend.model.config
+        return int(cfg["height"]), int(cfg["width"])
+
+    @property
+    def screen(self) -> tuple[int, int]:
+        return self.backend.screen if self.kind == "desktop" else (self.size[1], self.size[0])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(cols, rows)`` of the terminal the model draws (the training data's 13 px font)."""
+        from neuralcomputer.data.render import FrameRenderer
+
+        atlas = FrameRenderer(1, 1).atlas
+        return self.size[1] // atlas.cell_width, self.size[0] // atlas.cell_height
+
+    @property
+    def steps(self) -> int:
+        """Denoising steps per generated frame (terminal: per clip)."""
+        return int(self.backend.steps)
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 200:
+            raise NCError(f"steps: expected an integer in 1..200, got {value!r:.40}")
+        self.backend.steps = value
+
+    @property
+    def deterministic(self) -> bool:
+        return bool(self.backend.deterministic)
+
+    @deterministic.setter
+    def deterministic(self, value: bool) -> None:
+        self.backend.deterministic = bool(value)
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether a reasoning engine runs each command first (terminal models only)."""
+        return self._engine is not None
+
+    @hybrid.setter
+    def hybrid(self, value: bool) -> None:
+        if bool(value) == self.hybrid:
+            return
+        if not value:
+            self._engine.close()
+            self._engine = None
+            return
+        if self.kind != "terminal":
+            raise NCError("hybrid mode needs a terminal model (a reasoning engine runs commands)")
+        from neuralcomputer.runtime.engines import make_engine
+
+        cols, rows = self.grid
+        self._engine = make_engine(self._engine_name, cols=cols, rows=rows)
+
+    @property
+    def engine(self) -> Any:
+        """The reasoning engine of hybrid mode (None when off)."""
+        return self._engine
+
+    @property
+    def frame(self) -> np.ndarray:
+        """The current screen ``(H, W, 3)`` uint8."""
+        if self._frame is None:
+            raise NCError("no screen yet: call reset() first")
+        return self._frame
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def default_first_frame(self) -> np.ndarray:
+        """The model directory's ``first_frame.png`` if it ships one, else (terminal) an empty prompt."""
+        if self.model_dir is not None and (self.model_dir / FIRST_FRAME).is_file():
+            return np.asarray(Image.open(self.model_dir / FIRST_FRAME).convert("RGB"))
+        if self.kind == "desktop":
+            raise NCError(f"{self.model_dir}: no {FIRST_FRAME}; pass a first frame (a desktop screenshot)")
+        from neuralcomputer.data.recorder import shell_prompt
+        from neuralcomputer.data.render import FrameRenderer
+        from neuralcomputer.data.terminal import Terminal
+
+        cols, rows = self.grid
+        terminal = Terminal(cols, rows)
+        terminal.feed(shell_prompt())
+        frame = FrameRenderer(cols, rows).render(terminal)
+        out = np.zeros((*self.size, 3), np.uint8)
+        out[: frame.shape[0], : frame.shape[1]] = frame[: self.size[0], : self.size[1]]
+        return out
+
+    def reset(self, first_frame: np.ndarray | None = None) -> np.ndarray:
+        """Start over from ``first_frame`` ``(H, W, 3)`` uint8 (default: :meth:`default_first_frame`).
+
+        Terminal frames must be the model's size; desktop frames are resized to it. Returns the screen.
+        """
+        frame = self.default_first_frame() if first_frame is None else np.asarray(first_frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise NCError(f"first frame: expected (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+        self.history = []
+        self._n = 0
+        if self.kind == "terminal":
+            self.backend.check_frame(frame)
+            self._frame = frame.copy()
+            if self._engine is not None:
+                self._engine.reset()
+        else:
+            with torch.no_grad():
+                self._frame, latents = self.backend.encode_first(frame)
+            self._t = 0
+            self._latents = {0: latents}
+            w, h = self.screen
+            self._records = [FrameActions(0, 0.0, (w // 2, h // 2))]
+        return self.frame
+
+    def step(self, action: dict[str, Any], callback: Callable[[np.ndarray], None] | None = None) -> StepResult:
+        """Apply one input and generate what follows; ``callback`` receives each new frame ``(H, W, 3)``.
+
+        Terminal: ``{"type": "command", "text": "ls -la"}``. Desktop: a meta-action (``move``, ``click``,
+        ``drag``, ``scroll``, ``type``, ``key``; see :mod:`neuralcomputer.data.actions`) or one frame's
+        input ``{"type": "frame", "events": [...], "meta": [...]}``. A malformed action raises
+        :class:`NCError` and changes nothing.
+        """
+        self.frame  # noqa: B018 -- reset() must have run
+        if not isinstance(action, dict):
+            raise NCError(f"action: expected a JSON object, got {type(action).__name__}")
+        start = time.perf_counter()
+        if self.kind == "terminal":
+            frames, record = self._terminal_step(action)
+        else:
+            frames, record = self._desktop_step(action)
+        record = {"step": self._n, "action": action, **record}
+        record["timings"]["total_s"] = time.perf_counter() - start
+        record["frames"] = len(frames)
+        self._n += 1
+        self.history.append(record)
+        if callback is not None:
+            for f in frames:
+                callback(f)
+        return StepResult(frames, record)
+
+    def _terminal_step(self, action: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        from neuralcomputer.diffusion.pipeline import hold_frames
+
+        if action.get("type") != "command":
+            raise NCError(f"action type {action.get('type')!r}: a terminal model takes "
+                          '{"type": "command", "text": ...}')
+        command = action.get("text")
+        if not isinstance(command, str) or not command.strip() or len(command) > MAX_COMMAND_CHARS:
+            raise NCError(f"command: expected non-empty text of at most {MAX_COMMAND_CHARS} characters")
+        if "\n" in command or "\r" in command:
+            raise NCError("command: one line expected (no newline characters)")
+        engine = None
+        t0 = time.perf_counter()
+        if self._engine is not None:
+            result = self._engine.run(command)
+            caption = result.caption
+            engine = {"name": self._engine.name, "screen_text": result.screen_text, "exit_code": result.exit_code,
+                      "timed_out": result.timed_out, "truncated": result.truncated, "elapsed_s": result.elapsed_s}
+        else:
+            caption = f"The user types `{command}`."  # the detailed tier's wording, nothing more known
+        t1 = time.perf_counter()
+        seed = _step_seed(self.seed, self._n)
+        pipe = self.backend
+        sampled = pipe.sample_frames(self._frame[None], [caption], seed)[0]
+        video = hold_frames(sampled, pipe.stride, (pipe.num_frames - 1) * pipe.stride + 1)[1:]
+        self._frame = video[-1].copy()
+        timings = {"engine_s": t1 - t0, "sample_s": time.perf_counter() - t1}
+        return video, {"seed": seed, "caption": caption, "engine": engine, "timings": timings}
+
+    def _desktop_step(self, action: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        kind = action.get("type")
+        if kind == "frame":
+            extra = set(action) - {"type", "events", "meta", "pointer"}
+            if extra:
+                raise NCError(f"frame action: unknown fields {sorted(extra)}")
+            events, metas = action.get("events", []), action.get("meta", [])
+            if not isinstance(events, list) or not isinstance(metas, list):
+                raise NCError("frame action: events and meta must be lists")
+            events = [check_event(e, f"frame action event {i}") for i, e in enumerate(events)]
+            metas = [check_meta(m, f"frame action meta {i}") for i, m in enumerate(metas)]
+        else:
+            metas = [check_meta(action, "action")]
+            events = meta_to_events(metas[0])
+        pointer = self._records[-1].pointer
+        for e in events:
+            if e["type"] == "move":
+                pointer = (e["x"], e["y"])
+        if kind == "frame" and "pointer" in action:
+            p = action["pointer"]
+            if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, int | float) for v in p)):
+                raise NCError(f"frame action: pointer must be [x, y], got {p!r:.60}")
+            pointer = (round(p[0]), round(p[1]))
+        w, h = self.screen
+        pointer = (min(max(int(pointer[0]), 0), w - 1), min(max(int(pointer[1]), 0), h - 1))
+        # record t holds the input sent after frame t; the next records carry the pointer read back
+        current = self._records[-1]
+        current.events, current.meta = events, metas
+        stride = int(self.backend.model.config["frame_stride"])
+        for k in range(1, stride + 1):
+            self._records.append(FrameActions(self._t + k, (self._t + k) / self.fps, pointer))
+        target = self._t + stride
+        from neuralcomputer.diffusion.rollout import RolloutTimings
+
+        timings = RolloutTimings()
+        with torch.no_grad(), deterministic_algorithms(self.backend.deterministic):
+            frame = self.backend.generate_frame(self._latents, self._records, target, self.seed, timings)
+        self._t = target
+        keep = target - (self.backend.model.window - 1) * stride  # the oldest frame a window still needs
+        self._latents = {i: v for i, v in self._latents.items() if i >= keep}
+        self._frame = frame
+        return np.repeat(frame[None], stride, 0), {
+            "seed": self.seed, "frame": target, "pointer": list(pointer),
+            "timings": {"context_s": timings.context, "denoise_s": timings.denoise, "decode_s": timings.decode}}
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        """What a saved state must match to be restored into this computer (the model config)."""
+        return {"kind": self.kind, "config": json.loads(json.dumps(self.backend.model.config, default=str))}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the state (screen, latents, action log, history, settings) to the folder ``path``.
+
+        Written to a temporary folder and renamed, so a crash never leaves a half state. The hybrid
+        engine's sandbox (its files) is not part of the state: a restored session gets a fresh one.
+        """
+        path = Path(path)
+        self.frame  # noqa: B018
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            Image.fromarray(self._frame).save(tmp / "frame.png")
+            state = {"version": _STATE_VERSION, **self._identity(), "seed": self.seed, "steps": self.steps,
+                     "deterministic": self.deterministic, "n": self._n, "history": self.history}
+            if self.kind == "desktop":
+                state.update(t=self._t, records=[r.to_json() for r in self._records])
+                save_file({str(i): v.contiguous() for i, v in self._latents.items()}, tmp / "latents.safetensors")
+            (tmp / "state.json").write_text(json.dumps(state, default=str))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    def restore(self, path: str | Path) -> np.ndarray:
+        """Continue from a state written by :meth:`save` (same model); returns the screen."""
+        path = Path(path)
+        if not (path / "state.json").is_file():
+            raise NCError(f"{path}: not a saved state (no state.json)")
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise NCError(f"{path / 'state.json'}: corrupt ({exc.msg} at line {exc.lineno})") from None
+        if state.get("version") != _STATE_VERSION:
+            raise NCError(f"{path}: state version {state.get('version')!r}, expected {_STATE_VERSION}")
+        if {k: state.get(k) for k in ("kind", "config")} != self._identity():
+            raise NCError(f"{path}: saved from a different model (kind or config differs)")
+        frame = np.asarray(Image.open(path / "frame.png").convert("RGB"))
+        self.seed, self.steps, self.deterministic = state["seed"], state["steps"], state["deterministic"]
+        self._n, self.history, self._frame = state["n"], state["history"], frame
+        if self.kind == "desktop":
+            self._t = state["t"]
+            self._records = [FrameActions(r["frame"], r["t"], tuple(r["pointer"]), r["events"], r["meta"])
+                             for r in state["records"]]
+            self._latents = {int(k): v for k, v in load_file(path / "latents.safetensors").items()}
+        elif self._engine is not None:
+            self._engine.reset()
+        return self.frame
+
+    def close(self) -> None:
+        """Release the reasoning engine (its sandbox and processes)."""
+        self.hybrid = False

@@ -1,0 +1,32 @@
+"""Tiny, untrained terminal and desktop models saved as model directories, for runtime and server tests.
+
+Untrained weights render noise, but every code path (encode, denoise, decode, state, streaming) runs
+for real and fast: what the runtime tests need. Quality is the shipped models' business.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.models.guiworld import GUIWorldModel
+from tests.cligen_helpers import tiny_config
+from tests.guiworld_helpers import tiny_gui_config
+
+
+def tiny_terminal_model(path: Path, seed: int = 0) -> Path:
+    """A 40x8-cell (320x136) CLIGen model directory with random weights; 2 sampling steps."""
+    torch.manual_seed(seed)
+    cfg = tiny_config(extra=["sample_steps=2"])["model"]
+    CLIGenModel(cfg).save_pretrained(path)
+    return path
+
+
+def tiny_desktop_model(path: Path, seed: int = 0) -> Path:
+    """A 64x48 GUIWorld model directory (screen 128x96) with random weights; 2 sampling steps."""
+    torch.manual_seed(seed)
+    cfg = tiny_gui_config(["sample_steps=2"])["model"]
+    GUIWorldModel({**cfg, "screen": [128, 96]}).save_pretrained(path)
+    return path

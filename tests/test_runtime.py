@@ -1,0 +1,157 @@
+"""The NeuralComputer runtime: reset/step for terminal and desktop models, determinism, state on disk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neuralcomputer.data.actions import FrameActions
+from neuralcomputer.data.recorder import shell_prompt
+from neuralcomputer.diffusion.rollout import GUIWorldRollout
+from neuralcomputer.errors import NCError
+from neuralcomputer.eval.grid_ocr import GridOCR
+from neuralcomputer.runtime.computer import NeuralComputer
+from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"terminal": tiny_terminal_model(root / "terminal"), "desktop": tiny_desktop_model(root / "desktop")}
+
+
+def _desktop_first() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+
+
+def test_terminal_reset_draws_a_prompt_at_the_models_grid(models):
+    c = NeuralComputer.load(models["terminal"])
+    frame = c.reset()
+    assert c.kind == "terminal" and frame.shape == (136, 320, 3) and c.grid == (40, 8)
+    assert GridOCR(cols=40, rows=8).read_lines(frame)[0] == shell_prompt().strip()
+
+
+def test_terminal_step_renders_a_clip_and_records_it(models):
+    c = NeuralComputer.load(models["terminal"], seed=3)
+    first = c.reset()
+    seen: list[np.ndarray] = []
+    result = c.step({"type": "command", "text": "ls -la"}, callback=seen.append)
+    pipe = c.backend
+    assert result.frames.shape == ((pipe.num_frames - 1) * pipe.stride, 136, 320, 3)
+    assert len(seen) == len(result.frames) and (c.frame == result.frames[-1]).all()
+    assert not (c.frame == first).all()  # an untrained model still changes the screen
+    record = result.record
+    assert record["step"] == 0 and record["caption"] == "The user types `ls -la`." and record["engine"] is None
+    assert record["timings"]["total_s"] >= record["timings"]["sample_s"] > 0
+    json.dumps(c.history)  # records are JSON-able
+
+
+def test_same_seed_same_frames_other_seed_other_frames(models):
+    runs = []
+    for seed in (0, 0, 1):
+        c = NeuralComputer.load(models["terminal"], seed=seed)
+        c.reset()
+        runs.append(np.concatenate([c.step({"type": "command", "text": t}).frames for t in ("ls", "pwd")]))
+    assert (runs[0] == runs[1]).all()
+    assert not (runs[0] == runs[2]).all()
+
+
+@pytest.mark.parametrize("action, message", [
+    ({"type": "click", "x": 1, "y": 1}, "a terminal model takes"),
+    ({"type": "command", "text": ""}, "non-empty text"),
+    ({"type": "command", "text": "x" * 5000}, "at most 1000"),
+    ({"type": "command", "text": "ls\nrm"}, "one line"),
+    ({"type": "command", "text": 5}, "non-empty text"),
+    ("ls", "expected a JSON object"),
+])
+def test_terminal_rejects_malformed_actions_and_changes_nothing(models, action, message):
+    c = NeuralComputer.load(models["terminal"])
+    frame = c.reset().copy()
+    with pytest.raises(NCError, match=message):
+        c.step(action)
+    assert c.history == [] and (c.frame == frame).all()
+
+
+def test_step_before_reset_and_bad_settings_are_clear_errors(models):
+    c = NeuralComputer.load(models["terminal"])
+    with pytest.raises(NCError, match="call reset"):
+        c.step({"type": "command", "text": "ls"})
+    with pytest.raises(NCError, match="steps: expected an integer"):
+        c.steps = 0
+    c.steps = 3
+    assert c.backend.steps == 3
+    with pytest.raises(NCError, match="first frame is"):
+        c.reset(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_desktop_steps_match_an_offline_rollout_of_the_same_actions(models):
+    """The runtime's frame-by-frame stepping is the rollout API, frame for frame, bit for bit."""
+    rng = np.random.default_rng(1)
+    points = [(int(x), int(y)) for x, y in rng.integers(0, 96, (6, 2))]
+    records = [FrameActions(i, i / 15, points[i], [{"type": "move", "x": points[i + 1][0], "y": points[i + 1][1]}]
+                            if i + 1 < len(points) else []) for i in range(len(points))]
+    records[2].events.append({"type": "down", "button": 1})
+    records[2].meta.append({"type": "click", "x": points[3][0], "y": points[3][1], "button": 1, "count": 1})
+    offline, _ = GUIWorldRollout.load(models["desktop"]).rollout(_desktop_first(), records, seed=5)
+
+    c = NeuralComputer.load(models["desktop"], seed=5)
+    c.reset(_desktop_first())
+    c._records[0] = FrameActions(0, 0.0, points[0])  # the offline log's first pointer
+    live = [c.frame] + [c.step({"type": "frame", "events": r.events, "meta": r.meta}).frames[0]
+                        for r in records[:-1]]
+    assert (np.stack(live) == offline).all()
+
+
+def test_desktop_meta_actions_become_events_and_move_the_pointer(models):
+    c = NeuralComputer.load(models["desktop"])
+    c.reset(_desktop_first())
+    assert c.screen == (128, 96) and c.frame.shape == (48, 64, 3)
+    r = c.step({"type": "click", "x": 500, "y": 20, "button": 3, "count": 2})
+    assert r.record["pointer"] == [127, 20]  # clamped to the screen
+    assert [e["type"] for e in c._records[0].events] == ["move", "down", "up", "down", "up"]
+    c.step({"type": "key", "keys": ["ctrl", "s"]})
+    assert [e["type"] for e in c._records[1].events] == ["key_down", "key_down", "key_up", "key_up"]
+    for _ in range(6):
+        c.step({"type": "frame", "events": []})
+    assert len(c._latents) <= c.backend.model.window  # old context is dropped: memory stays flat
+    with pytest.raises(NCError, match="type one of move, click"):
+        c.step({"type": "explode"})
+    with pytest.raises(NCError, match="x"):
+        c.step({"type": "click", "x": "left", "y": 3, "button": 1, "count": 1})
+    with pytest.raises(NCError, match="unknown fields"):
+        c.step({"type": "frame", "evil": 1})
+    assert len(c.history) == 8
+    with pytest.raises(NCError, match="needs a terminal model"):
+        c.hybrid = True
+
+
+@pytest.mark.parametrize("kind", ["terminal", "desktop"])
+def test_saved_state_continues_with_identical_frames(models, kind, tmp_path):
+    action = {"type": "command", "text": "echo hi"} if kind == "terminal" else {"type": "move", "x": 40, "y": 30}
+    c = NeuralComputer.load(models[kind], seed=7)
+    c.reset(None if kind == "terminal" else _desktop_first())
+    c.step(action)
+    c.save(tmp_path / "state")
+    after = [c.step(action).frames for _ in range(2)]
+
+    d = NeuralComputer.load(models[kind], seed=123)  # the state's seed wins
+    d.restore(tmp_path / "state")
+    assert d.seed == 7 and len(d.history) == 1
+    assert all((a == b).all() for a, b in zip(after, [d.step(action).frames for _ in range(2)], strict=True))
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
+
+
+def test_restore_refuses_another_model_and_corrupt_state(models, tmp_path):
+    c = NeuralComputer.load(models["terminal"])
+    c.reset()
+    c.save(tmp_path / "state")
+    d = NeuralComputer.load(models["desktop"])
+    with pytest.raises(NCError, match="different model"):
+        d.restore(tmp_path / "state")
+    (tmp_path / "state" / "state.json").write_text("{broken")
+    with pytest.raises(NCError, match="corrupt"):
+        c.restore(tmp_path / "state")
+    with pytest.raises(NCError, match="not a saved state"):
+        c.restore(tmp_path / "nothing")
