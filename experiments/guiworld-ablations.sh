@@ -24,7 +24,10 @@ done
 # 2. two streams of the other variants, one thread each
 (ncomp experiment guiworld injection --data datasets/desktop-scripted --out $A/injection --steps 500 $E threads=1 model.tokenizer.path=$TOK \
  && ncomp experiment guiworld actions --data datasets/desktop-scripted --out $A/actions --steps 500 $E threads=1 model.tokenizer.path=$TOK) > logs/abl-A.log 2>&1 &
+A_PID=$!
 (ncomp experiment guiworld cursor --data datasets/desktop-scripted --out $A/cursor --steps 500 $E threads=1 model.tokenizer.path=$TOK \
  && ncomp experiment guiworld data --data random-slow=datasets/desktop-random-slow --data random-fast=datasets/desktop-random-fast --data scripted=datasets/desktop-scripted --out $A/data --steps 500 $E threads=1 model.tokenizer.path=$TOK) > logs/abl-B.log 2>&1 &
-wait
+B_PID=$!
+wait $A_PID  # a plain `wait` returns 0 whatever the streams returned; set -e sees these
+wait $B_PID
 echo ALL DONE

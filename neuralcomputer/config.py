@@ -291,6 +291,10 @@ def check_config(config: dict[str, Any]) -> None:
             raise NCError("context_frames, frame_stride and sample_steps must be >= 1")
         if not 0 <= m["context_noise"] < 1 or not 0 <= m["rollout_context_noise"] < 1:
             raise NCError("context_noise and rollout_context_noise must lie in [0, 1)")
+        if t["fsdp"]:
+            # FSDP2 gathers a block's weights when the block's forward runs; GUIWorld's frame-causal
+            # attention calls each block's layers one by one, so they would stay sharded. Refuse.
+            raise NCError("fsdp=true is not supported for GUIWorld models yet (use DDP: leave fsdp=false)")
     if m["kind"] == "cligen":
         if m["num_frames"] < 2 or m["frame_stride"] < 1:
             raise NCError("num_frames must be >= 2 and frame_stride >= 1")

@@ -195,7 +195,10 @@ def test_rollout_holds_frames_at_the_data_rate(desktop_ds, tmp_path):
     acts = read_actions(clip.with_name(clip.name.replace(".npz", ".actions.jsonl")))[:7]
     frames, timings = roll.rollout(read_clip_payload(clip)["frames"][0], acts, seed=3)
     assert frames.shape == (7, 48, 64, 3) and timings.frames == 3
-    assert np.array_equal(frames[1], frames[2]) and timings.denoise > 0 and timings.decode > 0
+    # frame 0 is held until frame 2 (the first generated one), which is held through frame 3, ...
+    assert np.array_equal(frames[0], frames[1]) and np.array_equal(frames[2], frames[3])
+    assert not np.array_equal(frames[1], frames[2]) and np.array_equal(frames[5], frames[4])
+    assert timings.denoise > 0 and timings.decode > 0
     roll.cache = False  # every step over the whole window: the same frames, to float rounding
     uncached, _ = roll.rollout(read_clip_payload(clip)["frames"][0], acts, seed=3)
     assert np.abs(uncached.astype(int) - frames.astype(int)).max() <= 1

@@ -279,15 +279,6 @@ def read_text(desktop: DesktopEnv, app: str, role: str | Sequence[str] = TEXT_RO
     return [w.text or "" for w in find_all(desktop, role, app=app, within=within, with_text=True)]
 
 
-def available(desktop: DesktopEnv, timeout: float = 10.0) -> bool:
-    """Whether the desktop's accessibility tree can be read at all."""
-    try:
-        tree(desktop, max_depth=0, timeout=timeout)
-    except A11yUnavailable:
-        return False
-    return True
-
-
 _RANGE_HELPER = r"""
 import json, sys
 q = json.loads(sys.argv[1])

@@ -67,10 +67,14 @@ _KEY_ALIASES = {"Control_L": "ctrl", "Control_R": "ctrl", "control": "ctrl", "Sh
                 "Alt_L": "alt", "Alt_R": "alt", "Super_L": "super", "Super_R": "super", "KP_Enter": "Return"}
 
 
+def canonical_key(key: str) -> str:
+    """One name per key: left/right modifier keysyms and aliases fold to ``ctrl``, ``shift``, ``alt``, ..."""
+    return _KEY_ALIASES.get(key, key)
+
+
 def key_slot(key: str) -> int:
     """The raw encoder's slot for an X keysym name (``other`` for keys outside the vocabulary)."""
-    key = _KEY_ALIASES.get(key, key)
-    return KEY_INDEX.get(key, KEY_INDEX["other"])
+    return KEY_INDEX.get(canonical_key(key), KEY_INDEX["other"])
 
 
 @dataclass

@@ -55,12 +55,17 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from neuralcomputer.data.actions import check_meta
+from neuralcomputer.data.actions import canonical_key, check_meta
 from neuralcomputer.data.desktop import ActorCancelled
 from neuralcomputer.data.policies import UNSAFE_CHORDS, default_captions
 from neuralcomputer.errors import NCError
 
 Reply = list[dict[str, Any]] | Literal["done"]
+
+
+def _fold(keys: Any) -> set[str]:
+    """Key names compared as the X server sees them: aliases folded, named keys case-blind."""
+    return {k.lower() if len(k) > 1 else k for k in map(canonical_key, keys)}
 
 
 class AgentError(NCError):
@@ -116,8 +121,8 @@ def validate_reply(reply: Any, width: int, height: int, where: str) -> Reply:
                 raise AgentError(f"{here}: point ({x}, {y}) is off the {width}x{height} screen")
         if action["type"] == "click" and not 1 <= action["count"] <= 3:
             raise AgentError(f"{here}: click count must be 1..3, got {action['count']}")
-        if action["type"] == "key" and {k.lower() if len(k) > 1 else k for k in action["keys"]} in [
-                {k.lower() if len(k) > 1 else k for k in chord} for chord in UNSAFE_CHORDS]:
+        # any chord that *contains* an unsafe one (Alt_L+F4, shift+alt+F4) is refused too
+        if action["type"] == "key" and any(_fold(chord) <= _fold(action["keys"]) for chord in UNSAFE_CHORDS):
             raise AgentError(f"{here}: the chord {'+'.join(action['keys'])} is not allowed (it can end the session)")
         out.append(action)
     return out

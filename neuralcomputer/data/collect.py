@@ -82,6 +82,7 @@ class Capture:
         return len(self.times)
 
     def truncate(self, frames: int) -> None:
+        """Keep only the first ``frames`` frames (an episode cut where its desktop failed)."""
         del self.buffer_index[frames:], self.times[frames:], self.pointer[frames:]
 
 
@@ -105,6 +106,7 @@ class Recorder(threading.Thread):
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
+        """Ask the capture loop to end after the current frame (then ``join``)."""
         self._stop_event.set()
 
     def run(self) -> None:
@@ -127,34 +129,36 @@ class Recorder(threading.Thread):
         region = {"left": 0, "top": 0, "width": d.width, "height": d.height}
         x = xdisplay.Display(d.display)
         root = x.screen().root
-        with mss.MSS(display=d.display) as sct:
-            cap.t0 = time.monotonic()
-            self.ready.set()
-            slot = 0
-            previous: np.ndarray | None = None
-            while not self._stop_event.is_set() and (self.max_frames is None or len(cap) < self.max_frames):
-                due = cap.t0 + slot * interval
-                if self._stop_event.wait(max(0.0, due - time.monotonic())):
-                    break
-                while time.monotonic() - due > interval:  # too late for this slot: drop it, say so
-                    cap.dropped += 1
+        try:
+            with mss.MSS(display=d.display) as sct:
+                cap.t0 = time.monotonic()
+                self.ready.set()
+                slot = 0
+                previous: np.ndarray | None = None
+                while not self._stop_event.is_set() and (self.max_frames is None or len(cap) < self.max_frames):
+                    due = cap.t0 + slot * interval
+                    if self._stop_event.wait(max(0.0, due - time.monotonic())):
+                        break
+                    while time.monotonic() - due > interval:  # too late for this slot: drop it, say so
+                        cap.dropped += 1
+                        slot += 1
+                        due += interval
+                    if not d.alive():
+                        cap.error, cap.error_time = "the desktop died (Xvfb, dbus or xfce4-session exited)", time.monotonic()
+                        break
+                    t = time.monotonic()
+                    reply = root.query_pointer()
+                    shot = sct.grab(region)
+                    frame = bgra_to_rgb(shot.bgra, d.height, d.width)
+                    if previous is None or not np.array_equal(frame, previous):
+                        cap.buffers.append(frame)
+                        previous = frame
+                    cap.buffer_index.append(len(cap.buffers) - 1)
+                    cap.times.append(t)
+                    cap.pointer.append((int(reply.root_x), int(reply.root_y)))
                     slot += 1
-                    due += interval
-                if not d.alive():
-                    cap.error, cap.error_time = "the desktop died (Xvfb, dbus or xfce4-session exited)", time.monotonic()
-                    break
-                t = time.monotonic()
-                reply = root.query_pointer()
-                shot = sct.grab(region)
-                frame = bgra_to_rgb(shot.bgra, d.height, d.width)
-                if previous is None or not np.array_equal(frame, previous):
-                    cap.buffers.append(frame)
-                    previous = frame
-                cap.buffer_index.append(len(cap.buffers) - 1)
-                cap.times.append(t)
-                cap.pointer.append((int(reply.root_x), int(reply.root_y)))
-                slot += 1
-        x.close()
+        finally:
+            x.close()  # also when Xvfb died mid-grab: no leaked X connection per faulty episode
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,6 +275,7 @@ def record_episode(policy_name: str, seed: int, index: int, *, seconds: float, f
 
 
 def episode_id(policy: str, seed: int, index: int) -> str:
+    """The clip id of episode ``index`` of a (policy, seed) batch: stable across reruns and workers."""
     return f"desktop-{policy}-s{seed}-{index:05d}"
 
 
@@ -369,6 +374,7 @@ class CollectSummary:
 
 
 def manifest_for(policy: str, seed: int, shard: tuple[int, int]) -> str:
+    """The manifest file name of a batch (shard ``k`` of ``n``): batches never overwrite each other."""
     k, n = shard
     return f"manifest-desktop-{policy}-seed{seed}" + (f"-{k:05d}-of-{n:05d}" if n > 1 else "") + ".jsonl"
 

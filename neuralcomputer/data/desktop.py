@@ -41,8 +41,6 @@ from neuralcomputer.data.actions import CHAR_KEYS
 from neuralcomputer.errors import NCError
 
 MARKER_ENV = "NC_DESKTOP_SESSION"  # every process of a desktop carries this; teardown kills by it
-CORE_PROGRAMS = ("Xvfb", "dbus-daemon", "xfce4-session", "xfwm4", "xfce4-panel", "xfdesktop", "xfsettingsd",
-                 "xfconfd", "Thunar", "at-spi-bus-launcher", "at-spi2-registryd")
 START_TIMEOUT_S = 90.0  # ~12 s alone on 2 cores; several workers starting at once share the CPUs
 
 
@@ -431,7 +429,8 @@ class Desktop:
             time.sleep(0.25)
         # The panel maps before its plugins have drawn: wait for two identical screenshots in a row.
         last, stable_since = None, time.monotonic()
-        while time.monotonic() < min(deadline, time.monotonic() + 10.0):
+        stable_end = min(deadline, time.monotonic() + 10.0)  # a clock or caret may never hold still
+        while time.monotonic() < stable_end:
             shot = self.screenshot()
             if last is not None and np.array_equal(shot, last):
                 if time.monotonic() - stable_since > 0.6:
@@ -496,9 +495,10 @@ class Desktop:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
         _, alive = psutil.wait_procs(stragglers, timeout=2.0)
+        deadline = time.monotonic() + 2.0  # one grace period for all, not 2 s each
         for p in procs:
             try:
-                p.wait(timeout=max(0.0, 2.0))
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _kill_group(p, signal.SIGKILL)
         for proc in alive + marked_processes(self.token):

@@ -55,9 +55,9 @@ MENU_PATHS: dict[str, tuple[str, ...]] = {
 # Never a target, whatever a task computes: these end the session.
 FORBIDDEN_NAMES = ("Log Out", "Shut Down", "Restart", "Suspend", "Hibernate", "Switch User")
 APP_WINDOW_TYPES = ("normal", "dialog", "utility")  # EWMH types of application windows
-MAX_APP_WINDOWS = 4
+MAX_APP_WINDOWS = 4  # beyond this the policy prefers tasks that close windows
 # Windows a failed task may leave behind; the policy closes them before the next task.
-STRAY_WINDOWS = re.compile(r"^(About|Save As|Open|Create New Folder|New Folder|.*Preferences)")  # beyond this the policy prefers tasks that close windows
+STRAY_WINDOWS = re.compile(r"^(About|Save As|Open|Create New Folder|New Folder|.*Preferences)")
 TASK_SECONDS = 30.0  # each task's own deadline
 
 
@@ -1093,7 +1093,7 @@ def main(argv: list[str] | None = None) -> None:
     import json
 
     from neuralcomputer.data.collect import record_episode
-    from neuralcomputer.data.desktop import Actor, Desktop, DesktopError
+    from neuralcomputer.data.desktop import Actor, Desktop
 
     parser = argparse.ArgumentParser(prog="python -m neuralcomputer.data.scripted", description=main.__doc__)
     parser.add_argument("--runs", type=int, default=3, help="fresh desktops; each runs every task once (shuffled)")
@@ -1106,24 +1106,13 @@ def main(argv: list[str] | None = None) -> None:
     for run in range(args.runs):
         rng = np.random.default_rng([args.seed, run])
         policy = ScriptedPolicy(tasks=tuple(args.tasks))
-        desktop = Desktop()
-        for attempt in range(3):  # the session now and then exits while starting; the collector retries too
-            try:
-                desktop.__enter__()
-                break
-            except DesktopError:
-                if attempt == 2:
-                    raise
-                desktop = Desktop()
-        try:
+        with Desktop() as desktop:  # Desktop retries a start that fails (START_ATTEMPTS)
             actor = Actor(desktop, rng=np.random.default_rng([args.seed, run, 1]))
             for name in rng.permutation(args.tasks):
                 record = policy.run_task(str(name), actor, desktop, rng)
                 if record is not None:
                     print(json.dumps({"run": run, **record.to_json()}), flush=True)
             actor.close()
-        finally:
-            desktop.close()
         records += policy.log
     episodes = []
     for index in range(args.episodes):

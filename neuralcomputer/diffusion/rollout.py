@@ -24,7 +24,12 @@ import torch
 from neuralcomputer.data.actions import FrameActions, step_actions
 from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS
-from neuralcomputer.diffusion.pipeline import deterministic_algorithms, resolve_model_dir, to_uint8_frames
+from neuralcomputer.diffusion.pipeline import (
+    deterministic_algorithms,
+    hold_frames,
+    resolve_model_dir,
+    to_uint8_frames,
+)
 from neuralcomputer.diffusion.sampling import make_scheduler
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import features_to_tensors, featurize
@@ -50,7 +55,7 @@ def window_ids(target: int, window: int, stride: int) -> list[int]:
 
 def window_actions(records: Sequence[FrameActions], ids: list[int], stride: int) -> list[FrameActions]:
     """The step actions leading to each frame of a window (:func:`step_actions`)."""
-    return [step_actions(records, max(0, i - stride) if i > 0 else 0, i) for i in ids]
+    return [step_actions(records, max(0, i - stride), i) for i in ids]
 
 
 class GUIWorldRollout:
@@ -179,15 +184,13 @@ class GUIWorldRollout:
             true = resize_frames(np.asarray(true_frames[: len(actions)]), h, w)
             latents = dict(enumerate(torch.cat([self._encode(true[i:i + 32]) for i in range(0, len(true), 32)])))
         timings.encode = time.perf_counter() - start
-        out = [first]
+        generated = [first]  # frames 0, s, 2s, ...
         targets = list(range(stride, len(actions), stride))
         for n, target in enumerate(targets):
-            frame = self.generate_frame(latents, actions, target, seed, timings, keep=true_frames is None)
-            out.extend([frame] * stride)
+            generated.append(self.generate_frame(latents, actions, target, seed, timings,
+                                                 keep=true_frames is None))
             if callback is not None:
                 callback(n + 1, len(targets))
         timings.frames = len(targets)
-        frames = np.stack(out)[: len(actions)]
-        if len(frames) < len(actions):  # hold the last generated frame to the end
-            frames = np.concatenate([frames, np.repeat(frames[-1:], len(actions) - len(frames), 0)])
-        return frames, timings
+        # frame i shows the one generated at or before it (i // s), as the data's frames are held
+        return hold_frames(np.stack(generated), stride, len(actions)), timings

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from neuralcomputer.config import apply_overrides, preset_config
+from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.errors import NCError
 
 PAPER = {
@@ -179,8 +180,8 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
     result = {"table": table, "preset": preset, "steps": steps, "overrides": overrides, "eval_data": str(eval_root),
               "eval_split": eval_split, "rows": rows,
               "baselines": baselines(eval_root, records, eval_frames, (size["height"], size["width"]))}
-    (out / f"{table}.json").write_text(json.dumps(result, indent=2))
-    (out / f"{table}.md").write_text(markdown_table(result))
+    atomic_write_bytes(out / f"{table}.json", json.dumps(result, indent=2).encode())
+    atomic_write_bytes(out / f"{table}.md", markdown_table(result).encode())
     return result
 
 

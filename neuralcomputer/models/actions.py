@@ -47,6 +47,7 @@ def coordinate_features(xy: torch.Tensor, kind: str, octaves: int) -> torch.Tens
 
 
 def coordinate_dim(kind: str, octaves: int) -> int:
+    """Width of one encoded (x, y): 2 raw numbers, or sin and cos of each at ``octaves`` frequencies."""
     return 2 if kind == "raw" else 4 * octaves
 
 
@@ -120,8 +121,6 @@ class RawActionEncoder(nn.Module):
         max_frames: longest window (learned frame-position embedding).
     """
 
-    tokens_per_frame = 1
-
     def __init__(self, dim: int, coords: str = "fourier", octaves: int = 8, max_frames: int = 64) -> None:
         super().__init__()
         self.coords, self.octaves = coords, octaves
@@ -147,7 +146,6 @@ class MetaActionEncoder(nn.Module):
                  max_frames: int = 64, text_dim: int = 64, text_layers: int = 1) -> None:
         super().__init__()
         self.coords, self.octaves, self.max_meta, self.dim = coords, octaves, max_meta, dim
-        self.tokens_per_frame = 1 + max_meta
         c = coordinate_dim(coords, octaves)
         self.type_embed = nn.Embedding(len(META_TYPES) + 1, dim)
         self.slot = _mlp(2 * c + 6, dim)

@@ -248,9 +248,6 @@ class CLIGenModel(nn.Module):
         return self.transformer(x, timestep, text, encoder_hidden_states_image=image, return_dict=False)[0]
 
     # -- persistence ----------------------------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     def save_pretrained(self, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
         """Write ``config.json`` + ``<component>.safetensors`` into ``path`` (made atomically by the caller).
 

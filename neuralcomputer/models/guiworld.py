@@ -157,7 +157,7 @@ class GUIWorldModel(nn.Module):
 
     # -- the network ----------------------------------------------------------------------------
     def _embed(self, inputs: torch.Tensor, frame_actions: torch.Tensor | None) -> torch.Tensor:
-        """Patch-embed ``(B, 2C+1, T, h, w)`` -> ``(B, T*n, D)``; ``external`` modulates the latents first."""
+        """Patch-embed ``(B, 3C+1, T, h, w)`` -> ``(B, T*n, D)``; ``external`` modulates the latents first."""
         if self.config["injection"] == "external" and frame_actions is not None:
             c = self.tokenizer.latent_channels
             scale, shift = self.modulate(frame_actions).transpose(1, 2)[..., None, None].chunk(2, dim=1)  # (B, C, T, 1, 1)
@@ -214,7 +214,7 @@ class GUIWorldModel(nn.Module):
 
     def _run(self, inputs: torch.Tensor, timesteps: torch.Tensor, actions: torch.Tensor | None,
              frames: slice, causal: bool, cache: dict | None) -> torch.Tensor:
-        """The transformer over window frames ``frames``: inputs ``(B, 2C+1, T, h, w)``, per-frame timesteps
+        """The transformer over window frames ``frames``: inputs ``(B, 3C+1, T, h, w)``, per-frame timesteps
         ``(B, T)`` -> velocity ``(B, C, T, h, w)``."""
         tr = self.transformer
         b, _, t, lh, lw = inputs.shape
@@ -288,9 +288,6 @@ class GUIWorldModel(nn.Module):
         inputs = self.frame_inputs(target, False, cache["previous"], reference)
         return self._run(inputs, timestep[:, None].float(), actions, slice(k - 1, k), True, cache)
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     # -- save / load ----------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         """``config.json`` + one safetensors file per component (tokenizer, transformer, actions, injection)."""
@@ -336,8 +333,9 @@ def cursor_reference(pointer: np.ndarray, screen: tuple[int, int], size: tuple[i
     """The cursor alone as a soft arrow mask: white on black frames ``(T, H, W, 3)`` uint8.
 
     ``pointer`` ``(T, 2)`` in screen pixels (``screen`` = (width, height) the actions were logged at); the
-    arrow is drawn at screen resolution and area-downsampled to ``size`` (width, height), exactly as the
-    recorded frames were, so the reference and the frames show the same cursor.
+    arrow is drawn at screen resolution and box-downsampled to ``size`` (width, height). The frames are
+    area-downsampled by torch (``resize_frames``): the same average for the presets' integer ratios
+    (1024x768 or 512x384 -> 256x192), close otherwise, so the reference and the frames show one cursor.
     """
     from PIL import Image
 

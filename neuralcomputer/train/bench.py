@@ -17,6 +17,7 @@ import torch
 
 from neuralcomputer.config import apply_overrides, preset_config
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
+from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel, transformer_kwargs
 
 CAPTION_BYTES = 172  # median detailed caption of the clean dataset
@@ -187,7 +188,6 @@ def bench_tokenizers(data: str, cell_ae: list[str], wan_vae: str | None = None, 
     from neuralcomputer.data.dataset import load_manifest, read_clip_payload
     from neuralcomputer.data.torch_dataset import frames_to_tensor
     from neuralcomputer.diffusion.pipeline import to_uint8_frames
-    from neuralcomputer.errors import NCError
     from neuralcomputer.eval.grid_ocr import GridOCR
     from neuralcomputer.eval.image_metrics import psnr, ssim
     from neuralcomputer.eval.ocr import frame_text_scores
@@ -248,6 +248,8 @@ def bench_rollout(preset: str = "guiworld-tiny", model_dir: str | None = None, f
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     if model_dir:
+        if overrides:
+            raise NCError("bench rollout: key=value overrides apply to a preset, not to --model (a trained model)")
         model = GUIWorldModel.from_pretrained(model_dir)
     else:
         cfg = apply_overrides(preset_config(preset), overrides or [])["model"]
@@ -265,7 +267,7 @@ def bench_rollout(preset: str = "guiworld-tiny", model_dir: str | None = None, f
     roll.rollout(first, actions[:3])  # warm-up
     _, t = roll.rollout(first, actions)
     total = t.context + t.denoise + t.decode
-    common = {"preset": model.config.get("preset", preset), "steps": roll.steps, "sampler": roll.sampler,
+    common = {"model": str(model_dir) if model_dir else preset, "steps": roll.steps, "sampler": roll.sampler,
               "size": f"{model.config['width']}x{model.config['height']}", "context_frames": model.window - 1,
               "threads": torch.get_num_threads()}
     yield {"figure": "rollout_frames_per_s", **common, "frames": t.frames, "value": t.frames / total}

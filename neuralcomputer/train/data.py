@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
-from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames  # noqa: F401 - re-exported
+from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.errors import NCError
 
 TIERS = ("semantic", "regular", "detailed")

@@ -163,4 +163,5 @@ class GUIWorldTask:
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
     def export(self, module: nn.Module, path: Path) -> None:
+        """Write the model directory (config.json + safetensors per component)."""
         module.save_pretrained(path)

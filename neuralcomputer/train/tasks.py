@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from neuralcomputer.data.dataset import read_clip_payload
+from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, flow_loss, noisy_latents, sample_sigmas
 from neuralcomputer.diffusion.pipeline import to_uint8_frames
 from neuralcomputer.errors import NCError
@@ -33,9 +34,7 @@ from neuralcomputer.train.data import (
     LatentCache,
     check_dataset,
     example_indices,
-    frames_to_tensor,
     load_clip_frames,
-    resize_frames,
 )
 
 
