@@ -24,9 +24,12 @@ def tiny_terminal_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def tiny_desktop_model(path: Path, seed: int = 0) -> Path:
-    """A 64x48 GUIWorld model directory (screen 128x96) with random weights; 2 sampling steps."""
+def tiny_desktop_model(path: Path, seed: int = 0, stride: int = 1) -> Path:
+    """A 64x48 GUIWorld model directory (screen 128x96) with random weights; 2 sampling steps.
+
+    ``stride`` > 1 generates every stride-th frame (``frame_stride``).
+    """
     torch.manual_seed(seed)
-    cfg = tiny_gui_config(["sample_steps=2"])["model"]
+    cfg = tiny_gui_config(["sample_steps=2", f"frame_stride={stride}"])["model"]
     GUIWorldModel({**cfg, "screen": [128, 96]}).save_pretrained(path)
     return path

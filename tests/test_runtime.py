@@ -86,22 +86,30 @@ def test_step_before_reset_and_bad_settings_are_clear_errors(models):
         c.reset(np.zeros((10, 10, 3), np.uint8))
 
 
-def test_desktop_steps_match_an_offline_rollout_of_the_same_actions(models):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_desktop_steps_match_an_offline_rollout_of_the_same_actions(models, stride, tmp_path):
     """The runtime's frame-by-frame stepping is the rollout API, frame for frame, bit for bit."""
+    model = models["desktop"] if stride == 1 else tiny_desktop_model(tmp_path / "m", stride=stride)
     rng = np.random.default_rng(1)
     points = [(int(x), int(y)) for x, y in rng.integers(0, 96, (6, 2))]
     records = [FrameActions(i, i / 15, points[i], [{"type": "move", "x": points[i + 1][0], "y": points[i + 1][1]}]
                             if i + 1 < len(points) else []) for i in range(len(points))]
     records[2].events.append({"type": "down", "button": 1})
     records[2].meta.append({"type": "click", "x": points[3][0], "y": points[3][1], "button": 1, "count": 1})
-    offline, _ = GUIWorldRollout.load(models["desktop"]).rollout(_desktop_first(), records, seed=5)
+    records = records[: 1 + (len(records) - 1) // stride * stride]  # whole steps only
+    offline, _ = GUIWorldRollout.load(model).rollout(_desktop_first(), records, seed=5)
 
-    c = NeuralComputer.load(models["desktop"], seed=5)
+    c = NeuralComputer.load(model, seed=5)
     c.reset(_desktop_first())
     c._records[0] = FrameActions(0, 0.0, points[0])  # the offline log's first pointer
-    live = [c.frame] + [c.step({"type": "frame", "events": r.events, "meta": r.meta}).frames[0]
-                        for r in records[:-1]]
-    assert (np.stack(live) == offline).all()
+    live = [c.frame[None]]
+    for i in range(0, len(records) - 1, stride):
+        # one runtime step spans `stride` frames: the step's input, then the pointer it leaves
+        events = [e for r in records[i:i + stride] for e in r.events]
+        meta = [m for r in records[i:i + stride] for m in r.meta]
+        live.append(c.step({"type": "frame", "events": events, "meta": meta,
+                            "pointer": list(records[i + stride].pointer)}).frames)
+    assert (np.concatenate(live) == offline).all()
 
 
 def test_desktop_meta_actions_become_events_and_move_the_pointer(models):

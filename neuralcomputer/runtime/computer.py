@@ -320,8 +320,9 @@ class NeuralComputer:
         self._t = target
         keep = target - (self.backend.model.window - 1) * stride  # the oldest frame a window still needs
         self._latents = {i: v for i, v in self._latents.items() if i >= keep}
+        held = np.repeat(self._frame[None], stride - 1, 0)  # frames between two generated ones hold the last
         self._frame = frame
-        return np.repeat(frame[None], stride, 0), {
+        return np.concatenate([held, frame[None]]), {
             "seed": self.seed, "frame": target, "pointer": list(pointer),
             "timings": {"context_s": timings.context, "denoise_s": timings.denoise, "decode_s": timings.decode}}
 
