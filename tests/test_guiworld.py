@@ -150,6 +150,8 @@ def test_save_load_round_trip(tmp_path):
 def test_bad_injection_is_refused():
     with pytest.raises(NCError, match="injection"):
         apply_overrides(tiny_gui_config(), ["injection=sideways"])
+    with pytest.raises(NCError, match="fsdp=true is not supported for GUIWorld"):
+        apply_overrides(tiny_gui_config(), ["fsdp=true"])
 
 
 # -- training and rollouts ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -163,3 +164,18 @@ def test_restore_refuses_another_model_and_corrupt_state(models, tmp_path):
         c.restore(tmp_path / "state")
     with pytest.raises(NCError, match="not a saved state"):
         c.restore(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_hybrid_mode_runs_the_command_for_real_and_captions_its_screen(models, tmp_path):
+    c = NeuralComputer.load(models["terminal"], hybrid=True)
+    c.reset()
+    record = c.step({"type": "command", "text": "echo neural-$((6*7))"}).record
+    assert record["caption"].startswith("The user types `echo neural-$((6*7))`. The screen then shows:\nneural-42")
+    assert record["engine"]["name"] == "shell" and record["engine"]["exit_code"] == 0
+    assert "neural-42" in record["engine"]["screen_text"]
+    c.step({"type": "command", "text": "mkdir d && cd d && touch f"})
+    assert c.step({"type": "command", "text": "pwd; ls"}).record["engine"]["screen_text"].count("/d") >= 1
+    c.hybrid = False  # the sandbox goes away; native captions again
+    assert c.engine is None
+    assert c.step({"type": "command", "text": "ls"}).record["caption"] == "The user types `ls`."
