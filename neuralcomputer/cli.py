@@ -603,6 +603,72 @@ def bench_flops_cmd(presets: tuple[str, ...]) -> None:
         click.echo(json.dumps(preset_flops(preset)))
 
 
+def _model_spec(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep:  # a bare PATH is named after its folder
+        name, path = Path(spec).name, spec
+    if not name or not path:
+        raise NCError(f"--model {spec!r}: expected NAME=PATH")
+    return name, Path(path)
+
+
+@main.command()
+@click.option("--model", "model_specs", multiple=True, metavar="NAME=PATH",
+              help="A model to offer (run folder, checkpoint or model directory); repeatable.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
+@click.option("--token", default=None, envvar="NCOMP_TOKEN",
+              help="Secret every request and websocket must carry (env NCOMP_TOKEN); the printed URL holds it.")
+@click.option("--max-sessions", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Sessions using a model at once; later ones wait in a queue.")
+@click.option("--idle-timeout", type=click.FloatRange(1), default=300.0, show_default=True,
+              help="Seconds without input before a session is closed.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads running model steps for all sessions (1 suits a CPU or one GPU).")
+def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None, max_sessions: int,
+          idle_timeout: float, workers: int) -> None:
+    """Use neural computers in the browser: a web page and a websocket (terminal and desktop models).
+
+    Loopback only by default; binding another address requires --token. Prints the URL to open."""
+    import ipaddress
+    import socket
+    from urllib.parse import quote
+
+    import uvicorn
+
+    from neuralcomputer.runtime.server import create_app
+
+    models: dict[str, Path] = {}
+    for spec in model_specs:
+        name, path = _model_spec(spec)
+        if name in models:
+            raise NCError(f"--model {spec!r}: the name {name!r} is given twice")
+        models[name] = path
+    if not models:
+        raise NCError("no models: pass --model NAME=PATH (a run folder, checkpoint or model directory)")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise NCError(f"--host {host} is not loopback: pass --token SECRET (every request must then carry it)")
+    app = create_app(models, token=token, max_sessions=max_sessions, idle_timeout_s=idle_timeout, workers=workers)
+    try:  # bind here, so a busy port is one clear line and port 0 prints the port it got
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise NCError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{bound}/" + (f"?token={quote(token, safe='')}" if token else "")
+    click.echo(f"serving {', '.join(models)} at {url}")
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=1 << 20, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
 def demo(out: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from neuralcomputer.data.actions import FrameActions, read_actions
 from neuralcomputer.data.dataset import SPLITS, load_manifest, read_clip_payload
 from neuralcomputer.errors import NCError
 
@@ -30,6 +31,18 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
         y = torch.nn.functional.interpolate(x, size=(height, width), mode="area")
         out[i:i + 64] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
+
+
+def load_episode(root: Path, record: dict, frames: int, size: tuple[int, int]
+                 ) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """The first ``frames`` frames of a desktop episode and their action records.
+
+    Returns ``(recorded, resized, actions)``: frames ``(T, H0, W0, 3)`` as recorded, the same resized to
+    ``size`` = (H, W), and ``T`` :class:`FrameActions` (T = ``frames`` or the episode's length).
+    """
+    recorded = read_clip_payload(root / record["path"])["frames"][:frames]
+    actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
+    return recorded, resize_frames(recorded, *size), actions
 
 
 class ClipDataset(Dataset):

@@ -62,13 +62,12 @@ def _eval_episodes(data: Path, split: str, count: int) -> list[dict]:
 
 def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: int = 0) -> dict[str, Any]:
     """Roll a run out on ``records`` (first ``frames`` frames each, true actions) and score it."""
-    from neuralcomputer.data.actions import action_times, read_actions
+    from neuralcomputer.data.actions import action_times
     from neuralcomputer.data.cursor import cursor_sprite
-    from neuralcomputer.data.dataset import read_clip_payload
-    from neuralcomputer.data.torch_dataset import resize_frames
+    from neuralcomputer.data.torch_dataset import load_episode
     from neuralcomputer.diffusion.rollout import GUIWorldRollout
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
-    from neuralcomputer.eval.image_metrics import psnr, ssim
+    from neuralcomputer.train.tasks import frame_scores
 
     roll = GUIWorldRollout.load(run)
     h, w = roll.size
@@ -78,16 +77,14 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     hits: dict[str, dict[int, list[float]]] = {"": {}, "tf_": {}}
     seconds = 0.0
     for i, r in enumerate(records):
-        full = read_clip_payload(data / r["path"])["frames"][:frames]
-        ref = resize_frames(full, h, w)
-        actions = read_actions(data / r["actions"], float(r["fps"]))[:frames]
+        full, ref, actions = load_episode(data, r, frames, (h, w))
         pred, timings = roll.rollout(ref[0], actions, seed=seed + i)
         seconds += timings.context + timings.denoise + timings.decode
         # "tf_": teacher-forced, every frame from the true previous ones: one-step quality without drift
         forced, _ = roll.rollout(ref[0], actions, seed=seed + i, true_frames=full)
         for prefix, clip in (("", pred), ("tf_", forced)):
-            per.setdefault(f"{prefix}psnr", []).append(min(psnr(clip[1:], ref[1:]), 99.0))
-            per.setdefault(f"{prefix}ssim", []).append(ssim(clip[1:], ref[1:]))
+            for key, value in frame_scores(clip[1:], ref[1:], text=False).items():
+                per.setdefault(f"{prefix}{key}", []).append(value)
             p15 = plus15_scores(clip, ref, action_times(actions), float(r["fps"]))
             if p15["psnr"] is not None:
                 per.setdefault(f"{prefix}plus15_psnr", []).append(min(p15["psnr"], 99.0))
@@ -120,21 +117,20 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
 def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int]) -> dict[str, dict[str, float]]:
     """Trivial predictors on the same episodes: copy the first frame (for rollouts) and copy the previous
     frame (for one-step prediction). A model below them has not learned the desktop's dynamics yet."""
-    from neuralcomputer.data.actions import action_times, read_actions
-    from neuralcomputer.data.dataset import read_clip_payload
-    from neuralcomputer.data.torch_dataset import resize_frames
+    from neuralcomputer.data.actions import action_times
+    from neuralcomputer.data.torch_dataset import load_episode
     from neuralcomputer.eval.gui import plus15_scores
-    from neuralcomputer.eval.image_metrics import psnr, ssim
+    from neuralcomputer.train.tasks import frame_scores
 
     scores: dict[str, dict[str, list[float]]] = {"copy first frame": {}, "copy previous frame": {}}
     for r in records:
-        ref = resize_frames(read_clip_payload(data / r["path"])["frames"][:frames], *size)
-        times = action_times(read_actions(data / r["actions"], float(r["fps"]))[:frames])
+        _, ref, actions = load_episode(data, r, frames, size)
+        times = action_times(actions)
         guesses = {"copy first frame": np.repeat(ref[:1], len(ref), 0),
                    "copy previous frame": np.concatenate([ref[:1], ref[:-1]])}
         for name, clip in guesses.items():
             p15 = plus15_scores(clip, ref, times, float(r["fps"]))
-            for key, value in (("psnr", min(psnr(clip[1:], ref[1:]), 99.0)), ("ssim", ssim(clip[1:], ref[1:])),
+            for key, value in (*frame_scores(clip[1:], ref[1:], text=False).items(),
                                ("plus15_psnr", p15["psnr"]), ("plus15_ssim", p15["ssim"])):
                 if value is not None:
                     scores[name].setdefault(key, []).append(float(value))

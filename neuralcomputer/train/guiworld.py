@@ -23,13 +23,14 @@ from torch import nn
 
 from neuralcomputer.data.actions import read_actions
 from neuralcomputer.data.dataset import read_clip_payload
-from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
+from neuralcomputer.data.torch_dataset import frames_to_tensor, load_episode, resize_frames
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, noisy_latents, sample_sigmas, velocity_target
 from neuralcomputer.diffusion.rollout import GUIWorldRollout, window_actions, window_ids
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import features_to_tensors, featurize
 from neuralcomputer.models.guiworld import GUIWorldModel, cursor_reference
 from neuralcomputer.train.data import check_dataset, example_indices
+from neuralcomputer.train.tasks import frame_scores
 
 
 def _episode_screen(records: list[dict], root: Path) -> tuple[int, int]:
@@ -141,24 +142,18 @@ class GUIWorldTask:
     def _val_episodes(self) -> list[tuple[np.ndarray, list]]:
         """(frames at model size, action records) of the first ``val_frames`` frames of each val episode."""
         n = self.config["train"]["val_frames"]
-        out = []
-        for r in self.val_records:
-            frames = read_clip_payload(self.data / r["path"])["frames"][:n]
-            out.append((resize_frames(frames, *self.size), read_actions(self.data / r["actions"], float(r["fps"]))[:n]))
-        return out
+        return [load_episode(self.data, r, n, self.size)[1:] for r in self.val_records]
 
     @torch.no_grad()
     def validate(self, module: GUIWorldModel, step: int) -> dict[str, float]:
         """Roll out each val episode from its first frame under its true actions; PSNR/SSIM of the generated frames."""
-        from neuralcomputer.eval.image_metrics import psnr, ssim
-
         if not self.val_records:
             return {}
         roll = GUIWorldRollout(module, device=next(module.transformer.parameters()).device, deterministic=False)
         scores = []
         for i, (ref, actions) in enumerate(self._val_episodes):
             pred, _ = roll.rollout(ref[0], actions, seed=i)
-            scores.append({"psnr": float(min(psnr(pred[1:], ref[1:]), 99.0)), "ssim": float(ssim(pred[1:], ref[1:]))})
+            scores.append(frame_scores(pred[1:], ref[1:], text=False))
         module.train()
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 

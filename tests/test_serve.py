@@ -1,0 +1,474 @@
+"""``ncomp serve``: the web app, its websocket protocol and limits, and the page in a real browser.
+
+Every test drives real tiny models (random weights: the frames are noise, the code paths are real)
+through FastAPI's TestClient; the browser test runs ``ncomp serve`` and Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from PIL import Image
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from neuralcomputer.cli import main
+from neuralcomputer.runtime.server import ModelPool, check_action, create_app, merge_frames
+from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
+
+pytestmark = pytest.mark.timeout(120)
+
+WS = "ws://127.0.0.1/ws"  # TestClient's default host, testserver, is not a loopback name
+TERMINAL_HW, DESKTOP_HW, DESKTOP_SCREEN = (136, 320), (48, 64), (128, 96)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve-models")
+    desktop = tiny_desktop_model(root / "desktop")
+    # A desktop model ships its start screen; a plain one with a "window" is enough here.
+    first = np.full((*DESKTOP_SCREEN[::-1], 3), 70, np.uint8)
+    first[20:70, 30:100] = (200, 200, 210)
+    Image.fromarray(first).save(desktop / "first_frame.png")
+    return {"term": tiny_terminal_model(root / "terminal"), "desk": desktop}
+
+
+@pytest.fixture(scope="module")
+def pool(model_dirs) -> ModelPool:
+    return ModelPool(model_dirs)
+
+
+class Closed(Exception):
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"closed {code} {reason}")
+        self.code, self.reason = code, reason
+
+
+class Conn:
+    """A websocket in the test client, speaking the protocol."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+
+    def send(self, msg: dict) -> None:
+        self.raw.send_text(json.dumps(msg))
+
+    def recv(self) -> dict | bytes:
+        message = self.raw.receive()
+        if message["type"] == "websocket.close":
+            raise Closed(message.get("code"), message.get("reason"))
+        if message.get("bytes") is not None:
+            return message["bytes"]
+        return json.loads(message["text"])
+
+    def until(self, *types: str) -> tuple[list[bytes | None], dict]:
+        """Frames (PNG bytes, None for "same") up to the first message of one of ``types`` (or an error)."""
+        frames: list[bytes | None] = []
+        while True:
+            m = self.recv()
+            if isinstance(m, bytes):
+                frames.append(m)
+            elif m["type"] == "same":
+                frames.append(None)
+            elif m["type"] in types or m["type"] == "error":
+                return frames, m
+
+    def open(self, model: str) -> dict:
+        self.send({"op": "open", "model": model})
+        frames, ready = self.until("ready")
+        assert ready["type"] == "ready", ready
+        assert len(frames) == 1
+        return ready
+
+
+def _decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+class Server:
+    """An app in a TestClient; its websockets are closed (and their server tasks awaited) at the end."""
+
+    def __init__(self, client: TestClient, stack: contextlib.ExitStack) -> None:
+        self.client, self.stack = client, stack
+
+    def get(self, path: str, **kwargs):
+        return self.client.get(path, **kwargs)
+
+    def connect(self, url: str = WS, **kwargs) -> Conn:
+        conn = Conn(self.stack.enter_context(self.client.websocket_connect(url, **kwargs)))
+        assert conn.recv()["type"] == "hello"
+        return conn
+
+
+@pytest.fixture
+def serve(pool):
+    """``serve(**create_app_kwargs) -> Server``."""
+    with contextlib.ExitStack() as stack:
+        def make(**kwargs) -> Server:
+            app = create_app(pool, **kwargs)
+            return Server(stack.enter_context(TestClient(app, base_url="http://127.0.0.1")), stack)
+
+        yield make
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+def test_page_assets_and_model_list(serve, pool):
+    server = serve()
+    page = server.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text and "/static/app.js" in page.text
+    for asset in ("app.js", "style.css"):
+        assert server.get(f"/static/{asset}").status_code == 200
+    assert server.get("/api/models").json()["models"] == [
+        {"name": "term", "kind": "terminal", "size": list(TERMINAL_HW), "screen": [320, 136], "fps": 15.0},
+        {"name": "desk", "kind": "desktop", "size": list(DESKTOP_HW), "screen": list(DESKTOP_SCREEN), "fps": 15.0}]
+    # DNS-rebinding guard: without a token only loopback host names are served
+    assert server.get("http://rebound.example/api/models").status_code == 400
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
+def test_terminal_session_streams_frames_and_applies_settings(serve):
+    ws = serve().connect()
+    ready = ws.open("term")
+    assert ready["kind"] == "terminal"
+    assert ready["settings"] == {"steps": 2, "seed": 0, "deterministic": True, "hybrid": False}
+    ws.send({"op": "step", "id": 7, "action": {"type": "command", "text": "ls -la"}})
+    frames, step = ws.until("step")
+    assert step["type"] == "step" and step["id"] == 7
+    assert len(frames) == step["frames"] == step["record"]["frames"] > 1
+    assert frames[0] is not None and all(_decode(f).shape == (*TERMINAL_HW, 3) for f in frames if f)
+    assert step["record"]["action"] == {"type": "command", "text": "ls -la"}
+    assert step["latency_s"] >= step["compute_s"] > 0 and step["fps"] > 0
+
+    ws.send({"op": "settings", "steps": 3, "seed": 42, "id": "s"})
+    _, reply = ws.until("settings")
+    assert reply == {"type": "settings", "id": "s",
+                     "settings": {"steps": 3, "seed": 42, "deterministic": True, "hybrid": False}}
+    ws.send({"op": "reset"})
+    frames, reset = ws.until("reset")
+    assert reset["type"] == "reset" and len(frames) == 1
+    ws.send({"op": "step", "action": {"type": "command", "text": "ls -la"}})
+    _, again = ws.until("step")
+    assert again["record"]["step"] == step["record"]["step"] == 0
+    assert again["record"]["seed"] != step["record"]["seed"]  # same step, another session seed
+
+    ws.send({"op": "ping", "t": 123})
+    assert ws.until("pong")[1] == {"type": "pong", "id": None, "t": 123}
+
+
+def test_sessions_share_weights_but_not_settings_or_screens(serve):
+    server = serve()
+    a, b = server.connect(), server.connect()
+    a.open("term")
+    b.open("term")
+    a.send({"op": "settings", "steps": 5, "seed": 9})
+    a.until("settings")
+    a.send({"op": "step", "action": {"type": "command", "text": "ls"}})
+    assert a.until("step")[1]["record"]["step"] == 0
+    b.send({"op": "step", "action": {"type": "command", "text": "ls"}})
+    assert b.until("step")[1]["record"]["step"] == 0  # b's own history
+    b.send({"op": "settings", "seed": 0})
+    assert b.until("settings")[1]["settings"]["steps"] == 2  # a's change stayed in a
+
+
+def test_hybrid_mode_shows_the_sandboxed_shells_real_output(serve):
+    ws = serve().connect()
+    ws.open("term")
+    ws.send({"op": "settings", "hybrid": True})
+    _, reply = ws.until("settings")
+    if reply["type"] == "error":
+        pytest.skip(f"no reasoning engine here: {reply['error']}")
+    assert reply["settings"]["hybrid"] is True
+    ws.send({"op": "step", "action": {"type": "command", "text": "echo hello-from-the-sandbox"}})
+    _, step = ws.until("step")
+    assert step["type"] == "step", step
+    assert "hello-from-the-sandbox" in step["record"]["engine"]["screen_text"]
+    ws.send({"op": "open", "model": "desk"})  # the sandbox goes with the terminal
+    assert ws.until("ready")[1]["settings"]["hybrid"] is False
+
+
+def test_desktop_session_clicks_moves_and_coalesces_input(serve):
+    ws = serve().connect()
+    ready = ws.open("desk")
+    assert ready["screen"] == list(DESKTOP_SCREEN) and ready["size"] == list(DESKTOP_HW)
+    ws.send({"op": "step", "action": {"type": "click", "x": 60, "y": 40, "button": 1, "count": 1}})
+    frames, step = ws.until("step")
+    assert step["type"] == "step" and len(frames) == step["frames"] >= 1
+    assert _decode(frames[0]).shape == (*DESKTOP_HW, 3)
+    assert step["record"]["pointer"] == [60, 40]
+    ws.send({"op": "step", "action": {"type": "frame", "pointer": [5, 6],
+                                      "events": [{"type": "move", "x": 5, "y": 6}, {"type": "key_down", "key": "a"}]}})
+    assert ws.until("step")[1]["record"]["pointer"] == [5, 6]
+    ws.send({"op": "step", "action": {"type": "click", "x": 500, "y": 40, "button": 1, "count": 1}})
+    assert "off the 128x96 screen" in ws.until("step")[1]["error"]
+    ws.send({"op": "settings", "hybrid": True})
+    assert "terminal" in ws.until("settings")[1]["error"]
+
+    # Input arriving while the model works folds into one pending frame: nothing queues up.
+    ws.send({"op": "settings", "steps": 40})  # slower steps, so the moves below arrive during one
+    ws.until("settings")
+    for i in range(8):
+        ws.send({"op": "step", "id": i, "action": {"type": "move", "x": 10 + i, "y": 20}})
+    replies, carried = 0, 0
+    while carried < 8:
+        _, step = ws.until("step")
+        assert step["type"] == "step", step
+        replies, carried = replies + 1, carried + step["coalesced"]
+    assert carried == 8 and replies < 8
+    assert step["id"] == 7 and step["record"]["pointer"] == [17, 20]  # the latest position wins
+
+
+def test_merged_frames_keep_event_order_and_the_latest_pointer():
+    screen = DESKTOP_SCREEN
+    click = check_action({"type": "click", "x": 3, "y": 4, "button": 1, "count": 1}, "desktop", screen)
+    typed = check_action({"type": "type", "text": "hi"}, "desktop", screen)
+    merged = merge_frames(merge_frames(click, typed), {"type": "move", "x": 9, "y": 9})
+    assert [e["type"] for e in merged["events"]] == ["move", "down", "up", "key_down", "key_up", "key_down",
+                                                     "key_up", "move"]
+    assert merged["pointer"] == [9, 9] and [m["type"] for m in merged["meta"]] == ["click", "type", "move"]
+
+
+# -- abuse ---------------------------------------------------------------------------------------
+
+
+def _fuzz_messages(rng: random.Random) -> list[str | bytes]:
+    """Malformed, oversize, unknown and wrongly typed messages, with a few valid ones among them."""
+    fixed: list[str | bytes] = [
+        "", "{", "null", "[]", "42", '"op"', "{}", '{"op": 3}', '{"op": "fly"}', '{"op": "step"}',
+        '{"op": "step", "action": []}', '{"op": "step", "action": {"type": "explode"}}',
+        '{"op": "step", "action": {"type": "command", "text": 5}}',
+        '{"op": "step", "action": {"type": "command", "text": "' + "x" * 5000 + '"}}',
+        '{"op": "step", "action": {"type": "command", "text": ""}}',
+        '{"op": "step", "action": {"type": "click", "x": 1, "y": 1, "button": 1, "count": 1}}',
+        '{"op": "settings"}', '{"op": "settings", "steps": -1}', '{"op": "settings", "steps": "many"}',
+        '{"op": "settings", "steps": 1e9}', '{"op": "settings", "seed": true}', '{"op": "settings", "warp": 9}',
+        '{"op": "settings", "hybrid": "yes"}', '{"op": "open", "model": "nope"}', '{"op": "open", "model": 1}',
+        '{"op": "open", "model": "term", "extra": 1}', '{"op": "ping", "id": {"a": 1}}',
+        '{"op": "ping", "id": "' + "i" * 100 + '"}', "[" * 20000 + "]" * 20000,
+        '{"op": "ping", "t": 1' + "0" * 5000 + "}", "x" * 70_000,
+        '{"op": "step", "action": {"type": "command", "text": "\\ud800"}}',
+        b"\x00\x01binary", bytes(rng.randrange(256) for _ in range(300)),
+        '{"op": "ping"}', '{"op": "reset"}', '{"op": "step", "action": {"type": "command", "text": "ls"}}',
+    ]
+    randoms = ["".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randrange(1, 80))) for _ in range(30)]
+    junk = [json.dumps({"op": rng.choice(["step", "settings", "open", "reset", "ping", "x"]),
+                        rng.choice(["action", "steps", "model", "t", "zz"]): rng.choice([None, 1, -5, "s", [], {}, 1.5])})
+            for _ in range(40)]
+    return fixed + randoms + junk
+
+
+def test_fuzzing_never_crashes_the_server_and_other_sessions_keep_working(serve):
+    server = serve(max_strikes=10, rate_per_s=1000, burst=1000)
+    good = server.connect()
+    good.open("term")
+    fuzzer = server.connect()
+    fuzzer.open("term")
+    messages, dropped = _fuzz_messages(random.Random(0)), 0
+    for message in messages:  # a bounded loop: every message once, and every one is answered
+        if isinstance(message, bytes):
+            fuzzer.raw.send_bytes(message)
+        else:
+            fuzzer.raw.send_text(message)
+        _, reply = fuzzer.until("pong", "reset", "step", "settings", "ready")
+        if reply["type"] == "error" and reply["fatal"]:  # too many bad messages: dropped; come back
+            with pytest.raises(Closed) as closed:
+                fuzzer.until("never")
+            assert closed.value.code == 1008
+            dropped += 1
+            fuzzer = server.connect()
+            fuzzer.open("term")
+    assert dropped >= 3
+    # neither the server nor the well-behaved session noticed
+    good.send({"op": "step", "action": {"type": "command", "text": "pwd"}})
+    assert good.until("step")[1]["type"] == "step"
+    assert server.get("/api/models").status_code == 200
+
+
+def test_floods_are_rate_limited_then_dropped(serve):
+    server = serve(rate_per_s=5, burst=5, max_strikes=10)
+    ws = server.connect()
+    for _ in range(40):
+        ws.send({"op": "ping"})
+    seen = []
+    with pytest.raises(Closed) as closed:
+        for _ in range(100):
+            seen.append(ws.recv())
+    assert closed.value.code == 1008
+    errors = [m for m in seen if m["type"] == "error"]
+    assert "rate limit" in errors[0]["error"] and errors[-1]["fatal"]
+    assert len(errors) <= 3  # one error a second at most: a flood is not answered by a flood
+    assert server.connect().open("term")["kind"] == "terminal"  # others are still welcome
+
+
+# -- limits --------------------------------------------------------------------------------------
+
+
+def test_session_limit_queue_and_refusal(serve):
+    server = serve(max_sessions=1, max_queue=1)
+    first = server.connect()
+    first.open("desk")
+    second = server.connect()
+    assert second.recv() == {"type": "queued", "position": 1}
+    second.send({"op": "open", "model": "term"})  # waits with it until a slot frees
+    third = server.connect()
+    refused = third.recv()
+    assert refused["type"] == "error" and refused["fatal"] and "busy" in refused["error"]
+    with pytest.raises(Closed) as closed:
+        third.until("never")
+    assert closed.value.code == 1013
+    first.raw.close()
+    frames, ready = second.until("ready")
+    assert ready["type"] == "ready" and ready["kind"] == "terminal" and len(frames) == 1
+
+
+def test_a_browser_leaving_mid_step_frees_its_slot(serve):
+    server = serve(max_sessions=1)
+    leaver = server.connect()
+    leaver.open("term")
+    leaver.send({"op": "settings", "steps": 30})
+    leaver.until("settings")
+    leaver.send({"op": "step", "action": {"type": "command", "text": "sleep 1"}})
+    assert leaver.until("started")[1]["op"] == "step"
+    leaver.raw.close()
+    ws = server.connect()  # queued until the step is done with the model, then admitted
+    while (m := ws.recv())["type"] == "queued":
+        pass
+    assert m["type"] == "admitted"
+    ws.open("term")
+
+
+def test_idle_sessions_are_closed_and_pings_do_not_keep_them(serve):
+    ws = serve(idle_timeout_s=0.4).connect()
+    ws.open("desk")
+    t0 = time.monotonic()
+    ws.send({"op": "ping"})
+    _, closing = ws.until("closed")
+    assert closing["type"] == "closed" and "idle" in closing["reason"]
+    assert 0.3 < time.monotonic() - t0 < 5
+    with pytest.raises(Closed):
+        ws.recv()
+
+
+def test_token_is_required_when_set_and_cross_site_websockets_are_refused(serve):
+    server = serve(token="s3cret")
+    assert server.get("/api/models").status_code == 401
+    assert server.get("/static/app.js").status_code == 401
+    assert server.get("/api/models?token=wrong").status_code == 401
+    assert server.get("/api/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    with pytest.raises((WebSocketDenialResponse, WebSocketDisconnect)):
+        server.connect()
+    assert server.connect(WS + "?token=s3cret").open("term")["kind"] == "terminal"
+    assert server.get("/?token=s3cret").status_code == 200  # sets the cookie the page's requests carry
+    assert server.get("/static/app.js").status_code == 200
+
+    open_server = serve()
+    with pytest.raises((WebSocketDenialResponse, WebSocketDisconnect)):
+        open_server.connect(headers={"origin": "http://evil.example"})
+    open_server.connect(headers={"origin": "http://127.0.0.1"}).open("desk")
+
+
+def test_serve_cli_refuses_bad_input_in_one_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["serve", "--model", f"x={tmp_path / 'missing'}"])
+    assert result.exit_code == 2 and "no such model" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["serve", "--model", f"x={tmp_path}", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--token" in result.output
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 2 and "--model" in result.output
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def served(model_dirs):
+    """`ncomp serve` on a free loopback port, in a subprocess; yields its URL."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # leave a core for the browser
+    proc = subprocess.Popen([sys.executable, "-m", "neuralcomputer.cli", "serve", "--port", "0",
+                             "--model", f"term={model_dirs['term']}", "--model", f"desk={model_dirs['desk']}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        yield line.split(" at ")[-1].strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(served)
+
+            def frames() -> int:
+                return int(page.get_attribute("#screen", "data-frames"))
+
+            # terminal: open, type a command, watch the clip arrive
+            page.select_option("#model", "term")
+            page.wait_for_function("document.body.classList.contains('terminal') && "
+                                   "+document.getElementById('screen').dataset.frames >= 1")
+            assert page.eval_on_selector("#screen", "c => [c.width, c.height]") == [320, 136]
+            before = frames()
+            page.fill("#command", "ls -la")
+            page.press("#command", "Enter")
+            page.wait_for_function(f"+document.getElementById('screen').dataset.frames >= {before + 10}",
+                                   timeout=30_000)
+            page.wait_for_function("document.getElementById('latency').textContent.endsWith(' s')")
+            assert "ls -la" in page.inner_text("#log")
+
+            page.screenshot(path=str(tmp_path / "terminal.png"))
+            shutil.copy(tmp_path / "terminal.png", "/tmp/serve-screenshot-terminal.png")
+
+            # desktop: switch models on the same connection, click the screen, watch new frames
+            page.select_option("#model", "desk")
+            page.wait_for_function("document.body.classList.contains('desktop')")
+            assert page.eval_on_selector("#screen", "c => [c.width, c.height]") == [64, 48]
+            page.wait_for_timeout(300)
+            before = frames()
+            box = page.locator("#screen").bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.3)
+            page.wait_for_function(f"+document.getElementById('screen').dataset.frames > {before}", timeout=30_000)
+            before = frames()
+            page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.6)
+            page.keyboard.press("a")
+            page.wait_for_function(f"+document.getElementById('screen').dataset.frames > {before}", timeout=30_000)
+            pixels = page.evaluate("() => { const c = document.getElementById('screen');"
+                                   " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+                                   ".filter((v, i) => i % 4 !== 3)).some(v => v !== 0); }")
+            assert pixels, "the canvas shows nothing"
+            assert not errors, errors
+            shot = tmp_path / "serve.png"
+            page.screenshot(path=str(shot))
+            shutil.copy(shot, "/tmp/serve-screenshot.png")  # for a human to look at
+        finally:
+            browser.close()
