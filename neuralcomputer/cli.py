@@ -670,14 +670,23 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None,
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
-def demo(out: Path) -> None:
-    """Record real sessions, render them into a dataset and write a video to watch.
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
+@click.option("--record", "record_out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instead of serving: record real sessions, render them to a dataset and videos in DIR.")
+@click.pass_context
+def demo(ctx: click.Context, port: int, record_out: Path | None) -> None:
+    """Use the bundled neural computers in the browser: zero arguments, prints the URL to open.
 
-    (Until the bundled models land, this is the most complete thing the project does.)"""
-    from neuralcomputer.demo import run_demo
+    A terminal model (type a command, watch it render the session; tick "hybrid" and a sandboxed shell
+    tells it what the screen must show) and a desktop model (click and type on the screen)."""
+    from neuralcomputer.demo import bundled_models, run_demo
 
-    run_demo(out)
+    if record_out is not None:
+        run_demo(record_out)
+        return
+    specs = tuple(f"{name}={path}" for name, path in bundled_models().items())
+    ctx.invoke(serve, model_specs=specs, host="127.0.0.1", port=port, token=None, max_sessions=4,
+               idle_timeout=300.0, workers=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""`ncomp demo`: the most complete thing the project does so far, end to end, with zero arguments.
+"""`ncomp demo`: the bundled models served in the browser, with zero arguments.
 
-Records real sessions in a pty (a shell session, the arithmetic probe in a Python REPL, a TUI),
-renders them into a captioned clip dataset, and writes MP4s and a contact sheet a person can look at.
+``ncomp demo --record DIR`` instead records real sessions in a pty (a shell session, the arithmetic
+probe in a Python REPL, a TUI), renders them into a captioned clip dataset, and writes MP4s and a
+contact sheet a person can look at: the data side, end to end, with no model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ from neuralcomputer.data.dataset import dataset_info, load_manifest, read_clip_p
 from neuralcomputer.data.preview import preview_cast
 
 DEMO_GENERATORS = ("basic", "python-math", "interactive")
+# The models trained here on CPU and committed (each folder: config.json, safetensors, first_frame.png,
+# README.md, the model card). Found beside the package in a source checkout.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def bundled_models(root: Path = BUNDLED_DIR) -> dict[str, Path]:
+    """Name -> model directory of every bundled model under ``root``."""
+    from neuralcomputer.errors import NCError
+
+    found = {p.name: p for p in sorted(root.glob("*")) if (p / "config.json").is_file()} if root.is_dir() else {}
+    if not found:
+        raise NCError(f"{root}: no bundled models (a source checkout has models/cligen-tiny and "
+                      "models/guiworld-tiny); serve your own with: ncomp serve --model NAME=RUN_OR_DIR")
+    return found
 
 
 def contact_sheet(dataset: Path, out: Path, per_clip: int = 3, max_clips: int = 6) -> Path:

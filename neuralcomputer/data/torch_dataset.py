@@ -27,7 +27,7 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
         return frames
     out = np.empty((len(frames), height, width, 3), np.uint8)
     for i in range(0, len(frames), 64):  # in chunks: a long episode at full size is gigabytes as floats
-        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + 64])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.array(frames[i:i + 64])).permute(0, 3, 1, 2).float()  # a copy: may be read-only
         y = torch.nn.functional.interpolate(x, size=(height, width), mode="area")
         out[i:i + 64] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
