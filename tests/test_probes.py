@@ -67,3 +67,18 @@ def test_determinism_probe():
     noisy = probe_determinism(NoisyCopy(), first, "x", runs=4, num_frames=3)
     assert noisy["identical_fraction"] == 0.0 and noisy["mean_pixel_variance"] > 1.0
     assert np.isfinite(noisy["mean_pixel_variance"])
+
+
+class _HeldOracle(ArithmeticOracle):
+    """An oracle whose clip samples every 15th frame (as cligen-tiny): frames 0-14 show the given frame."""
+
+    clip_frames = 61
+
+    def generate(self, first_frame, caption, num_frames, seed):
+        sampled = super().generate(first_frame, caption, 5, seed)
+        return sampled[np.minimum(np.arange(num_frames) // 15, 4)]
+
+
+def test_arithmetic_probe_reads_the_models_whole_clip_by_default():
+    assert probe_arithmetic(_HeldOracle(), n=4)["accuracy"] == 1.0
+    assert probe_arithmetic(_HeldOracle(), n=4, num_frames=15)["accuracy"] == 0.0  # the given frame only

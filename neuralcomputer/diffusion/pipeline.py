@@ -105,6 +105,11 @@ class CLIGenPipeline:
         """From a run folder, checkpoint or model directory (no network)."""
         return cls(CLIGenModel.from_pretrained(resolve_model_dir(path)), **kwargs)
 
+    @property
+    def clip_frames(self) -> int:
+        """Frames of a whole clip at the data rate: the first, then each sample held ``stride`` frames."""
+        return (self.num_frames - 1) * self.stride + 1
+
     def check_frame(self, frame: np.ndarray) -> None:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise NCError(f"first frame: expected (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")

@@ -77,13 +77,18 @@ class ArithmeticItem:
 
 
 def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, reprompt: bool = False,
-                     num_frames: int = 15, font_size: int = 13, theme: str = "dark") -> dict:
+                     num_frames: int | None = None, font_size: int = 13, theme: str = "dark") -> dict:
     """Exact-match accuracy of the answers the model renders for ``n`` held-out problems.
+
+    The answer is read from the clip's last frame; ``num_frames`` defaults to the model's whole clip
+    (``model.clip_frames`` when it has one, else 15). A shorter clip can end before the model's first
+    generated frame: a model sampling every 15th frame shows only the given frame in frames 0-14.
 
     Returns ``{"accuracy", "n", "reprompt", "by_level": {level: accuracy}, "items": [...]}``.
     """
     from neuralcomputer.eval.grid_ocr import GridOCR
 
+    num_frames = num_frames or int(getattr(model, "clip_frames", 15))
     reader = GridOCR(font_size=font_size, theme=theme)
     items: list[ArithmeticItem] = []
     for i, problem in enumerate(arithmetic_problems(n, seed)):
