@@ -296,7 +296,8 @@ def probe() -> None:
               help="Problems drawn from the 1,000 held-out ones.")
 @click.option("--reprompt", is_flag=True, help="Quote the correct answer in the caption (the paper's reprompting).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--frames", "num_frames", type=click.IntRange(2), default=15, show_default=True)
+@click.option("--frames", "num_frames", type=click.IntRange(2), default=None,
+              help="Clip length read (default: the model's whole clip; the answer is read from its last frame).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full result JSON here.")
 def probe_arithmetic_cmd(model: str, count: int, reprompt: bool, seed: int, num_frames: int, out: Path | None) -> None:
     """Exact-match accuracy of the answers the model renders for held-out arithmetic problems."""
@@ -603,13 +604,61 @@ def bench_flops_cmd(presets: tuple[str, ...]) -> None:
         click.echo(json.dumps(preset_flops(preset)))
 
 
-def _model_spec(spec: str) -> tuple[str, Path]:
-    name, sep, path = spec.partition("=")
-    if not sep:  # a bare PATH is named after its folder
-        name, path = Path(spec).name, spec
-    if not name or not path:
-        raise NCError(f"--model {spec!r}: expected NAME=PATH")
-    return name, Path(path)
+def _sessions(value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected session counts such as 1,4,8") from None
+    if not all(1 <= n <= 64 for n in levels):
+        raise click.BadParameter(f"{value!r}: each count must be in 1..64")
+    return levels
+
+
+@bench.command("serve")
+@click.option("--model", "model_specs", multiple=True, metavar="NAME=PATH",
+              help="A model to serve (run folder, checkpoint or model directory); repeatable. "
+                   "Default: the bundled models under models/.")
+@click.option("--sessions", default="1,4,8", show_default=True, callback=lambda c, p, v: _sessions(v),
+              help="Concurrency levels: sessions stepping at once.")
+@click.option("--steps-per-session", type=click.IntRange(1), default=None,
+              help="Timed steps per session and level (default: 3 terminal, 10 desktop).")
+@click.option("--sampling-steps", type=click.IntRange(1, 200), default=None,
+              help="Denoising steps per step (terminal: per clip), as the page's setting (default: the model's).")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="CPU threads (0: PyTorch's default).")
+@click.option("--timeout", type=click.FloatRange(1), default=600.0, show_default=True,
+              help="Seconds to wait for any one reply before giving up.")
+def bench_serve_cmd(model_specs: tuple[str, ...], sessions: tuple[int, ...], steps_per_session: int | None,
+                    sampling_steps: int | None, threads: int, timeout: float) -> None:
+    """The web runtime with N sessions at once: step latency p50/p95, frames/s per session and in total,
+    memory per session (the serve app on a loopback port, driven by websocket clients)."""
+    from neuralcomputer.runtime.bench import bench_serve
+
+    models = _model_specs(model_specs)
+    if not models:
+        from neuralcomputer.demo import bundled_models
+
+        try:
+            models = bundled_models()
+        except NCError:
+            raise NCError("bench serve: no bundled models under models/; pass --model NAME=PATH") from None
+    for figure in bench_serve(models, sessions, steps_per_session=steps_per_session, sampling_steps=sampling_steps,
+                              threads=threads or None, timeout_s=timeout):
+        click.echo(json.dumps(figure))
+
+
+def _model_specs(specs: tuple[str, ...]) -> dict[str, Path]:
+    """``--model NAME=PATH`` options (a bare PATH is named after its folder) -> name -> path."""
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).name, spec
+        if not name or not path:
+            raise NCError(f"--model {spec!r}: expected NAME=PATH")
+        if name in models:
+            raise NCError(f"--model {spec!r}: the name {name!r} is given twice")
+        models[name] = Path(path)
+    return models
 
 
 @main.command()
@@ -639,12 +688,7 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None,
 
     from neuralcomputer.runtime.server import create_app
 
-    models: dict[str, Path] = {}
-    for spec in model_specs:
-        name, path = _model_spec(spec)
-        if name in models:
-            raise NCError(f"--model {spec!r}: the name {name!r} is given twice")
-        models[name] = path
+    models = _model_specs(model_specs)
     if not models:
         raise NCError("no models: pass --model NAME=PATH (a run folder, checkpoint or model directory)")
     try:

@@ -472,3 +472,30 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
             shutil.copy(shot, "/tmp/serve-screenshot.png")  # for a human to look at
         finally:
             browser.close()
+
+
+# -- ncomp bench serve ---------------------------------------------------------------------------
+
+
+def test_bench_serve_prints_latency_frame_rate_and_memory_per_model_and_level(model_dirs, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "serve", "--model", f"term={model_dirs['term']}", "--model",
+                                  f"desk={model_dirs['desk']}", "--sessions", "1,2", "--steps-per-session", "2",
+                                  "--threads", "1", "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    figures = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    latency = {(f["model"], f["sessions"]): f for f in figures if f["figure"] == "serve_step_latency"}
+    memory = {(f["model"], f["sessions"]): f for f in figures if f["figure"] == "serve_memory"}
+    assert set(latency) == set(memory) == {(m, n) for m in ("term", "desk") for n in (1, 2)}
+    for (model, n), f in latency.items():
+        assert f["kind"] == {"term": "terminal", "desk": "desktop"}[model] and f["steps_per_session"] == 2
+        assert 0 < f["p50_s"] <= f["p95_s"] < 30
+        assert f["frames_per_step"] == {"term": 10, "desk": 1}[model]  # 2 new sampled frames, each held 5
+        assert 0 < f["frames_per_s_per_session"] <= f["frames_per_s_total"] * 1.05
+        assert f["compute_s_mean"] >= f["model_s_mean"] > 0  # the server's time includes the model's
+        m = memory[model, n]
+        assert m["rss_mb"] > 0 and m["base_mb"] > 0 and m["weights_mb"] > 0
+        assert abs(m["per_session_mb"]) < 50  # sessions share the weights: a session is its state only
+
+    result = runner.invoke(main, ["bench", "serve", "--model", f"x={tmp_path / 'missing'}"])
+    assert result.exit_code == 2 and "no such model" in result.output and "Traceback" not in result.output
