@@ -285,6 +285,28 @@ def eval_videos(pred: Path, ref: Path, out: Path, **opts) -> None:
     _print_headline(report, out)
 
 
+@eval.command("desktop")
+@click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
+              help="GUIWorld run folder, checkpoint or model directory.")
+@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Desktop dataset (episodes with actions).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
+@click.option("--split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
+@click.option("--episodes", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--frames", type=click.IntRange(2), default=31, show_default=True, help="First frames of each episode.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def eval_desktop(model: Path, dataset: Path, out: Path, split: str, episodes: int, frames: int, seed: int) -> None:
+    """Score a desktop (GUIWorld) model: rollouts under the true actions and one-step predictions
+    (PSNR, SSIM, +15 after actions, cursor hit rate), beside copy-the-first/previous-frame baselines."""
+    from neuralcomputer.experiments.guiworld import desktop_report
+
+    result = desktop_report(model, dataset, out, split, episodes, frames, seed)
+    row = next(iter(result["rows"].values()))
+    keys = ("psnr", "ssim", "plus15_ssim", "tf_psnr", "tf_ssim", "cursor_hit", "rollout_frames_per_s")
+    click.echo(json.dumps({k: row.get(k) for k in keys} | {"baselines": result["baselines"]}))
+    click.echo(f"report: {out / 'report.json'}, {out / 'report.md'}", err=True)
+
+
 @main.group(cls=_Group)
 def probe() -> None:
     """Probes: arithmetic (can the model compute?) and determinism (same inputs, same frames?)."""

@@ -221,6 +221,14 @@ def test_ablation_command_writes_the_table_and_bench_prints_json(desktop_ds, tmp
         assert config["model"]["actions"]["encoder"] == name and config["train"]["steps"] == 2
     assert "| raw |" in (tmp_path / "abl" / "actions.md").read_text()
     assert 0 < table["baselines"]["copy previous frame"]["ssim"] <= 1  # the trivial predictors beside the models
+    result = subprocess.run([NCOMP, "eval", "desktop", "--model", str(tmp_path / "abl" / "runs" / "meta"), "--data",
+                             str(desktop_ds), "--out", str(tmp_path / "rep"), "--split", "val", "--episodes", "1",
+                             "--frames", "5"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    headline = json.loads(result.stdout)
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert headline["ssim"] == report["rows"]["meta"]["ssim"] and 0 < headline["ssim"] <= 1
+    assert "| *baseline: copy first frame* |" in (tmp_path / "rep" / "report.md").read_text()
     result = subprocess.run([NCOMP, "bench", "rollout", "--frames", "3", "--threads", "1", *TINY_GUI[:10]],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

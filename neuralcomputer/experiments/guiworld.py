@@ -181,13 +181,38 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
     return result
 
 
+def desktop_report(model: Path, data: Path, out: Path, split: str = "test", episodes: int = 4, frames: int = 31,
+                   seed: int = 0) -> dict[str, Any]:
+    """Score one GUIWorld model on desktop episodes beside the trivial baselines (``ncomp eval desktop``).
+
+    Rollouts from each episode's first frame under its true actions and one-step predictions, as the
+    ablation tables score them; writes ``out/report.json`` and ``out/report.md``.
+    """
+    from neuralcomputer.diffusion.pipeline import resolve_model_dir
+
+    cfg = json.loads((resolve_model_dir(model) / "config.json").read_text())
+    if cfg.get("kind") != "guiworld":
+        raise NCError(f"{model}: not a GUIWorld (desktop) model; score terminal models with ncomp eval --model")
+    size = (cfg["model"]["height"], cfg["model"]["width"])
+    records = _eval_episodes(data, split, episodes)
+    row = {"final_loss": None, **evaluate_run(model, data, records, frames, seed),
+           "paper": PAPER["injection"]["internal"]}
+    result = {"title": f"GUIWorld evaluation: {model}", "model": str(model), "eval_data": str(data),
+              "eval_split": split, "rows": {Path(model).name: row}, "baselines": baselines(data, records, frames, size)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "report.json", json.dumps(result, indent=2).encode())
+    atomic_write_bytes(out / "report.md", markdown_table(result).encode())
+    return result
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The table as Markdown: our figures, the paper's beside them, and the caveats."""
-    lines = [f"# GUIWorld ablation: {result['table']} ({result['preset']}, {result['steps']} steps each)", "",
+    title = result.get("title") or f"GUIWorld ablation: {result['table']} ({result['preset']}, {result['steps']} steps each)"
+    lines = [f"# {title}", "",
              "| variant | final loss | mode | PSNR | SSIM | +15 PSNR | +15 SSIM | cursor hit @2/5/10 px | FVD | paper |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
