@@ -33,13 +33,14 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def load_episode(root: Path, record: dict, frames: int, size: tuple[int, int]
+def load_episode(root: str | Path, record: dict, frames: int, size: tuple[int, int]
                  ) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
     """The first ``frames`` frames of a desktop episode and their action records.
 
     Returns ``(recorded, resized, actions)``: frames ``(T, H0, W0, 3)`` as recorded, the same resized to
     ``size`` = (H, W), and ``T`` :class:`FrameActions` (T = ``frames`` or the episode's length).
     """
+    root = Path(root)
     recorded = read_clip_payload(root / record["path"])["frames"][:frames]
     actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
     return recorded, resize_frames(recorded, *size), actions
