@@ -125,6 +125,9 @@ def test_desktop_meta_actions_become_events_and_move_the_pointer(models):
     for _ in range(6):
         c.step({"type": "frame", "events": []})
     assert len(c._latents) <= c.backend.model.window  # old context is dropped: memory stays flat
+    state = c.state
+    assert state["frame"] == 8 and state["context_frames"] == sorted(c.latents) and max(c.latents) == 8
+    assert state["latent_shape"] == list(c.latents[8].shape) and json.dumps(state)
     with pytest.raises(NCError, match="type one of move, click"):
         c.step({"type": "explode"})
     with pytest.raises(NCError, match="x"):

@@ -181,6 +181,24 @@ class NeuralComputer:
             raise NCError("no screen yet: call reset() first")
         return self._frame
 
+    @property
+    def latents(self) -> dict[int, torch.Tensor]:
+        """Desktop: frame index -> latents ``(C, h, w)`` of the frames the context window still needs
+        (the model's memory; a copy). Terminal: empty (its state is the screen itself)."""
+        return {i: v.clone() for i, v in self._latents.items()}
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A JSON-able summary of what the computer holds now."""
+        out: dict[str, Any] = {"kind": self.kind, "steps_taken": self._n, "seed": self.seed,
+                               "screen": list(self.frame.shape) if self._frame is not None else None,
+                               "hybrid": self.hybrid}
+        if self.kind == "desktop" and self._records:
+            out |= {"frame": self._t, "pointer": list(self._records[-1].pointer),
+                    "context_frames": sorted(self._latents),
+                    "latent_shape": list(next(iter(self._latents.values())).shape) if self._latents else None}
+        return out
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def default_first_frame(self) -> np.ndarray:
