@@ -268,9 +268,21 @@ def marked_processes(token: str | None = None, prefix: str = "") -> list:
     return found
 
 
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+def _kill_group(proc: subprocess.Popen, sig: int, token: str) -> None:
+    """Signal the process group ``proc`` leads (each program starts its own session).
+
+    Once the leader is reaped its pid, and so the group id, is free: with pid_max 32768 and busy
+    workers a new process (another desktop's session!) can get it. Then only the group's members that
+    carry this desktop's marker ``token`` are signalled, never a stranger that inherited the number.
+    """
+    if proc.returncode is None:  # not reaped yet: the id is still ours
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        return
+    for member in marked_processes(token):
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            if os.getpgid(member.pid) == proc.pid:
+                os.kill(member.pid, sig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,6 +338,7 @@ class Desktop:
                     raise
                 self._teardown()
                 self._reset()
+                time.sleep(1.0 + attempt)  # a machine busy enough to kill a start gets a moment to settle
             except BaseException:
                 self.close()
                 raise
@@ -417,7 +430,7 @@ class Desktop:
             if not self.alive() and restarts and self._xvfb.poll() is None and self._dbus.poll() is None:
                 restarts -= 1
                 self._session.wait()
-                _kill_group(self._session, signal.SIGKILL)
+                _kill_group(self._session, signal.SIGKILL, self.token)
                 self._start_session()
             if not self.alive():
                 raise DesktopError(f"the XFCE session exited while starting ({self.log_tail()})")
@@ -489,7 +502,7 @@ class Desktop:
                 sct.close()
         procs = [p for p in (*self._launched, self._session, self._dbus, self._xvfb) if p is not None]
         for p in procs:
-            _kill_group(p, signal.SIGTERM)
+            _kill_group(p, signal.SIGTERM, self.token)
         stragglers = marked_processes(self.token)
         for proc in stragglers:
             with contextlib.suppress(psutil.Error):
@@ -500,12 +513,12 @@ class Desktop:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _kill_group(p, signal.SIGKILL)
+                _kill_group(p, signal.SIGKILL, self.token)
         for proc in alive + marked_processes(self.token):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         for p in procs:
-            _kill_group(p, signal.SIGKILL)  # anything left in the groups
+            _kill_group(p, signal.SIGKILL, self.token)  # anything left in the groups
             with contextlib.suppress(Exception):
                 p.wait(timeout=5.0)
             if p.stdout is not None:
