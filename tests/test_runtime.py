@@ -92,7 +92,7 @@ def test_desktop_steps_match_an_offline_rollout_of_the_same_actions(models, stri
     """The runtime's frame-by-frame stepping is the rollout API, frame for frame, bit for bit."""
     model = models["desktop"] if stride == 1 else tiny_desktop_model(tmp_path / "m", stride=stride)
     rng = np.random.default_rng(1)
-    points = [(int(x), int(y)) for x, y in rng.integers(0, 96, (6, 2))]
+    points = [(int(x), int(y)) for x, y in rng.integers(0, 96, (11, 2))]  # past the window: old records go
     records = [FrameActions(i, i / 15, points[i], [{"type": "move", "x": points[i + 1][0], "y": points[i + 1][1]}]
                             if i + 1 < len(points) else []) for i in range(len(points))]
     records[2].events.append({"type": "down", "button": 1})
@@ -182,3 +182,35 @@ def test_hybrid_mode_runs_the_command_for_real_and_captions_its_screen(models, t
     c.hybrid = False  # the sandbox goes away; native captions again
     assert c.engine is None
     assert c.step({"type": "command", "text": "ls"}).record["caption"] == "The user types `ls`."
+
+
+def test_a_failed_desktop_step_changes_nothing(models, monkeypatch):
+    def run(fail: bool) -> list[np.ndarray]:
+        c = NeuralComputer.load(models["desktop"], seed=2)
+        c.reset(_desktop_first())
+        frames = [c.step({"type": "click", "x": 20, "y": 30, "button": 1, "count": 1}).frames]
+        if fail:
+            real = c.backend.generate_frame
+            monkeypatch.setattr(c.backend, "generate_frame", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+            with pytest.raises(RuntimeError, match="boom"):
+                c.step({"type": "move", "x": 90, "y": 10})
+            monkeypatch.setattr(c.backend, "generate_frame", real)
+            assert len(c.history) == 1 and c.state["frame"] == 1
+        frames += [c.step({"type": "key", "keys": ["Return"]}).frames, c.step({"type": "move", "x": 5, "y": 5}).frames]
+        return frames
+
+    assert all((a == b).all() for a, b in zip(run(True), run(False), strict=True))
+
+
+@pytest.mark.parametrize("action, message", [
+    ({"type": "scroll", "x": 1, "y": 1, "dx": 0, "dy": 10**9}, "dy is limited to 20"),
+    ({"type": "click", "x": 1, "y": 1, "button": 1, "count": 10**6}, "count is limited to 3"),
+    ({"type": "click", "x": 1, "y": 1, "button": 1, "count": 0}, "at least 1"),
+    ({"type": "type", "text": "a" * 5000}, "text is limited to 1000"),
+])
+def test_desktop_actions_that_would_expand_without_bound_are_refused(models, action, message):
+    c = NeuralComputer.load(models["desktop"])
+    c.reset(_desktop_first())
+    with pytest.raises(NCError, match=message):
+        c.step(action)
+    assert c.history == []

@@ -382,3 +382,15 @@ def test_engine_close_leaves_no_process():
     engine.run("1 + 1")
     engine.close()
     assert_closed(pids)
+
+
+def test_python_engine_keeps_working_past_the_argv_limit():
+    """Its replayed history is one argv string (128 KiB at most): old inputs give way, none fails."""
+    engine = make_engine("python", cols=80, rows=24)
+    try:
+        for i in range(30):
+            assert engine.run(f's{i} = "é" * 990').exit_code == 0
+        result = engine.run("len(s29) + 1")
+        assert result.exit_code == 0 and "991" in result.output
+    finally:
+        engine.close()

@@ -93,6 +93,9 @@ class FrameActions:
         return d
 
 
+_LIMITS = {"count": 3, "dx": 20, "dy": 20, "text": 1000, "keys": 8}  # per meta-action (see _check_fields)
+
+
 def _check_fields(item: Any, kinds: dict[str, dict[str, type]], where: str, what: str) -> dict[str, Any]:
     if not isinstance(item, dict) or item.get("type") not in kinds:
         raise NCError(f"{where}: expected {'an' if what == 'event' else 'a'} {what} object with type one of {', '.join(kinds)}, got {item!r:.120}")
@@ -104,7 +107,17 @@ def _check_fields(item: Any, kinds: dict[str, dict[str, type]], where: str, what
         raise NCError(f"{where}: button must be 1, 2 or 3, got {item['button']}")
     if item["type"] == "key" and (not item["keys"] or not all(isinstance(k, str) and k for k in item["keys"])):
         raise NCError(f"{where}: meta-action 'key' needs keys as a non-empty list of key names")
+    # Bounds: a meta-action expands into raw events (meta_to_events), so an unbounded count or notch
+    # number would be an unbounded list; these are far beyond anything a person or a policy does.
+    for name, limit in _LIMITS.items():
+        value = item.get(name)
+        if isinstance(value, int | str | list) and not isinstance(value, bool) and \
+                (len(value) if isinstance(value, str | list) else abs(value)) > limit:
+            raise NCError(f"{where}: {what} {item['type']!r}: {name} is limited to {limit}, got {value!r:.40}")
+    if item["type"] == "click" and item["count"] < 1:
+        raise NCError(f"{where}: click count must be at least 1, got {item['count']}")
     return item
+
 
 
 def check_event(event: Any, where: str) -> dict[str, Any]:

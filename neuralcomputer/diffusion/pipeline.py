@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,18 +52,35 @@ def resolve_model_dir(path: str | Path) -> Path:
                   "or a run folder with checkpoints/)")
 
 
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_users = 0
+_deterministic_before = False
+
+
 @contextlib.contextmanager
 def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Enforce PyTorch's deterministic algorithms inside the block (restored after)."""
+    """Enforce PyTorch's deterministic algorithms inside the block (restored after the last user).
+
+    The switch is process-wide: blocks may overlap in threads (a server with several workers), so the
+    flag is counted, not saved and restored per block: one block ending never turns it off under another
+    that is still running. A non-deterministic block overlapping a deterministic one runs deterministic.
+    """
+    global _deterministic_users, _deterministic_before
     if not enabled:
         yield
         return
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_users == 0:
+            _deterministic_before = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True)
+        _deterministic_users += 1
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        with _DETERMINISTIC_LOCK:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                torch.use_deterministic_algorithms(_deterministic_before)
 
 
 def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:

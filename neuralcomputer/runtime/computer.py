@@ -40,6 +40,7 @@ from neuralcomputer.errors import NCError
 
 FIRST_FRAME = "first_frame.png"  # a model directory may ship its default start screen under this name
 MAX_COMMAND_CHARS = 1000
+MAX_HISTORY = 1000  # step records kept per session (older ones are dropped)
 _STATE_VERSION = 1
 
 
@@ -49,6 +50,9 @@ class StepResult:
 
     frames: np.ndarray
     record: dict[str, Any]
+
+
+_FORGOTTEN = FrameActions(-1, 0.0, (0, 0))  # stands in for records older than any window
 
 
 def _step_seed(seed: int, n: int) -> int:
@@ -227,10 +231,11 @@ class NeuralComputer:
         frame = self.default_first_frame() if first_frame is None else np.asarray(first_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise NCError(f"first frame: expected (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+        if self.kind == "terminal":
+            self.backend.check_frame(frame)  # before anything changes
         self.history = []
         self._n = 0
         if self.kind == "terminal":
-            self.backend.check_frame(frame)
             self._frame = frame.copy()
             if self._engine is not None:
                 self._engine.reset()
@@ -264,6 +269,7 @@ class NeuralComputer:
         record["frames"] = len(frames)
         self._n += 1
         self.history.append(record)
+        del self.history[:-MAX_HISTORY]  # a long session keeps its recent records, not all of them
         if callback is not None:
             for f in frames:
                 callback(f)
@@ -323,21 +329,27 @@ class NeuralComputer:
             pointer = (round(p[0]), round(p[1]))
         w, h = self.screen
         pointer = (min(max(int(pointer[0]), 0), w - 1), min(max(int(pointer[1]), 0), h - 1))
-        # record t holds the input sent after frame t; the next records carry the pointer read back
-        current = self._records[-1]
-        current.events, current.meta = events, metas
+        # record t holds the input sent after frame t; the next records carry the pointer read back.
+        # Built aside and committed only once the frame exists: a failed step changes nothing.
+        last = self._records[-1]
         stride = int(self.backend.model.config["frame_stride"])
-        for k in range(1, stride + 1):
-            self._records.append(FrameActions(self._t + k, (self._t + k) / self.fps, pointer))
+        records = [*self._records[:-1], FrameActions(last.frame, last.t, last.pointer, events, metas),
+                   *(FrameActions(self._t + k, (self._t + k) / self.fps, pointer) for k in range(1, stride + 1))]
         target = self._t + stride
         from neuralcomputer.diffusion.rollout import RolloutTimings
 
         timings = RolloutTimings()
+        latents = dict(self._latents)
         with torch.no_grad(), deterministic_algorithms(self.backend.deterministic):
-            frame = self.backend.generate_frame(self._latents, self._records, target, self.seed, timings)
-        self._t = target
+            frame = self.backend.generate_frame(latents, records, target, self.seed, timings)
         keep = target - (self.backend.model.window - 1) * stride  # the oldest frame a window still needs
-        self._latents = {i: v for i, v in self._latents.items() if i >= keep}
+        # the window's step actions read records from keep - stride on; older ones are never read
+        # again: one shared empty record stands in for them (the list stays indexed by frame)
+        oldest_read = keep - stride
+        for i in range(max(0, oldest_read - stride), max(0, oldest_read)):
+            records[i] = _FORGOTTEN
+        self._records, self._t = records, target
+        self._latents = {i: v for i, v in latents.items() if i >= keep}
         held = np.repeat(self._frame[None], stride - 1, 0)  # frames between two generated ones hold the last
         self._frame = frame
         return np.concatenate([held, frame[None]]), {
@@ -389,14 +401,16 @@ class NeuralComputer:
             raise NCError(f"{path}: state version {state.get('version')!r}, expected {_STATE_VERSION}")
         if {k: state.get(k) for k in ("kind", "config")} != self._identity():
             raise NCError(f"{path}: saved from a different model (kind or config differs)")
+        # read everything first: a state that fails to load leaves this computer as it was
         frame = np.asarray(Image.open(path / "frame.png").convert("RGB"))
+        if self.kind == "desktop":
+            records = [FrameActions(r["frame"], r["t"], tuple(r["pointer"]), r["events"], r["meta"])
+                       for r in state["records"]]
+            latents = {int(k): v for k, v in load_file(path / "latents.safetensors").items()}
         self.seed, self.steps, self.deterministic = state["seed"], state["steps"], state["deterministic"]
         self._n, self.history, self._frame = state["n"], state["history"], frame
         if self.kind == "desktop":
-            self._t = state["t"]
-            self._records = [FrameActions(r["frame"], r["t"], tuple(r["pointer"]), r["events"], r["meta"])
-                             for r in state["records"]]
-            self._latents = {int(k): v for k, v in load_file(path / "latents.safetensors").items()}
+            self._t, self._records, self._latents = state["t"], records, latents
         elif self._engine is not None:
             self._engine.reset()
         return self.frame

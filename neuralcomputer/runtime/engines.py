@@ -228,6 +228,21 @@ sys.stdout.flush()
 sys.stdout.write("\x1e%s %d\x1e" % (nonce, interp.failed))
 """
 _MAX_PYTHON_HISTORY = 100
+# The replayed history travels as one argv string, which Linux caps at 128 KiB (MAX_ARG_STRLEN):
+# keep its JSON well under that, dropping the oldest inputs first.
+_MAX_PYTHON_HISTORY_BYTES = 64 * 1024
+
+
+def _replayed(history: list[str]) -> str:
+    """The JSON of the inputs to replay: the most recent ones that fit the byte budget."""
+    kept: list[str] = []
+    size = 2
+    for command in reversed(history[-_MAX_PYTHON_HISTORY:]):
+        size += len(json.dumps(command).encode()) + 2
+        if size > _MAX_PYTHON_HISTORY_BYTES:
+            break
+        kept.append(command)
+    return json.dumps(kept[::-1])
 
 
 class PythonEngine(_ScreenEngine):
@@ -257,7 +272,7 @@ class PythonEngine(_ScreenEngine):
         """Evaluate what the user typed at ``>>>`` and show what the REPL prints."""
         _check_command(command)
         argv = ["/usr/bin/python3", "-I", "-u", "-c", _PYTHON_RUNNER,
-                json.dumps(self.history[-_MAX_PYTHON_HISTORY:]), command, self._nonce]
+                _replayed(self.history), command, self._nonce]
         result = self.sandbox.run(argv, tty=(self.cols, self.rows))
         output, exit_code = result.stdout, result.exit_code
         match = self._marker.search(output)
