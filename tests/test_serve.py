@@ -26,7 +26,8 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from neuralcomputer.cli import main
-from neuralcomputer.runtime.server import ModelPool, check_action, create_app, merge_frames
+from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
+from neuralcomputer.runtime.server import ModelPool, ProtocolError, check_action, create_app, merge_frames
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
 
 pytestmark = pytest.mark.timeout(120)
@@ -172,7 +173,15 @@ def test_terminal_session_streams_frames_and_applies_settings(serve):
     assert ws.until("pong")[1] == {"type": "pong", "id": None, "t": 123}
 
 
-def test_sessions_share_weights_but_not_settings_or_screens(serve):
+def test_sessions_share_weights_but_not_settings_or_screens(serve, pool):
+    # A session's computer (what `open` makes) wraps the network the pool loaded: one copy of the weights.
+    for name in ("term", "desk"):
+        first, second = pool.new_computer(name), pool.new_computer(name)
+        assert first.backend is not second.backend  # per-session settings live on the backend copy
+        assert first.backend.model is second.backend.model is pool.templates[name].backend.model
+        first.close()
+        second.close()
+
     server = serve()
     a, b = server.connect(), server.connect()
     a.open("term")
@@ -180,20 +189,26 @@ def test_sessions_share_weights_but_not_settings_or_screens(serve):
     a.send({"op": "settings", "steps": 5, "seed": 9})
     a.until("settings")
     a.send({"op": "step", "action": {"type": "command", "text": "ls"}})
-    assert a.until("step")[1]["record"]["step"] == 0
+    a_frames, a_step = a.until("step")
+    assert a_step["record"]["step"] == 0
     b.send({"op": "step", "action": {"type": "command", "text": "ls"}})
-    assert b.until("step")[1]["record"]["step"] == 0  # b's own history
+    b_frames, b_step = b.until("step")
+    assert b_step["record"]["step"] == 0  # b's own history
+    assert a_step["record"]["seed"] != b_step["record"]["seed"]
+    a_last, b_last = ([f for f in frames if f is not None][-1] for frames in (a_frames, b_frames))
+    assert not np.array_equal(_decode(a_last), _decode(b_last))  # each session its own screen
     b.send({"op": "settings", "seed": 0})
     assert b.until("settings")[1]["settings"]["steps"] == 2  # a's change stayed in a
 
 
 def test_hybrid_mode_shows_the_sandboxed_shells_real_output(serve):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: hybrid mode's sandbox needs it")
     ws = serve().connect()
     ws.open("term")
     ws.send({"op": "settings", "hybrid": True})
     _, reply = ws.until("settings")
-    if reply["type"] == "error":
-        pytest.skip(f"no reasoning engine here: {reply['error']}")
+    assert reply["type"] == "settings", reply
     assert reply["settings"]["hybrid"] is True
     ws.send({"op": "step", "action": {"type": "command", "text": "echo hello-from-the-sandbox"}})
     _, step = ws.until("step")
@@ -232,6 +247,15 @@ def test_desktop_session_clicks_moves_and_coalesces_input(serve):
         replies, carried = replies + 1, carried + step["coalesced"]
     assert carried == 8 and replies < 8
     assert step["id"] == 7 and step["record"]["pointer"] == [17, 20]  # the latest position wins
+
+
+def test_terminal_commands_are_checked_before_they_queue():
+    # What the computer would refuse in the worker is refused on arrival, with one clear line.
+    for text in ("", "   ", "ls\nrm -rf ~", "ls\r", "x" * (MAX_COMMAND_CHARS + 1)):
+        with pytest.raises(ProtocolError, match=f"one line of non-blank text, at most {MAX_COMMAND_CHARS}"):
+            check_action({"type": "command", "text": text}, "terminal", TERMINAL_HW[::-1])
+    longest = {"type": "command", "text": "x" * MAX_COMMAND_CHARS}
+    assert check_action(longest, "terminal", TERMINAL_HW[::-1]) == longest
 
 
 def test_merged_frames_keep_event_order_and_the_latest_pointer():
@@ -375,6 +399,10 @@ def test_token_is_required_when_set_and_cross_site_websockets_are_refused(serve)
         server.connect()
     assert server.connect(WS + "?token=s3cret").open("term")["kind"] == "terminal"
     assert server.get("/?token=s3cret").status_code == 200  # sets the cookie the page's requests carry
+    assert server.client.cookies.get("ncomp_token") == "s3cret"
+    assert server.get("/static/app.js").status_code == 200
+    wrong = server.get("/?token=wrong")  # let in by the cookie; the wrong token must not replace it
+    assert wrong.status_code == 200 and "set-cookie" not in wrong.headers
     assert server.get("/static/app.js").status_code == 200
 
     open_server = serve()
@@ -396,6 +424,26 @@ def test_serve_cli_refuses_bad_input_in_one_line(tmp_path):
 # -- the page in a real browser ------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
+
+# In the page: queue 20 distinct pictures (red 0, 10, .. 190), each followed by `nulls` "same" frames,
+# or with all the nulls after them; keep them in window.pictures; return the frames shown so far.
+QUEUE_PICTURES = """([nullsEach, nullsAfter]) => (async () => {
+  const queued = [];
+  for (let i = 0; i < 20; i++) {
+    const c = new OffscreenCanvas(canvas.width, canvas.height);
+    const g = c.getContext('2d');
+    g.fillStyle = `rgb(${10 * i}, 0, 0)`;
+    g.fillRect(0, 0, c.width, c.height);
+    queued.push(await createImageBitmap(c), ...Array(nullsEach).fill(null));
+  }
+  queued.push(...Array(nullsAfter).fill(null));
+  window.pictures = queued.filter((f) => f !== null);
+  const before = s.shown;
+  s.ready.push(...queued);
+  return before;
+})()"""
+SHOWN_PICTURE = "() => Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3))"
+ALL_CLOSED = "() => window.pictures.every((p) => p.width === 0)"  # a closed ImageBitmap has no size
 
 
 @pytest.fixture
@@ -428,6 +476,8 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            sockets: list = []
+            page.on("websocket", lambda ws: sockets.append(ws))
             page.goto(served)
 
             def frames() -> int:
@@ -449,6 +499,12 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
             page.screenshot(path=str(tmp_path / "terminal.png"))
             shutil.copy(tmp_path / "terminal.png", "/tmp/serve-screenshot-terminal.png")
 
+            # A terminal clip arrives all at once: it plays in order, every frame of it (no skipping).
+            before = page.evaluate(QUEUE_PICTURES, [1, 0])
+            page.wait_for_function(f"s.shown >= {before + 40} && !s.ready.length", timeout=15_000)
+            assert page.evaluate("s.shown") == before + 40
+            assert page.evaluate(SHOWN_PICTURE) == [190, 0, 0] and page.evaluate(ALL_CLOSED)
+
             # desktop: switch models on the same connection, click the screen, watch new frames
             page.select_option("#model", "desk")
             page.wait_for_function("document.body.classList.contains('desktop')")
@@ -466,10 +522,26 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
                                    " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
                                    ".filter((v, i) => i % 4 !== 3)).some(v => v !== 0); }")
             assert pixels, "the canvas shows nothing"
-            assert not errors, errors
             shot = tmp_path / "serve.png"
             page.screenshot(path=str(shot))
             shutil.copy(shot, "/tmp/serve-screenshot.png")  # for a human to look at
+
+            # A desktop more than a second behind skips ahead, yet shows the newest picture it skipped
+            # (the "same" frames after it repeat it) and closes the others.
+            before = page.evaluate(QUEUE_PICTURES, [0, 20])
+            page.wait_for_function("!s.ready.length", timeout=15_000)
+            assert page.evaluate("s.shown") - before <= 16
+            assert page.evaluate(SHOWN_PICTURE) == [190, 0, 0] and page.evaluate(ALL_CLOSED)
+
+            # Changing the model while the socket connects opens it on that one socket; the old one is closed.
+            opened = len(sockets)
+            assert page.evaluate("() => { $('reconnect').click(); $('model').value = 'term';"
+                                 " $('model').dispatchEvent(new Event('change')); return s.ws.readyState; }") == 0
+            page.wait_for_function("document.body.classList.contains('terminal') && s.ws && s.ws.readyState === 1")
+            page.wait_for_timeout(300)
+            assert len(sockets) == opened + 1
+            assert all(ws.is_closed() for ws in sockets[:-1]) and not sockets[-1].is_closed()
+            assert not errors, errors
         finally:
             browser.close()
 

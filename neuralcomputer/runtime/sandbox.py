@@ -76,8 +76,10 @@ class SandboxLimits:
         wall_timeout_s: wall-clock seconds before the command and all it started are killed.
         cpu_seconds: CPU seconds per process (``RLIMIT_CPU``; SIGXCPU, then SIGKILL a second later).
         memory_bytes: address space per process (``RLIMIT_AS``): a large allocation fails cleanly.
-        max_processes: processes (and threads) the sandbox user may own at once (``RLIMIT_NPROC``),
-            counting the sandbox's own init and supervisor: a fork bomb stops here.
+        max_processes: processes (and threads) the sandbox user may own at once inside the sandbox
+            (``RLIMIT_NPROC``), counting the supervisor (the namespace's PID 1: with ``--as-pid-1``
+            bubblewrap adds no init of its own) and the command itself: a fork bomb stops here. At
+            least 4, so that a shell command has room for a pipeline or a subshell.
         max_file_bytes: largest file a command may write (``RLIMIT_FSIZE``).
         max_disk_bytes: size of the home tmpfs; ``/tmp`` gets half of it, ``/dev/shm`` 1 MiB.
         max_output_bytes: output kept per command; past it the command is killed, the output
@@ -100,7 +102,8 @@ class SandboxLimits:
             if not value > 0:
                 raise NCError(f"SandboxLimits.{name}={value}: expected a positive number")
         if self.max_processes < 4:
-            raise NCError(f"SandboxLimits.max_processes={self.max_processes}: the sandbox itself needs 3")
+            raise NCError(f"SandboxLimits.max_processes={self.max_processes}: expected at least 4 (the supervisor "
+                          "and the command take 2, and a shell needs room for a pipeline or a subshell)")
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 One page (``static/``), ``GET /api/models``, and one websocket ``/ws`` per browser tab. Each
 websocket is a *session*: it opens a model (one :class:`NeuralComputer` of its own), then resets and
-steps it; frames stream to the browser as the model generates them.
+steps it; each frame goes to the browser as soon as the step hands it over. ``NeuralComputer.step``
+hands a step's frames over once it has generated them all (a terminal clip is generated jointly; a
+desktop step is one frame), so the first frame of a step arrives when the step's compute is done.
 
 Protocol (version 1). Client -> server: JSON text messages, each an object with an ``op`` and an
 optional ``id`` (an int or a short string, echoed in the replies to that message)::
@@ -47,9 +49,10 @@ Threads: model work (load, reset, step, settings) runs in one shared thread pool
 threads (default 1: on a CPU one step already uses every core, and PyTorch's deterministic-algorithms
 switch is process-wide). A session runs one op at a time; while a desktop step runs, new desktop
 actions merge into one pending frame record (their raw events concatenated), so input never queues up
-without bound; terminal commands queue up to ``max_pending``. A browser that goes away mid-step stops
-the step at its next frame (the frame callback raises), and the session's model is closed when the
-thread is done with it.
+without bound; terminal commands queue up to ``max_pending``. A browser that goes away mid-step does
+not stop the model: the step runs to its end in its pool thread, its frames not yet sent are dropped
+(the frame callback raises), then the session is closed; its slot stays taken until then, so clients
+that vanish mid-step cannot start more model work than ``max_sessions`` allows.
 
 Weights: each model is loaded once (:class:`ModelPool`); a session's computer wraps a shallow copy of
 the loaded pipeline, so sessions share the network's weights (read-only at inference) but nothing
@@ -89,6 +92,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from neuralcomputer.data.actions import META_ACTIONS, check_event, check_meta, meta_to_events
 from neuralcomputer.errors import NCError
+from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_COOKIE = "ncomp_token"
 
 MAX_STEPS = 200  # sampling steps a client may ask for: beyond it one step would hold a worker for minutes
-MAX_TEXT = 2000  # characters of a command or typed text
+MAX_TEXT = 2000  # characters of a desktop "type" action (terminal commands: MAX_COMMAND_CHARS)
 MAX_EVENTS = 512  # raw events in one (coalesced) desktop frame
 MAX_META = 64
 STRIKE_DECAY_S = 10.0  # one strike forgiven per this many seconds
@@ -117,7 +121,7 @@ class ServerLimits:
     burst: int = 60
     max_strikes: int = 10
     max_pending: int = 8  # ops waiting behind the running one, per session
-    workers: int = 1
+    workers: int = 1  # threads of the model pool that all sessions share
 
     def public(self) -> dict[str, Any]:
         return {"max_sessions": self.max_sessions, "max_queue": self.max_queue, "idle_timeout_s": self.idle_timeout_s,
@@ -336,8 +340,11 @@ def check_action(action: Any, kind: str, screen: tuple[int, int]) -> dict[str, A
         if action["type"] != "command":
             raise ProtocolError(f"unknown terminal action type {action['type']!r:.40} (expected 'command')")
         text = action.get("text")
-        if not isinstance(text, str) or len(text) > MAX_TEXT or set(action) != {"type", "text"}:
-            raise ProtocolError(f'a command is {{"type": "command", "text": STRING of at most {MAX_TEXT} characters}}')
+        if not isinstance(text, str) or set(action) != {"type", "text"}:
+            raise ProtocolError('a command is {"type": "command", "text": STRING}')
+        # The computer refuses these too, but only in the worker: catch them before they queue.
+        if not text.strip() or len(text) > MAX_COMMAND_CHARS or "\n" in text or "\r" in text:
+            raise ProtocolError(f"command: one line of non-blank text, at most {MAX_COMMAND_CHARS} characters")
         return action
     try:
         if action["type"] == "frame":
@@ -490,7 +497,7 @@ class _Gone(Exception):
 
 
 class _Cancelled(Exception):
-    """Raised inside a running step's frame callback once its session has ended: stops the step."""
+    """Raised by a step's frame callback once its session has ended: the frames not yet sent are dropped."""
 
 
 @dataclass
@@ -825,7 +832,7 @@ class Session:
 
         def on_frame(frame: np.ndarray) -> None:  # runs in the pool thread
             if ended.is_set():
-                raise _Cancelled  # nobody is watching any more: stop at this frame
+                raise _Cancelled  # nobody is watching any more: drop this frame and the rest
             same = bool(previous) and np.array_equal(previous[0], frame)
             png = None if same else encode_png(frame)
             previous[:] = [frame]
@@ -846,7 +853,7 @@ class Session:
                 else:
                     getter.cancel()
         except BaseException:
-            self.ended.set()  # the pool thread stops at its next frame
+            self.ended.set()  # the step runs to its end in the pool; its remaining frames are dropped
             job.add_done_callback(lambda j: j.cancelled() or j.exception())  # nobody else will read it
             raise
         finally:
@@ -899,9 +906,8 @@ def create_app(models: dict[str, Path] | ModelPool, *, token: str | None = None,
                           idle_timeout_s=idle_timeout_s, max_message_bytes=max_message_bytes, rate_per_s=rate_per_s,
                           burst=burst, max_strikes=max_strikes, max_pending=max_pending, workers=workers)
     pool = models if isinstance(models, ModelPool) else ModelPool(models, shared_weights=shared_weights)
-    server = _Server(pool, limits,
-                     concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ncomp-model"),
-                     SessionSlots(limits.max_sessions, limits.max_queue))
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="ncomp-model")
+    server = _Server(pool, limits, executor, SessionSlots(limits.max_sessions, limits.max_queue))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -916,8 +922,11 @@ def create_app(models: dict[str, Path] | ModelPool, *, token: str | None = None,
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> FileResponse:
         response = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
-        if token is not None and request.query_params.get("token"):
-            response.set_cookie(TOKEN_COOKIE, request.query_params["token"], httponly=True, samesite="strict")
+        offered = request.query_params.get("token")
+        # Only a right token becomes the cookie: a wrong one (the request got in on the cookie) must
+        # not overwrite a good cookie.
+        if token is not None and offered and hmac.compare_digest(offered.encode(), token.encode()):
+            response.set_cookie(TOKEN_COOKIE, offered, httponly=True, samesite="strict")
         return response
 
     @app.get("/api/models")

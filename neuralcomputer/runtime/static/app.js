@@ -22,7 +22,7 @@ const s = {
   events: [],
   pointer: null,
   buttons: new Set(),    // mouse buttons pressed on the canvas and not yet released
-  outstanding: 0,        // desktop steps sent and not answered yet
+  unanswered: new Set(), // ids of desktop steps sent and not answered yet
   ticker: null,
   nextId: 1,
 };
@@ -73,16 +73,33 @@ async function start() {
 }
 
 function connect() {
+  // One session at a time: a socket left open would hold a server slot until its idle timeout, and
+  // its late events must not touch the new one (every handler checks it is still the current socket).
+  const old = s.ws;
+  if (old) {
+    old.onopen = old.onmessage = old.onclose = null;
+    old.close();
+  }
   const url = withToken("/ws");
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   s.closedReason = null;
-  s.ws = new WebSocket(url);
-  s.ws.binaryType = "blob";
+  s.info = null;  // no input for the old session's model until the new one is ready
+  s.unanswered.clear();
+  for (const frame of s.ready) if (frame) frame.close();  // nor its frames still to be shown
+  s.ready = [];
+  const ws = new WebSocket(url);
+  s.ws = ws;
+  ws.binaryType = "blob";
   setConn("connecting…");
   $("reconnect").hidden = true;
-  s.ws.onopen = () => send({ op: "open", model: $("model").value, id: s.nextId++ });
-  s.ws.onmessage = (ev) => (typeof ev.data === "string" ? onJson(JSON.parse(ev.data)) : onFrame(ev.data));
-  s.ws.onclose = (ev) => {
+  // The model selected when the socket opens (it may have changed while connecting).
+  ws.onopen = () => { if (s.ws === ws) send({ op: "open", model: $("model").value, id: s.nextId++ }); };
+  ws.onmessage = (ev) => {
+    if (s.ws !== ws) return;
+    if (typeof ev.data === "string") onJson(JSON.parse(ev.data)); else onFrame(ev.data);
+  };
+  ws.onclose = (ev) => {
+    if (s.ws !== ws) return;
     const why = s.closedReason || ev.reason || `connection closed (${ev.code})`;
     setConn("disconnected", "bad");
     $("state").textContent = why;
@@ -100,13 +117,15 @@ function onJson(msg) {
     case "started": $("state").textContent = msg.op === "step" ? "generating…" : msg.op + "…"; break;
     case "same": onFrame(null); break;
     case "ready": onReady(msg); break;
-    case "reset": $("state").textContent = "ready"; s.outstanding = 0; log("reset"); break;
+    case "reset": $("state").textContent = "ready"; s.unanswered.clear(); log("reset"); break;
     case "step": onStep(msg); break;
     case "settings": showSettings(msg.settings); log("settings: " + JSON.stringify(msg.settings)); break;
     case "pong": if (typeof msg.t === "number") $("rtt").textContent = `${Math.round(performance.now() - msg.t)} ms`; break;
     case "error":
       log(msg.error, "error");
-      if (s.outstanding > 0 && s.info && s.info.kind === "desktop") s.outstanding--;
+      // Only an error about a desktop step we sent answers it (not, say, a rate-limited ping's). The
+      // session runs its ops in order, so ids before it are done too (some were merged into it).
+      if (s.unanswered.has(msg.id)) answered(msg.id);
       $("state").textContent = msg.fatal ? "dropped: " + msg.error : "ready";
       break;
     case "closed": s.closedReason = msg.reason; break;
@@ -115,7 +134,7 @@ function onJson(msg) {
 
 function onReady(msg) {
   s.info = msg;
-  s.outstanding = 0;
+  s.unanswered.clear();
   s.events = [];
   const [h, w] = msg.size;
   canvas.width = w;
@@ -143,7 +162,7 @@ function onStep(msg) {
   $("latency").textContent = `${msg.latency_s.toFixed(2)} s`;
   $("gen-fps").textContent = msg.fps ? `${msg.fps.toFixed(1)} frames/s` : "–";
   if (s.info && s.info.kind === "desktop") {
-    s.outstanding = Math.max(0, s.outstanding - (msg.coalesced || 1));
+    answered(msg.id);  // with the steps merged into it (msg.coalesced), all sent before it
   } else {
     log(`$ ${msg.record.action.text}  →  ${msg.frames} frames in ${msg.compute_s.toFixed(2)} s`);
   }
@@ -153,10 +172,17 @@ function onStep(msg) {
 
 // ---- frames -----------------------------------------------------------------------------------
 
+function answered(id) {
+  for (const sent of s.unanswered) if (sent <= id) s.unanswered.delete(sent);
+}
+
 function onFrame(blob) {
   // Decode in arrival order (createImageBitmap may finish out of order), then queue for the player.
+  const ws = s.ws;
   s.decode = s.decode.then(async () => {
-    s.ready.push(blob === null ? null : await createImageBitmap(blob));
+    const frame = blob === null ? null : await createImageBitmap(blob);
+    if (s.ws === ws) s.ready.push(frame);
+    else if (frame) frame.close();  // a frame of a session we left
   }).catch((err) => log("frame decode failed: " + err, "error"));
 }
 
@@ -164,9 +190,19 @@ function startPlayer(fps) {
   clearInterval(s.player);
   s.player = setInterval(() => {
     if (!s.ready.length) return;
-    // More than a second behind (a fast GPU): skip ahead rather than lag.
-    while (s.ready.length > Math.max(2, fps)) s.ready.shift();
-    const frame = s.ready.shift();
+    // A desktop more than a second behind (a fast GPU): skip ahead rather than lag. Never a terminal:
+    // its whole clip arrives at once and is meant to be watched frame by frame.
+    let skipped = null;  // the newest picture skipped: a "same" (null) frame after it repeats it
+    while (isDesktop() && s.ready.length > Math.max(2, fps)) {
+      const dropped = s.ready.shift();
+      if (dropped !== null) {
+        if (skipped) skipped.close();
+        skipped = dropped;
+      }
+    }
+    let frame = s.ready.shift();
+    if (frame === null) frame = skipped;
+    else if (skipped) skipped.close();
     if (frame !== null) {
       ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
       frame.close();
@@ -199,7 +235,9 @@ $("apply").onclick = () => {
 };
 
 $("model").onchange = () => {
-  if (!send({ op: "open", model: $("model").value, id: s.nextId++ })) connect();
+  if (!s.ws || s.ws.readyState >= WebSocket.CLOSING) connect();
+  else if (s.ws.readyState === WebSocket.OPEN) send({ op: "open", model: $("model").value, id: s.nextId++ });
+  // else still connecting: its onopen opens the model selected by then
 };
 $("reset").onclick = () => send({ op: "reset", id: s.nextId++ });
 $("reconnect").onclick = () => connect();
@@ -283,12 +321,13 @@ function startTicker(fps) {
   // steps are unanswered, keep gathering (the server also merges), so input never piles up.
   clearInterval(s.ticker);
   s.ticker = setInterval(() => {
-    if (!isDesktop() || !s.events.length || s.outstanding >= 2) return;
-    const action = { type: "frame", events: s.events.slice(0, 500) };
+    if (!isDesktop() || !s.events.length || s.unanswered.size >= 2) return;
+    const action = { type: "frame", events: s.events.slice(0, 500) };  // the server takes at most 512
     if (s.pointer) action.pointer = s.pointer;
-    if (send({ op: "step", id: s.nextId++, action })) {
-      s.outstanding++;
-      s.events = [];
+    const id = s.nextId++;
+    if (send({ op: "step", id, action })) {
+      s.unanswered.add(id);
+      s.events = s.events.slice(500);  // the rest (a key_up, a button up) goes with the next frame
     }
   }, 1000 / fps);
 }
