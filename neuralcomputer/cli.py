@@ -439,21 +439,36 @@ def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, s
 def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed: int, steps: int | None,
             sampler: str | None, fast: bool) -> None:
     """Generate a desktop, frame by frame, from a first frame and an action stream (GUIWorld)."""
+    import numpy as np
     from tqdm import tqdm
 
     from neuralcomputer.data.actions import read_actions
     from neuralcomputer.diffusion.pipeline import write_clip
-    from neuralcomputer.diffusion.rollout import GUIWorldRollout
+    from neuralcomputer.runtime.computer import NeuralComputer
 
-    roll = GUIWorldRollout.load(model, steps=steps, sampler=sampler, deterministic=not fast)
-    fps = float(roll.model.config["fps"])
-    actions = read_actions(actions_path, fps)
-    frame = _read_png(first_frame)
+    computer = NeuralComputer.load(model, steps=steps, sampler=sampler, seed=seed, deterministic=not fast)
+    if computer.kind != "desktop":
+        raise NCError(f"{model}: a terminal model; rollouts need a desktop (GUIWorld) model (see ncomp sample)")
+    actions = read_actions(actions_path, computer.fps)
+    frames = [computer.reset(_read_png(first_frame), pointer=actions[0].pointer)[None]]
+    stride = int(computer.backend.model.config["frame_stride"])
     with tqdm(desc="rollout", unit="frame", leave=False) as bar:
-        frames, timings = roll.rollout(frame, actions, seed, callback=lambda i, n: bar.update(1))
-    write_clip(out, frames, fps=fps)
-    click.echo(f"wrote {len(frames)} frames to {out} ({timings.frames} generated: denoiser "
-               f"{timings.context + timings.denoise:.2f} s, decoder {timings.decode:.2f} s)", err=True)
+        # one runtime step per generated frame: the input of the records it spans, the pointer it leaves
+        for i in range(0, len(actions) - stride, stride):
+            span = actions[i:i + stride]
+            result = computer.step({"type": "frame", "events": [e for r in span for e in r.events],
+                                    "meta": [m for r in span for m in r.meta],
+                                    "pointer": list(actions[i + stride].pointer)})
+            frames.append(result.frames)
+            bar.update(1)
+    video = np.concatenate(frames)
+    if len(video) < len(actions):  # a last partial step: its frames hold the last one
+        video = np.concatenate([video, np.repeat(video[-1:], len(actions) - len(video), 0)])
+    write_clip(out, video, fps=computer.fps)
+    timings = [r["timings"] for r in computer.history]
+    click.echo(f"wrote {len(video)} frames to {out} ({len(timings)} generated: denoiser "
+               f"{sum(t['context_s'] + t['denoise_s'] for t in timings):.2f} s, "
+               f"decoder {sum(t['decode_s'] for t in timings):.2f} s)", err=True)
 
 
 @main.command()

@@ -101,8 +101,7 @@ def test_desktop_steps_match_an_offline_rollout_of_the_same_actions(models, stri
     offline, _ = GUIWorldRollout.load(model).rollout(_desktop_first(), records, seed=5)
 
     c = NeuralComputer.load(model, seed=5)
-    c.reset(_desktop_first())
-    c._records[0] = FrameActions(0, 0.0, points[0])  # the offline log's first pointer
+    c.reset(_desktop_first(), pointer=points[0])  # the offline log's first pointer
     live = [c.frame[None]]
     for i in range(0, len(records) - 1, stride):
         # one runtime step spans `stride` frames: the step's input, then the pointer it leaves

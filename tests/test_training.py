@@ -19,6 +19,7 @@ from neuralcomputer.data.dataset import load_manifest, read_clip_payload
 from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.runtime.computer import NeuralComputer
 from neuralcomputer.train.loop import checkpoints, train
 from neuralcomputer.train.tasks import frame_scores
 from tests.cligen_helpers import TINY, make_tiny_dataset, tiny_config
@@ -237,6 +238,7 @@ def test_eval_and_probes_take_a_trained_model(trained_run, tiny_ds, tmp_path):
     from neuralcomputer.eval.probes import probe_determinism
 
     model = load_generator(str(trained_run))
+    assert isinstance(model, NeuralComputer) and model.kind == "terminal"  # eval and probes run the runtime
     first = read_clip_payload(tiny_ds / load_manifest(tiny_ds)[0]["path"])["frames"][0]
     result = probe_determinism(model, first, "echo hi", runs=2, seed=0, num_frames=6)
     assert result["identical_fraction"] == 1.0

@@ -164,9 +164,9 @@ def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGener
             return STAND_INS[name]()
         raise NCError(f"unknown stand-in {name!r} (expected reference-oracle or one of {', '.join(STAND_INS)})")
     if Path(spec).exists():
-        from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+        from neuralcomputer.runtime.computer import NeuralComputer  # the runtime, as a clip generator
 
-        return CLIGenPipeline.load(spec)
+        return NeuralComputer.load(spec)
     raise NCError(f"{spec}: no such model (give a run folder, checkpoint or model directory, or "
                   "builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
                   "builtin:arithmetic-oracle or builtin:noisy-copy)")

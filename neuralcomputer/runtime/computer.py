@@ -98,17 +98,15 @@ class NeuralComputer:
             self.hybrid = True
 
     @classmethod
-    def load(cls, path: str | Path, *, steps: int | None = None, seed: int = 0, deterministic: bool = True,
-             hybrid: bool = False, engine: str = "shell") -> NeuralComputer:
+    def load(cls, path: str | Path, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
+             deterministic: bool = True, hybrid: bool = False, engine: str = "shell") -> NeuralComputer:
         """A terminal or desktop computer from a run folder, checkpoint or model directory (no network)."""
         from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
         from neuralcomputer.diffusion.rollout import GUIWorldRollout
 
         model_dir = resolve_model_dir(path)
-        if _model_kind(model_dir) == "guiworld":
-            backend: Any = GUIWorldRollout.load(model_dir, steps=steps, deterministic=deterministic)
-        else:
-            backend = CLIGenPipeline.load(model_dir, steps=steps, deterministic=deterministic)
+        kind = GUIWorldRollout if _model_kind(model_dir) == "guiworld" else CLIGenPipeline
+        backend: Any = kind.load(model_dir, steps=steps, sampler=sampler, deterministic=deterministic)
         return cls(backend, model_dir=model_dir, seed=seed, hybrid=hybrid, engine=engine)
 
     # -- settings ----------------------------------------------------------------------------------
@@ -223,10 +221,11 @@ class NeuralComputer:
         out[: frame.shape[0], : frame.shape[1]] = frame[: self.size[0], : self.size[1]]
         return out
 
-    def reset(self, first_frame: np.ndarray | None = None) -> np.ndarray:
+    def reset(self, first_frame: np.ndarray | None = None, pointer: tuple[int, int] | None = None) -> np.ndarray:
         """Start over from ``first_frame`` ``(H, W, 3)`` uint8 (default: :meth:`default_first_frame`).
 
-        Terminal frames must be the model's size; desktop frames are resized to it. Returns the screen.
+        Terminal frames must be the model's size; desktop frames are resized to it, and ``pointer``
+        (screen pixels) is where the pointer is in it (default: the screen's centre). Returns the screen.
         """
         frame = self.default_first_frame() if first_frame is None else np.asarray(first_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -245,7 +244,7 @@ class NeuralComputer:
             self._t = 0
             self._latents = {0: latents}
             w, h = self.screen
-            self._records = [FrameActions(0, 0.0, (w // 2, h // 2))]
+            self._records = [FrameActions(0, 0.0, tuple(pointer) if pointer is not None else (w // 2, h // 2))]
         return self.frame
 
     def step(self, action: dict[str, Any], callback: Callable[[np.ndarray], None] | None = None) -> StepResult:
@@ -355,6 +354,24 @@ class NeuralComputer:
         return np.concatenate([held, frame[None]]), {
             "seed": self.seed, "frame": target, "pointer": list(pointer),
             "timings": {"context_s": timings.context, "denoise_s": timings.denoise, "decode_s": timings.decode}}
+
+    # -- the clip contract of eval and probes --------------------------------------------------------
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames of one terminal step's clip, the first (given) frame included."""
+        return int(self.backend.clip_frames)
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        """:class:`~neuralcomputer.eval.interface.ClipGenerator` for terminal models: the clip that follows
+        ``first_frame`` under ``caption`` (a dataset's caption, any tier), ``(num_frames, H, W, 3)`` uint8.
+
+        What ``ncomp eval`` and ``ncomp probe`` call: the same sampler as :meth:`step`, with the caption
+        given rather than written from a command; the session's own screen and history are untouched.
+        """
+        if self.kind != "terminal":
+            raise NCError("clips from a caption need a terminal model (score desktop models with ncomp eval desktop)")
+        return self.backend.generate(first_frame, caption, num_frames, seed)
 
     # -- state -------------------------------------------------------------------------------------
 
