@@ -140,7 +140,22 @@ printf '\036%s %s %s\036' "$3" "$__nc_status" "$PWD"
 _BASH_LINE = re.compile(r"^bash: (?:eval: )?line \d+: ", re.MULTILINE)
 
 
-class ShellEngine(_ScreenEngine):
+class _SandboxedEngine(_ScreenEngine):
+    """A screen engine whose commands run in one :class:`Sandbox`; their results come back after a
+    marker (``\x1e NONCE ... \x1e``) that the command's own output cannot forge (a fresh random nonce)."""
+
+    def __init__(self, cols: int, rows: int, limits: SandboxLimits | None, marker_fields: str) -> None:
+        super().__init__(cols, rows)
+        self.sandbox = Sandbox(limits)
+        self._nonce = secrets.token_hex(8)
+        self._marker = re.compile("\x1e" + self._nonce + " " + marker_fields + "\x1e")
+
+    def close(self) -> None:
+        """Stop the sandbox; its files and processes are gone afterwards."""
+        self.sandbox.close()
+
+
+class ShellEngine(_SandboxedEngine):
     """A real bash in a sandbox; the screen is what a ``cols`` x ``rows`` terminal shows.
 
     Each command runs as ``bash -c`` on a pseudo-terminal of the grid's size (so ``ls`` prints
@@ -156,10 +171,7 @@ class ShellEngine(_ScreenEngine):
     name = "shell"
 
     def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None) -> None:
-        super().__init__(cols, rows)
-        self.sandbox = Sandbox(limits)
-        self._nonce = secrets.token_hex(8)
-        self._marker = re.compile("\x1e" + self._nonce + r" (\d+) ([^\x1e]*)\x1e")
+        super().__init__(cols, rows, limits, r"(\d+) ([^\x1e]*)")  # exit status, working directory
         self.cwd = HOME
         self._fresh_screen(self.prompt())
 
@@ -190,10 +202,6 @@ class ShellEngine(_ScreenEngine):
         self.sandbox.reset()
         self.cwd = HOME
         self._fresh_screen(self.prompt())
-
-    def close(self) -> None:
-        """Stop the sandbox; its files and processes are gone afterwards."""
-        self.sandbox.close()
 
 
 # The REPL, emulated by the standard library's own: `code.InteractiveInterpreter` prints values and
@@ -245,7 +253,7 @@ def _replayed(history: list[str]) -> str:
     return json.dumps(kept[::-1])
 
 
-class PythonEngine(_ScreenEngine):
+class PythonEngine(_SandboxedEngine):
     """A Python REPL (``python3 -q``) whose inputs are evaluated in a sandbox.
 
     The screen starts as the arithmetic probe's (:func:`~neuralcomputer.eval.probes.arithmetic_prompt_frame`):
@@ -261,10 +269,7 @@ class PythonEngine(_ScreenEngine):
     name = "python"
 
     def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None) -> None:
-        super().__init__(cols, rows)
-        self.sandbox = Sandbox(limits)
-        self._nonce = secrets.token_hex(8)
-        self._marker = re.compile("\x1e" + self._nonce + r" ([01])\x1e")
+        super().__init__(cols, rows, limits, "([01])")  # 1: the input raised
         self.history: list[str] = []
         self._fresh_screen(f"{shell_prompt()}python3 -q\r\n{REPL}")
 
@@ -289,10 +294,6 @@ class PythonEngine(_ScreenEngine):
         self.sandbox.reset()
         self.history.clear()
         self._fresh_screen(f"{shell_prompt()}python3 -q\r\n{REPL}")
-
-    def close(self) -> None:
-        """Stop the sandbox."""
-        self.sandbox.close()
 
 
 LLM_PROMPT = """You are emulating a Linux terminal ({cols} columns x {rows} rows, bash, user {user}).
