@@ -329,25 +329,30 @@ class NeuralComputer:
         w, h = self.screen
         pointer = (min(max(int(pointer[0]), 0), w - 1), min(max(int(pointer[1]), 0), h - 1))
         # record t holds the input sent after frame t; the next records carry the pointer read back.
-        # Built aside and committed only once the frame exists: a failed step changes nothing.
-        last = self._records[-1]
+        # A step that fails is rolled back: it changes nothing.
+        records, count, last = self._records, len(self._records), self._records[-1]
         stride = int(self.backend.model.config["frame_stride"])
-        records = [*self._records[:-1], FrameActions(last.frame, last.t, last.pointer, events, metas),
-                   *(FrameActions(self._t + k, (self._t + k) / self.fps, pointer) for k in range(1, stride + 1))]
+        records[-1] = FrameActions(last.frame, last.t, last.pointer, events, metas)
+        records.extend(FrameActions(self._t + k, (self._t + k) / self.fps, pointer) for k in range(1, stride + 1))
         target = self._t + stride
         from neuralcomputer.diffusion.rollout import RolloutTimings
 
         timings = RolloutTimings()
         latents = dict(self._latents)
-        with torch.no_grad(), deterministic_algorithms(self.backend.deterministic):
-            frame = self.backend.generate_frame(latents, records, target, self.seed, timings)
+        try:
+            with torch.no_grad(), deterministic_algorithms(self.backend.deterministic):
+                frame = self.backend.generate_frame(latents, records, target, self.seed, timings)
+        except BaseException:
+            del records[count:]
+            records[-1] = last
+            raise
         keep = target - (self.backend.model.window - 1) * stride  # the oldest frame a window still needs
         # the window's step actions read records from keep - stride on; older ones are never read
         # again: one shared empty record stands in for them (the list stays indexed by frame)
         oldest_read = keep - stride
         for i in range(max(0, oldest_read - stride), max(0, oldest_read)):
             records[i] = _FORGOTTEN
-        self._records, self._t = records, target
+        self._t = target
         self._latents = {i: v for i, v in latents.items() if i >= keep}
         held = np.repeat(self._frame[None], stride - 1, 0)  # frames between two generated ones hold the last
         self._frame = frame

@@ -71,7 +71,6 @@ import hmac
 import io
 import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -92,6 +91,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from neuralcomputer.data.actions import META_ACTIONS, check_event, check_meta, meta_to_events
 from neuralcomputer.errors import NCError
+from neuralcomputer.eval.report import jsonable  # NaN/inf are not JSON a browser parses
 from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
 
 log = logging.getLogger(__name__)
@@ -473,21 +473,6 @@ class TokenBucket:
         return False
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities are not JSON the browser can parse: send them as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    return str(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # One websocket session
 
@@ -542,7 +527,7 @@ class Session:
 
     # -- sending
     async def send_json(self, message: dict[str, Any]) -> None:
-        await self._send({"type": "websocket.send", "text": json.dumps(_json_safe(message))})
+        await self._send({"type": "websocket.send", "text": json.dumps(jsonable(message), default=str)})
 
     async def send_frame(self, png: bytes | None) -> None:
         """One frame: its PNG, or ``{"type": "same"}`` when it equals the frame before it."""
