@@ -285,6 +285,35 @@ def eval_videos(pred: Path, ref: Path, out: Path, **opts) -> None:
     _print_headline(report, out)
 
 
+@eval.command("card")
+@click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model directory with a check.json (e.g. models/cligen-tiny).")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the rebuilt check set and its report (default: a temporary folder).")
+@click.option("--write", is_flag=True, help="Measure the check set and write the model's check.json instead.")
+def eval_card(model: Path, work: Path | None, write: bool) -> None:
+    """Rebuild a small fresh held-out set (real sessions or a real desktop), score the model, and fail
+    when a metric leaves the tolerance its check.json gives (the model card's promise)."""
+    import tempfile
+
+    from neuralcomputer.eval.cards import check_card, write_check
+
+    with tempfile.TemporaryDirectory(prefix="ncomp-card-") as tmp:
+        target = work or Path(tmp)
+        if write:
+            spec = write_check(model, target)
+            click.echo(json.dumps({"model": str(model), "metrics": spec["metrics"]}))
+            return
+        result = check_card(model, target)
+    for row in result["rows"]:
+        measured = "n/a" if row["measured"] is None else f"{row['measured']:.4f}"
+        click.echo(f"{row['metric']:>12}: measured {measured}, card {row['expected']:.4f} "
+                   f"+- {row['tolerance']}  {'ok' if row['ok'] else 'OUT OF TOLERANCE'}")
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    if not result["ok"]:
+        raise NCError(f"{model}: held-out metrics outside the card's tolerance (see above)")
+
+
 @eval.command("desktop")
 @click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
               help="GUIWorld run folder, checkpoint or model directory.")
@@ -489,23 +518,30 @@ def experiment() -> None:
 
 @experiment.command("guiworld")
 @click.argument("table", type=click.Choice(["injection", "cursor", "actions", "data"]))
-@click.option("--data", "datasets", multiple=True, required=True, metavar="[NAME=]DATASET",
-              help="Desktop dataset; for the data table one per source, e.g. --data scripted=datasets/desktop-scripted.")
+@click.option("--data", "datasets", multiple=True, metavar="[NAME=]DATASET",
+              help="Desktop dataset; for the data table one per source, e.g. --data scripted=datasets/desktop-scripted. "
+                   "Required unless --quick.")
+@click.option("--quick", is_flag=True,
+              help="Tiny real data collected on the spot, a tiny model, a few steps: checks the whole pipeline, "
+                   "not the result.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
-@click.option("--steps", type=click.IntRange(1), default=300, show_default=True, help="Training steps per variant.")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Training steps per variant.  [default: 300; 3 with --quick]")
 @click.option("--eval-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Dataset whose episodes score every variant (default: the last --data).")
+              help="Dataset whose episodes score every variant (default: the last --data; with --quick and no "
+                   "--data, a held-out quick episode).")
 @click.option("--eval-split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
-@click.option("--eval-episodes", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--eval-frames", type=click.IntRange(2), default=31, show_default=True)
+@click.option("--eval-episodes", type=click.IntRange(1), default=None, help="Held-out episodes scored per variant.  [default: 4; 1 with --quick]")
+@click.option("--eval-frames", type=click.IntRange(2), default=None, help="Frames rolled out per episode.  [default: 31; 5 with --quick]")
 @click.option("--preset", default="guiworld-tiny", show_default=True)
 @click.argument("overrides", nargs=-1)
-def experiment_guiworld(table: str, datasets: tuple[str, ...], out: Path, steps: int, eval_data: Path | None,
-                        eval_split: str, eval_episodes: int, eval_frames: int, preset: str,
-                        overrides: tuple[str, ...]) -> None:
+def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out: Path, steps: int | None,
+                        eval_data: Path | None, eval_split: str, eval_episodes: int | None, eval_frames: int | None,
+                        preset: str, overrides: tuple[str, ...]) -> None:
     """One of the paper's GUIWorld ablation tables: injection, cursor, actions (raw vs meta) or data source."""
-    from neuralcomputer.experiments.guiworld import run_table
+    from neuralcomputer.experiments.guiworld import QUICK_OVERRIDES, quick_data, run_table
 
+    if not datasets and not quick:
+        raise NCError("experiment guiworld needs --data DATASET (or --quick for a pipeline check on tiny fresh data)")
     data: dict[str, Path] = {}
     for spec in datasets:
         name, _, path = spec.rpartition("=")
@@ -513,10 +549,74 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], out: Path, steps:
         if not path.is_dir():
             raise NCError(f"--data {spec}: no such dataset folder")
         data[name or path.name] = path
-    result = run_table(table, data, out, steps, list(overrides), eval_data, eval_split, eval_episodes, eval_frames,
-                       preset)
+    if quick:
+        if not data:
+            data, quick_eval = quick_data(table, out)
+            eval_data = eval_data or quick_eval
+        overrides = (*QUICK_OVERRIDES, *overrides)  # the user's overrides still win
+    result = run_table(table, data, out, steps or (3 if quick else 300), list(overrides), eval_data, eval_split,
+                       eval_episodes or (1 if quick else 4), eval_frames or (5 if quick else 31), preset, quick=quick)
     click.echo((out / f"{table}.md").read_text())
     click.echo(f"wrote {out / (table + '.json')} ({len(result['rows'])} variants)", err=True)
+
+
+@experiment.command("cligen")
+@click.argument("table", type=click.Choice(["tiers", "steps", "arithmetic", "determinism"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Terminal dataset (tiers, steps). --quick records a tiny one when absent.")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Training steps per run.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="steps: comma-separated training seeds.")
+@click.option("--eval-clips", type=click.IntRange(1), default=None, help="tiers: score at most this many test clips.")
+@click.option("--model", type=click.Path(path_type=Path), default=Path("models/cligen-tiny"), show_default=True,
+              help="arithmetic, determinism: the terminal model.")
+@click.option("--desktop-model", type=click.Path(path_type=Path), default=Path("models/guiworld-tiny"),
+              show_default=True, help="determinism: the desktop model.")
+@click.option("--n", "count", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="arithmetic: held-out problems.")
+@click.option("--sample-steps", type=click.IntRange(1, 200), default=None,
+              help="arithmetic, determinism: denoising steps (default: the model's).")
+@click.option("--preset", default="cligen-tiny", show_default=True)
+@click.option("--quick", is_flag=True, help="Tiny data recorded on the spot, a tiny model, a few steps: checks the "
+              "pipeline from a clean clone, measures nothing.")
+@click.argument("overrides", nargs=-1)
+def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seeds: str, eval_clips: int | None,
+                      model: Path, desktop_model: Path, count: int, sample_steps: int | None, preset: str, quick: bool,
+                      overrides: tuple[str, ...]) -> None:
+    """One of the paper's CLIGen findings: caption tiers, step curves (seeds), arithmetic probe, determinism."""
+    from neuralcomputer.experiments import cligen as ex
+
+    extra = list(overrides)
+    if quick:
+        extra = ex.QUICK_OVERRIDES + extra
+        steps = min(steps, ex.QUICK_STEPS)
+        count, eval_clips, sample_steps = min(count, 2), min(eval_clips or 2, 2), sample_steps or 2
+        seeds = ",".join(seeds.split(",")[:2])
+    if table == "determinism":
+        data = ex.quick_dataset(out)  # its training check: a tiny model on tiny real data, twice
+    if table in ("tiers", "steps") and data is None:
+        if not quick:
+            raise NCError(f"experiment cligen {table}: give --data DATASET (or --quick to record a tiny one)")
+        data = ex.quick_dataset(out)
+    if data is not None and not (data / "manifest.jsonl").is_file():
+        raise NCError(f"--data {data}: not a dataset (no manifest.jsonl)")
+    for path, name in ((model, "--model"), (desktop_model, "--desktop-model")):
+        if table in ("arithmetic", "determinism") and not (path / "config.json").is_file() and not path.is_dir():
+            raise NCError(f"{name} {path}: no such model folder")
+    if table == "tiers":
+        ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick)
+    elif table == "steps":
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise NCError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        ex.steps_table(data, out, steps=steps, seeds=seed_list, overrides=extra, preset=preset, quick=quick)
+    elif table == "arithmetic":
+        ex.arithmetic_table(model, out, n=count, steps=sample_steps, quick=quick)
+    else:
+        ex.determinism_table(model, desktop_model, data, out, steps=sample_steps, quick=quick)
+    click.echo((out / f"{table}.md").read_text())
+    click.echo(f"wrote {out / (table + '.json')}", err=True)
 
 
 @main.group(cls=_Group)

@@ -22,6 +22,7 @@ from neuralcomputer.data.generators.arithmetic import Problem, heldout_problems
 from neuralcomputer.data.recorder import shell_prompt
 from neuralcomputer.data.render import FrameRenderer
 from neuralcomputer.data.terminal import Terminal
+from neuralcomputer.errors import NCError
 from neuralcomputer.eval.interface import ClipGenerator
 
 REPL = ">>> "
@@ -52,17 +53,22 @@ def arithmetic_caption(problem: Problem, reprompt: bool) -> str:
     return caption
 
 
-def read_answer(screen: str, expression: str) -> str | None:
-    """The first non-empty line after the last ``>>> expression`` line, or None."""
-    lines = screen.split("\n")
+def _prompt_line(lines: list[str], expression: str) -> int | None:
+    """Index of the last line reading exactly ``>>> expression`` (spaces folded), or None."""
     target = re.sub(r"\s+", " ", f"{REPL}{expression}".strip())
     for i in range(len(lines) - 1, -1, -1):
         if re.sub(r"\s+", " ", lines[i].strip()) == target:
-            for line in lines[i + 1:]:
-                if line.strip():
-                    return line.strip()
-            return None
+            return i
     return None
+
+
+def read_answer(screen: str, expression: str) -> str | None:
+    """The first non-empty line after the last ``>>> expression`` line, or None."""
+    lines = screen.split("\n")
+    i = _prompt_line(lines, expression)
+    if i is None:
+        return None
+    return next((line.strip() for line in lines[i + 1:] if line.strip()), None)
 
 
 @dataclass
@@ -74,35 +80,59 @@ class ArithmeticItem:
     level: int
     read: str | None
     correct: bool
+    prompt_legible: bool  # the ``>>> expression`` line itself was read back exactly
+    caption: str  # what the model was conditioned on (hybrid: the runtime's, from the real engine)
 
 
 def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, reprompt: bool = False,
-                     num_frames: int | None = None, font_size: int = 13, theme: str = "dark") -> dict:
+                     num_frames: int | None = None, font_size: int = 13, theme: str = "dark",
+                     mode: str | None = None) -> dict:
     """Exact-match accuracy of the answers the model renders for ``n`` held-out problems.
+
+    ``mode``: ``native`` (the caption says what was typed), ``reprompt`` (it also quotes the right
+    answer; the same as ``reprompt=True``) or ``hybrid``: ``model`` is a
+    :class:`~neuralcomputer.runtime.computer.NeuralComputer` in hybrid mode with the ``python``
+    engine, and each problem is one :meth:`~neuralcomputer.runtime.computer.NeuralComputer.step`: a
+    real Python computes the answer and the runtime's caption quotes it.
 
     The answer is read from the clip's last frame; ``num_frames`` defaults to the model's whole clip
     (``model.clip_frames`` when it has one, else 15). A shorter clip can end before the model's first
     generated frame: a model sampling every 15th frame shows only the given frame in frames 0-14.
 
-    Returns ``{"accuracy", "n", "reprompt", "by_level": {level: accuracy}, "items": [...]}``.
+    Returns ``{"accuracy", "n", "mode", "reprompt", "by_level": {level: accuracy}, "items": [...]}``.
     """
     from neuralcomputer.eval.grid_ocr import GridOCR
 
+    mode = mode or ("reprompt" if reprompt else "native")
+    if mode not in ("native", "reprompt", "hybrid"):
+        raise NCError(f"mode {mode!r}: expected native, reprompt or hybrid")
+    if mode == "hybrid" and not getattr(model, "hybrid", False):
+        raise NCError("hybrid mode needs a NeuralComputer loaded with hybrid=True (engine python)")
     num_frames = num_frames or int(getattr(model, "clip_frames", 15))
     reader = GridOCR(font_size=font_size, theme=theme)
     items: list[ArithmeticItem] = []
     for i, problem in enumerate(arithmetic_problems(n, seed)):
         first = arithmetic_prompt_frame(problem.expression, font_size=font_size, theme=theme)
-        frames = model.generate(first, arithmetic_caption(problem, reprompt), num_frames, seed + i)
-        read = read_answer(reader.read(frames[-1]), problem.expression)
-        items.append(ArithmeticItem(problem.expression, problem.answer, problem.level, read, read == problem.answer))
+        if mode == "hybrid":
+            model.seed = seed + i
+            model.reset(first)
+            result = model.step({"type": "command", "text": problem.expression})
+            frames, caption = result.frames, result.record["caption"]
+        else:
+            caption = arithmetic_caption(problem, mode == "reprompt")
+            frames = model.generate(first, caption, num_frames, seed + i)
+        lines = reader.read(frames[-1]).split("\n")
+        read = read_answer("\n".join(lines), problem.expression)
+        items.append(ArithmeticItem(problem.expression, problem.answer, problem.level, read, read == problem.answer,
+                                    _prompt_line(lines, problem.expression) is not None, caption))
     by_level: dict[int, list[bool]] = defaultdict(list)
     for item in items:
         by_level[item.level].append(item.correct)
     return {
         "accuracy": float(np.mean([item.correct for item in items])) if items else None,
         "n": len(items),
-        "reprompt": reprompt,
+        "mode": mode,
+        "reprompt": mode == "reprompt",
         "by_level": {level: float(np.mean(v)) for level, v in sorted(by_level.items())},
         "items": [asdict(item) for item in items],
     }

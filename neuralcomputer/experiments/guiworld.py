@@ -4,6 +4,9 @@
 table with the same preset, steps, batch, seed and tokenizer (trained once, in the first variant's
 run, and shared), rolls each out on the same held-out episodes under their true actions, and writes
 ``DIR/TABLE.json`` and ``DIR/TABLE.md``. Runs resume: a variant whose run is done is not retrained.
+``--quick`` checks the whole pipeline in a minute or two without any dataset: tiny real desktop
+episodes collected on the spot (``quick_data``), a tiny model (``QUICK_OVERRIDES``), a few steps; its
+table says it is no result.
 
 Tables (the paper's numbers as our walkthrough of it gives them, ../shared/seed):
 
@@ -49,6 +52,68 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     "actions": {"raw": ["encoder=raw"], "meta": ["encoder=meta"]},
 }
 TABLES = ("injection", "cursor", "actions", "data")
+
+# --quick: a pipeline check, not a result. Real desktop episodes at a screen XFCE still lays out
+# (256x192: panel, icons and menus fit) and guiworld-tiny shrunk to seconds per step. The model sees
+# the whole screen: at half of it the cursor instrument finds the ~6x10 px sprite in only 7-62% of the
+# true frames (measured), at full size in 91-100%, and 256x192 still costs only seconds a variant.
+QUICK_SCREEN = (256, 192)
+QUICK_SECONDS = 3.0  # per episode: ~45 frames at 15 fps, a few actions
+QUICK_OVERRIDES = ["height=192", "width=256", "num_layers=2", "num_attention_heads=2", "attention_head_dim=16",
+                   "ffn_dim=64", "freq_dim=16", "text_dim=16", "latent_channels=8", "hidden=32", "context_frames=2",
+                   "val_clips=1", "val_frames=4", "log_every=1", "sample_steps=2", "octaves=4", "max_meta=2",
+                   "batch_size=2", "warmup_steps=0", "tokenizer_steps=10", "save_every=1000",
+                   "threads=1"]  # tiny models run fastest on one thread, and CI runners are small
+QUICK_SOURCES = ("random-slow", "random-fast", "scripted")
+
+
+def _seed_in_split(policy: str, split: str) -> int:
+    """The first job seed whose episode 0 lands in ``split``: the quick datasets' one episode must be
+    in train (to train on) or in test (to evaluate on), and splits are a hash of the episode id."""
+    from neuralcomputer.data.collect import episode_id
+    from neuralcomputer.data.dataset import split_for
+
+    return next(s for s in range(10_000) if split_for(episode_id(policy, s, 0)) == split)
+
+
+def _collected(root: Path, split: str) -> bool:
+    from neuralcomputer.data.dataset import MANIFEST_GLOB, load_manifest
+
+    return any(root.glob(MANIFEST_GLOB)) and any(r["split"] == split for r in load_manifest(root))
+
+
+def _quick_dataset(root: Path, policy: str, split: str, progress: bool) -> Path:
+    """One episode of ``policy`` in ``split`` under ``root``, collected unless it is already there."""
+    from neuralcomputer.data.collect import collect_desktop
+
+    if _collected(root, split):
+        return root  # an earlier quick run collected it
+    summary = collect_desktop(policy, 1, QUICK_SECONDS, root, size=QUICK_SCREEN, seed=_seed_in_split(policy, split),
+                              progress=progress)
+    if not summary.collected:
+        faults = "; ".join(f for fs in summary.failed.values() for f in fs) or "no episode recorded"
+        raise NCError(f"--quick: collecting a {policy} desktop episode into {root} failed: {faults}")
+    return root
+
+
+def quick_data(table: str, out: Path, progress: bool = True) -> tuple[dict[str, Path], Path]:
+    """Tiny real desktop datasets for ``--quick``, under ``out/quick-data`` (reused when already there).
+
+    One 3-second training episode per source for the ``data`` table (random-slow, random-fast,
+    scripted), else one scripted episode; and a held-out scripted episode in the test split to score
+    every variant on. Returns ``(datasets by name, eval dataset)``. Collecting needs Xvfb and XFCE.
+    """
+    import shutil
+
+    root = out / "quick-data"
+    wanted = [(root / s, s, "train") for s in (QUICK_SOURCES if table == "data" else ("scripted",))]
+    wanted.append((root / "eval", "scripted", "test"))
+    missing = [p for p in ("Xvfb", "xfce4-session", "dbus-daemon") if not shutil.which(p)]
+    if missing and not all(_collected(path, split) for path, _, split in wanted):
+        raise NCError(f"--quick collects real desktop episodes and needs {', '.join(missing)} "
+                      "(make setup installs them); or pass --data")
+    data = {policy: _quick_dataset(path, policy, split, progress) for path, policy, split in wanted[:-1]}
+    return data, _quick_dataset(*wanted[-1], progress)
 
 
 def _eval_episodes(data: Path, split: str, count: int) -> list[dict]:
@@ -139,8 +204,10 @@ def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int
 
 def run_table(table: str, data: dict[str, Path], out: Path, steps: int, overrides: list[str], eval_data: Path | None,
               eval_split: str = "test", eval_episodes: int = 4, eval_frames: int = 31, preset: str = "guiworld-tiny",
-              progress: bool = True) -> dict[str, Any]:
-    """Train and score every variant of ``table``; writes ``out/TABLE.json`` and ``out/TABLE.md``."""
+              progress: bool = True, quick: bool = False) -> dict[str, Any]:
+    """Train and score every variant of ``table``; writes ``out/TABLE.json`` and ``out/TABLE.md``.
+
+    ``quick``: only marks the result as a pipeline check (``--quick``: tiny data and model, a few steps)."""
     from neuralcomputer.train.loop import DONE, train
 
     if table not in TABLES:
@@ -173,8 +240,8 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
         rows[name] = {"overrides": extra, "data": str(dataset), "final_loss": float(np.mean(losses[-10:])),
                       **evaluate_run(run, eval_root, records, eval_frames), "paper": PAPER[table].get(name, {})}
     size = apply_overrides(preset_config(preset), overrides)["model"]
-    result = {"table": table, "preset": preset, "steps": steps, "overrides": overrides, "eval_data": str(eval_root),
-              "eval_split": eval_split, "rows": rows,
+    result = {"table": table, "quick": quick, "preset": preset, "steps": steps, "overrides": overrides,
+              "eval_data": str(eval_root), "eval_split": eval_split, "rows": rows,
               "baselines": baselines(eval_root, records, eval_frames, (size["height"], size["width"]))}
     atomic_write_bytes(out / f"{table}.json", json.dumps(result, indent=2).encode())
     atomic_write_bytes(out / f"{table}.md", markdown_table(result).encode())
@@ -212,9 +279,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """The table as Markdown: our figures, the paper's beside them, and the caveats."""
     title = result.get("title") or f"GUIWorld ablation: {result['table']} ({result['preset']}, {result['steps']} steps each)"
-    lines = [f"# {title}", "",
-             "| variant | final loss | mode | PSNR | SSIM | +15 PSNR | +15 SSIM | cursor hit @2/5/10 px | FVD | paper |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    if result.get("quick"):
+        title = f"QUICK PIPELINE CHECK, not a result: {title}"
+    lines = [f"# {title}", ""]
+    if result.get("quick"):
+        lines += ["**Quick run (--quick): a pipeline check on tiny data with a tiny model trained for a few steps. "
+                  "These figures are not a result.**", ""]
+    lines += ["| variant | final loss | mode | PSNR | SSIM | +15 PSNR | +15 SSIM | cursor hit @2/5/10 px | FVD | paper |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         paper = ", ".join(f"{k} {v}" for k, v in r["paper"].items()) or "-"
         for prefix, mode in (("tf_", "one-step"), ("", "rollout")):

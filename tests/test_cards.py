@@ -1,0 +1,66 @@
+"""The bundled models keep their cards' promises: held-out metrics on a freshly rebuilt check set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neuralcomputer.cli import main
+from neuralcomputer.errors import NCError
+from neuralcomputer.eval import cards
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+BUNDLED = ["cligen-tiny", "guiworld-tiny"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_card_states_the_check_figures(name):
+    """The README card and check.json say the same numbers, so neither can drift alone."""
+    spec = cards.load_check(MODELS / name)
+    card = (MODELS / name / "README.md").read_text()
+    for key in spec["tolerance"]:
+        assert f"{spec['metrics'][key]:.3f}" in card, f"{name}: card lacks {key} = {spec['metrics'][key]:.3f}"
+    assert f"ncomp eval card --model models/{name}" in card
+
+
+def test_check_file_errors_are_one_clear_line(tmp_path):
+    with pytest.raises(NCError, match="no check file"):
+        cards.load_check(tmp_path)
+    (tmp_path / "check.json").write_text('{"kind": "terminal",\n "metrics": }')
+    with pytest.raises(NCError, match="line 2: not valid JSON"):
+        cards.load_check(tmp_path)
+    (tmp_path / "check.json").write_text(json.dumps({"kind": "terminal", "metrics": {}, "tolerance": {"psnr": 1}}))
+    with pytest.raises(NCError, match="tolerance for psnr but no metric"):
+        cards.load_check(tmp_path)
+
+
+def test_tolerance_decides_and_a_missing_metric_fails(tmp_path, monkeypatch):
+    spec = {"kind": "terminal", "metrics": {"psnr": 25.0, "ssim": 0.9}, "tolerance": {"psnr": 1.0, "ssim": 0.02}}
+    (tmp_path / "check.json").write_text(json.dumps(spec))
+    for measured, ok in (({"psnr": 25.9, "ssim": 0.89}, True), ({"psnr": 23.5, "ssim": 0.9}, False),
+                         ({"psnr": 25.0, "ssim": None}, False), ({"psnr": float("nan"), "ssim": 0.9}, False)):
+        monkeypatch.setattr(cards, "measure", lambda *a, m=measured: m)
+        result = cards.check_card(tmp_path, tmp_path / "work")
+        assert result["ok"] is ok, measured
+
+
+@pytest.mark.slow
+def test_cligen_tiny_meets_its_card_on_fresh_sessions(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("recording the check sessions needs bash")
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "cligen-tiny"), "--work", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(" ok") == 3
+
+
+@pytest.mark.slow
+def test_guiworld_tiny_meets_its_card_on_fresh_desktop_episodes(tmp_path):
+    if not all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon")):
+        pytest.skip("the check episodes are collected on a real Xvfb + XFCE desktop")
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "guiworld-tiny"), "--work", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(" ok") == 4

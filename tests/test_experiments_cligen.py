@@ -1,0 +1,104 @@
+"""The CLIGen experiment tables: statistics, and every table's --quick run from nothing but the clone."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from neuralcomputer.cli import main
+from neuralcomputer.experiments.cligen import mean_ci, wilson
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wilson_interval_known_values_and_edges():
+    w = wilson(8, 10)
+    assert w["mean"] == 0.8 and w["lo"] == pytest.approx(0.490, abs=1e-3) and w["hi"] == pytest.approx(0.943, abs=1e-3)
+    zero = wilson(0, 20)
+    assert zero["lo"] == 0.0 and 0.1 < zero["hi"] < 0.2  # 0/20 still leaves up to ~16% plausible
+    assert wilson(0, 0)["mean"] is None
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_clips():
+    rng = np.random.default_rng(0)
+    small, large = mean_ci(rng.normal(25, 2, 8)), mean_ci(rng.normal(25, 2, 200))
+    for s in (small, large):
+        assert s["lo"] < s["mean"] < s["hi"]
+    assert large["hi"] - large["lo"] < (small["hi"] - small["lo"]) / 2
+    assert mean_ci([None, float("nan"), 3.0]) == {"mean": 3.0, "lo": 3.0, "hi": 3.0, "n": 1}
+
+
+def test_tables_that_train_need_data_unless_quick(tmp_path):
+    result = CliRunner().invoke(main, ["experiment", "cligen", "tiers", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "give --data DATASET (or --quick" in result.output
+    assert not (tmp_path / "x" / "tiers.json").exists()
+
+
+@pytest.fixture(scope="module")
+def quick_out(tmp_path_factory):
+    if shutil.which("bash") is None:
+        pytest.skip("bash is needed to record the quick dataset")
+    return tmp_path_factory.mktemp("experiments")
+
+
+def _run(out: Path, table: str) -> dict:
+    models = ["--model", str(ROOT / "models" / "cligen-tiny"), "--desktop-model", str(ROOT / "models" / "guiworld-tiny")]
+    result = CliRunner().invoke(main, ["experiment", "cligen", table, "--quick", "--out", str(out), *models])
+    assert result.exit_code == 0, result.output
+    text = (out / f"{table}.md").read_text()
+    assert "Quick run (`--quick`)" in text  # nobody mistakes a pipeline check for a result
+    data = json.loads((out / f"{table}.json").read_text())
+    assert data["quick"] is True
+    return data
+
+
+@pytest.mark.slow
+def test_quick_tiers_and_steps_train_score_and_plot(quick_out):
+    tiers = _run(quick_out, "tiers")
+    assert list(tiers["rows"]) == ["semantic", "regular", "detailed", "mixed"]
+    for name, row in tiers["rows"].items():
+        assert row["clips"] >= 1 and math.isfinite(row["psnr"]["mean"]) and 0 < row["ssim"]["mean"] <= 1
+        assert row["eval_captions"] == ("detailed" if name == "mixed" else name)
+    assert tiers["rows"]["detailed"]["paper"] == {"psnr": 26.89, "ssim": 0.867}
+    # one tokenizer serves every tier: only the first run trained one
+    assert (quick_out / "runs" / "semantic" / "tokenizer" / "model").is_dir()
+    assert not (quick_out / "runs" / "detailed" / "tokenizer").exists()
+
+    steps = _run(quick_out, "steps")
+    assert steps["seeds"] == [0, 1] and set(steps["curves"]) == {"0", "1"}
+    assert steps["curves"]["0"] != steps["curves"]["1"]  # the seed reaches the run
+    last = steps["summary"][max(steps["summary"], key=int)]
+    assert last["psnr"]["n"] == 2 and last["psnr"]["min"] <= last["psnr"]["mean"] <= last["psnr"]["max"]
+    assert (quick_out / "steps.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_quick_arithmetic_runs_every_mode_and_hybrid_captions_come_from_a_real_python(quick_out):
+    if shutil.which("bwrap") is None:
+        pytest.skip("hybrid mode runs Python in bubblewrap")
+    data = _run(quick_out, "arithmetic")
+    rows = data["rows"]
+    assert list(rows) == ["native", "reprompt", "hybrid"] and rows["reprompt"]["paper"] == 0.83
+    for row in rows.values():
+        assert row["accuracy"]["n"] == 2 and 0 <= row["accuracy"]["lo"] <= row["accuracy"]["hi"] <= 1
+    # the sandboxed Python computed each answer, so hybrid captions equal the oracle's reprompt captions
+    assert [i["caption"] for i in rows["hybrid"]["items"]] == [i["caption"] for i in rows["reprompt"]["items"]]
+    assert all(i["answer"] not in i["caption"].split("`")[-1] for i in rows["native"]["items"])
+
+
+@pytest.mark.slow
+def test_quick_determinism_rows_are_as_expected(quick_out):
+    data = _run(quick_out, "determinism")
+    rows = {(r["system"], r["check"].split(",")[0]): r for r in data["rows"]}
+    assert rows[("terminal", "same inputs and seed")]["max_abs_diff"] == 0
+    assert rows[("terminal", "another seed")]["max_abs_diff"] > 0
+    assert rows[("terminal", "save")]["identical"] and rows[("desktop", "save")]["identical"]
+    assert rows[("desktop", "same inputs and seed")]["identical"]
+    assert rows[("training", "two runs")]["max_abs_diff"] == 0.0

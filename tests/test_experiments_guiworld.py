@@ -1,0 +1,83 @@
+"""``ncomp experiment guiworld TABLE --quick``: every table end to end from nothing, on tiny real
+desktop episodes collected on the spot (Xvfb + XFCE), as CI runs it from a clean clone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neuralcomputer.cli import main
+from neuralcomputer.data.dataset import load_manifest
+from neuralcomputer.data.desktop import marked_processes
+from neuralcomputer.experiments.guiworld import QUICK_SOURCES, VARIANTS
+
+HAVE_DESKTOP = all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon"))
+needs_desktop = pytest.mark.skipif(not HAVE_DESKTOP, reason="Xvfb / XFCE4 not installed (make setup installs them)")
+
+
+def test_without_data_or_quick_fails_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["experiment", "guiworld", "injection", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 and "--data" in result.output and "--quick" in result.output
+    assert not (tmp_path / "x").exists()  # nothing started
+
+
+@pytest.fixture(scope="module")
+def quick_out(tmp_path_factory: pytest.TempPathFactory):
+    """One output folder for the four tables, so the quick data is collected once; its desktops are
+    tagged, and none may outlive the module."""
+    tag = f"q{os.getpid()}-"
+    old = os.environ.get("NC_DESKTOP_TAG")
+    os.environ["NC_DESKTOP_TAG"] = tag
+    try:
+        yield tmp_path_factory.mktemp("quick")
+    finally:
+        if old is None:
+            os.environ.pop("NC_DESKTOP_TAG", None)
+        else:
+            os.environ["NC_DESKTOP_TAG"] = old
+    deadline = time.monotonic() + 5.0
+    while marked_processes(prefix=tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not marked_processes(prefix=tag), "a quick-data desktop outlived its episode"
+
+
+@pytest.mark.slow
+@needs_desktop
+@pytest.mark.parametrize("table", ["injection", "cursor", "actions", "data"])
+def test_quick_table_runs_from_nothing(quick_out: Path, table: str) -> None:
+    result = CliRunner().invoke(main, ["experiment", "guiworld", table, "--quick", "--out", str(quick_out)])
+    assert result.exit_code == 0, result.output[-3000:]
+    md, table_json = quick_out / f"{table}.md", quick_out / f"{table}.json"
+    assert md.is_file() and table_json.is_file()
+    res = json.loads(table_json.read_text())
+    assert res["quick"] is True and res["steps"] == 3
+    assert md.read_text().startswith("# QUICK PIPELINE CHECK, not a result") and "--quick" in md.read_text()
+    assert Path(res["eval_data"]) == quick_out / "quick-data" / "eval"
+    expected = QUICK_SOURCES if table == "data" else tuple(VARIANTS[table])
+    assert set(res["rows"]) == set(expected)
+    for name, row in res["rows"].items():
+        for key in ("psnr", "ssim", "tf_psnr", "tf_ssim"):
+            assert row[key] is not None and math.isfinite(row[key]), (name, key, row[key])
+        assert 0 < row["ssim"] <= 1 and math.isfinite(row["final_loss"])
+        assert set(row["cursor_hit"]) == {"2", "5", "10"}  # the model sees the whole quick screen
+        assert row["episodes"] == 1 and row["frames_per_episode"] == 5
+        config = json.loads((quick_out / "runs" / name / "config.json").read_text())
+        assert config["train"]["steps"] == 3 and (config["model"]["height"], config["model"]["width"]) == (192, 256)
+        assert f"| {name} |" in md.read_text()
+    if table == "data":  # one real dataset per source, recorded with that source's policy
+        for source in QUICK_SOURCES:
+            data = Path(res["rows"][source]["data"])
+            assert data == quick_out / "quick-data" / source
+            assert {r["policy"] for r in load_manifest(data)} == {source}
+    # collected once, reused by every later table
+    scripted = quick_out / "quick-data" / "scripted"
+    assert len(load_manifest(scripted)) == 1 and len(list((scripted / "reports").glob("*.json"))) == 1
+    assert [r["split"] for r in load_manifest(quick_out / "quick-data" / "eval")] == ["test"]
