@@ -32,10 +32,10 @@ CHECK_FILE = "check.json"
 DEFAULT_TERMINAL = {"kind": "terminal", "generators": ["basic", "files", "text", "git", "python-math", "python",
                                                        "interactive"],
                     "seed": 1000, "clips": 7, "tier": "detailed",
-                    "tolerance": {"psnr": 1.0, "ssim": 0.02, "char_acc_gt": 0.08}}
+                    "tolerance": {"psnr": 0.5, "ssim": 0.01, "char_acc_gt": 0.04}}
 DEFAULT_DESKTOP = {"kind": "desktop", "policy": "scripted", "episodes": 2, "seconds": 20, "seed": 4,
                    "size": [512, 384], "frames": 31,
-                   "tolerance": {"psnr": 1.5, "ssim": 0.05, "tf_psnr": 1.5, "tf_ssim": 0.03}}
+                   "tolerance": {"psnr": 0.75, "ssim": 0.02, "tf_psnr": 0.75, "tf_ssim": 0.01}}
 
 
 def _terminal_set(spec: dict, work: Path) -> Path:
