@@ -165,9 +165,11 @@ def tiers_table(data: Path, out: Path, *, steps: int, overrides: list[str], pres
         if not shared and (run / "tokenizer" / "model").is_dir():
             shared = [f"model.tokenizer.path={(run / 'tokenizer' / 'model').resolve()}"]
         eval_tier = "detailed" if tier == "mixed" else tier
-        report = evaluate_models([(tier, NeuralComputer.load(run))], data, out / "eval" / tier,
-                                 options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
-                                 tier=eval_tier, seed=seed, progress=progress)
+        report = _finished_report(out / "eval" / tier, run, eval_clips)
+        if report is None:
+            report = evaluate_models([(tier, NeuralComputer.load(run))], data, out / "eval" / tier,
+                                     options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
+                                     tier=eval_tier, seed=seed, progress=progress)
         per = report["per_clip"]
         rows[tier] = {
             "eval_captions": eval_tier, "clips": len(per),
@@ -180,6 +182,22 @@ def tiers_table(data: Path, out: Path, *, steps: int, overrides: list[str], pres
               "data": str(data), "quick": quick, "rows": rows}
     _write(out, "tiers", result, tiers_markdown(result))
     return result
+
+
+def _finished_report(folder: Path, run: Path, clips: int | None) -> dict | None:
+    """The report an earlier scoring of this finished run left (scoring is minutes per model), or None.
+
+    Taken only when it is newer than the run's end and scored the same clips (``clips``: None = all)."""
+    from neuralcomputer.train.loop import DONE
+
+    path = folder / "report.json"
+    if not path.is_file() or path.stat().st_mtime < (run / DONE).stat().st_mtime:
+        return None
+    report = json.loads(path.read_text())
+    generated = len(list((folder / "generated").glob("*.npz")))
+    if report.get("clips") != (generated if clips is None else min(clips, generated)) or "per_clip" not in report:
+        return None
+    return report
 
 
 def tiers_markdown(result: dict) -> str:
