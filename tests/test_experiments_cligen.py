@@ -67,6 +67,12 @@ def test_quick_tiers_and_steps_train_score_and_plot(quick_out):
         assert row["clips"] >= 1 and math.isfinite(row["psnr"]["mean"]) and 0 < row["ssim"]["mean"] <= 1
         assert row["eval_captions"] == ("detailed" if name == "mixed" else name)
     assert tiers["rows"]["detailed"]["paper"] == {"psnr": 26.89, "ssim": 0.867}
+    paired = tiers["rows"]["detailed"]["psnr_minus_semantic"]  # per clip, on the same clips
+    per = tiers["rows"]["detailed"]["per_clip"]
+    base = tiers["rows"]["semantic"]["per_clip"]
+    assert paired["n"] == len(per) and paired["mean"] == pytest.approx(
+        np.mean([per[i]["psnr"] - base[i]["psnr"] for i in per]))
+    assert tiers["rows"]["semantic"]["psnr_minus_semantic"] is None
     # one tokenizer serves every tier: only the first run trained one
     assert (quick_out / "runs" / "semantic" / "tokenizer" / "model").is_dir()
     assert not (quick_out / "runs" / "detailed" / "tokenizer").exists()

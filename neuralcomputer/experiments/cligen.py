@@ -177,7 +177,15 @@ def tiers_table(data: Path, out: Path, *, steps: int, overrides: list[str], pres
             "char_acc_gt": mean_ci([c["ocr_grid_gt"]["char_acc"] for c in per if c.get("ocr_grid_gt")]),
             "line_acc_gt": mean_ci([c["ocr_grid_gt"]["line_acc"] for c in per if c.get("ocr_grid_gt")]),
             "val_curve": _val_history(run), "paper": PAPER["tiers"].get(tier, {}),
+            "per_clip": {c["id"]: {"psnr": c["psnr"], "ssim": c["ssim"]} for c in per},
         }
+    base = next(iter(rows))
+    for tier, row in rows.items():  # paired over the same clips: far tighter than comparing two intervals
+        common = [i for i in row["per_clip"] if i in rows[base]["per_clip"]]
+        row["paired_vs"] = base
+        for key in ("psnr", "ssim"):
+            row[f"{key}_minus_{base}"] = mean_ci([row["per_clip"][i][key] - rows[base]["per_clip"][i][key]
+                                                  for i in common]) if tier != base else None
     result = {"table": "tiers", "preset": preset, "steps": steps, "seed": seed, "overrides": overrides,
               "data": str(data), "quick": quick, "rows": rows}
     _write(out, "tiers", result, tiers_markdown(result))
@@ -204,13 +212,18 @@ def tiers_markdown(result: dict) -> str:
     lines = [f"# Caption tiers (CLIGen): {result['preset']}, {result['steps']} steps per tier, seed {result['seed']}",
              "", _quick_banner(result) + f"Data: `{result['data']}` (test split). Each model is scored with captions of "
              "its own tier (mixed: detailed). Brackets: 95% bootstrap interval over clips. Char/line accuracy: "
-             "grid OCR of the generated frames against the true screen text.", "",
-             "| tier | clips | PSNR (dB) | SSIM | char acc | exact-line acc | paper PSNR | paper SSIM |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "grid OCR of the generated frames against the true screen text. The paired columns: the mean "
+             "per-clip difference from the first tier's model on the same clips, with its bootstrap interval "
+             "(an interval that holds 0 means no difference was detected).", "",
+             "| tier | clips | PSNR (dB) | SSIM | char acc | exact-line acc | PSNR minus first tier's, paired "
+             "| SSIM minus first tier's, paired | paper PSNR | paper SSIM |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for tier, r in result["rows"].items():
         paper = r["paper"]
         lines.append(f"| {tier} | {r['clips']} | {_fmt_ci(r['psnr'], 2)} | {_fmt_ci(r['ssim'])} | "
-                     f"{_fmt_ci(r['char_acc_gt'])} | {_fmt_ci(r['line_acc_gt'])} | {paper.get('psnr', '')} | "
+                     f"{_fmt_ci(r['char_acc_gt'])} | {_fmt_ci(r['line_acc_gt'])} | "
+                     f"{_fmt_ci(r.get('psnr_minus_' + r.get('paired_vs', '')), 2)} | "
+                     f"{_fmt_ci(r.get('ssim_minus_' + r.get('paired_vs', '')), 4)} | {paper.get('psnr', '')} | "
                      f"{paper.get('ssim', '')} |")
     return "\n".join(lines) + "\n"
 
