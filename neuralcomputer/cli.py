@@ -600,8 +600,10 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
         data = ex.quick_dataset(out)
     if data is not None and not (data / "manifest.jsonl").is_file():
         raise NCError(f"--data {data}: not a dataset (no manifest.jsonl)")
-    for path, name in ((model, "--model"), (desktop_model, "--desktop-model")):
-        if table in ("arithmetic", "determinism") and not (path / "config.json").is_file() and not path.is_dir():
+    needed = {"arithmetic": [(model, "--model")],
+              "determinism": [(model, "--model"), (desktop_model, "--desktop-model")]}.get(table, [])
+    for path, name in needed:
+        if not path.is_dir():
             raise NCError(f"{name} {path}: no such model folder")
     if table == "tiers":
         ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick)

@@ -142,6 +142,20 @@ def train_variant(preset: str, overrides: list[str], data: Path, run: Path, step
     return run
 
 
+def train_variants(preset: str, overrides: list[str], data: Path, out: Path, steps: int,
+                   variants: dict[str, list[str]], progress: bool = True) -> dict[str, Path]:
+    """Train ``out/runs/NAME`` for each variant (its overrides after the common ones), all sharing one
+    tokenizer: trained in the first run unless the overrides give one, so variants differ only in what
+    the table varies."""
+    shared: list[str] = []
+    runs: dict[str, Path] = {}
+    for name, extra in variants.items():
+        runs[name] = train_variant(preset, overrides + shared + extra, data, out / "runs" / name, steps, progress)
+        if not shared and (runs[name] / "tokenizer" / "model").is_dir():
+            shared = [f"model.tokenizer.path={(runs[name] / 'tokenizer' / 'model').resolve()}"]
+    return runs
+
+
 def _val_history(run: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [{k.removeprefix("val/"): v for k, v in r.items()} for r in rows if "val/psnr" in r]
@@ -158,12 +172,9 @@ def tiers_table(data: Path, out: Path, *, steps: int, overrides: list[str], pres
     from neuralcomputer.runtime.computer import NeuralComputer
 
     rows: dict[str, Any] = {}
-    shared: list[str] = []  # one tokenizer for every tier: trained in the first run unless given
-    for tier in tiers:
-        run = train_variant(preset, overrides + shared + [f"tier={tier}", f"seed={seed}"], data, out / "runs" / tier,
-                            steps, progress)
-        if not shared and (run / "tokenizer" / "model").is_dir():
-            shared = [f"model.tokenizer.path={(run / 'tokenizer' / 'model').resolve()}"]
+    runs = train_variants(preset, overrides, data, out, steps, {t: [f"tier={t}", f"seed={seed}"] for t in tiers},
+                          progress)
+    for tier, run in runs.items():
         eval_tier = "detailed" if tier == "mixed" else tier
         report = _finished_report(out / "eval" / tier, run, eval_clips)
         if report is None:
@@ -233,14 +244,8 @@ def tiers_markdown(result: dict) -> str:
 def steps_table(data: Path, out: Path, *, steps: int, seeds: tuple[int, ...], overrides: list[str],
                 preset: str = "cligen-tiny", quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the default recipe with several seeds; validation metrics over steps, mean and spread."""
-    curves: dict[str, list[dict]] = {}
-    shared: list[str] = []  # one tokenizer for every seed, so the curves differ by the denoiser's seed alone
-    for seed in seeds:
-        run = train_variant(preset, overrides + shared + [f"seed={seed}"], data, out / "runs" / f"seed{seed}", steps,
-                            progress)
-        if not shared and (run / "tokenizer" / "model").is_dir():
-            shared = [f"model.tokenizer.path={(run / 'tokenizer' / 'model').resolve()}"]
-        curves[str(seed)] = _val_history(run)
+    runs = train_variants(preset, overrides, data, out, steps, {f"seed{s}": [f"seed={s}"] for s in seeds}, progress)
+    curves = {str(seed): _val_history(runs[f"seed{seed}"]) for seed in seeds}
     by_step: dict[int, dict[str, list[float]]] = {}
     for history in curves.values():
         for row in history:
