@@ -120,6 +120,15 @@ def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
     train(more, tiny_ds, tmp_path / "run", progress=False)
     assert [p.name for p in checkpoints(tmp_path / "run")][-1] == "step-3"
     run = tmp_path / "run"
+    # a run recorded before a train key existed ran with its default: it resumes with the default...
+    saved = json.loads((run / "config.json").read_text())
+    del saved["train"]["fsdp"]
+    (run / "config.json").write_text(json.dumps(saved))
+    train(apply_overrides(config, ["steps=4"]), tiny_ds, run, progress=False)
+    assert [p.name for p in checkpoints(run)][-1] == "step-4"
+    with pytest.raises(NCError, match="different config"):  # ...and not with another value
+        train(apply_overrides(config, ["steps=5", "fsdp=true"]), tiny_ds, run, progress=False)
+    more = apply_overrides(config, ["steps=4"])
     env = json.loads((run / "environment.json").read_text())
     assert env["torch"] and env["diffusers"] and "git_revision" in env
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == config["train"]["lr"]

@@ -160,6 +160,19 @@ class _Metrics:
                     self.tb.add_scalar(k, v, record["step"])
 
 
+def _with_new_defaults(saved: dict[str, Any], preset: str) -> dict[str, Any]:
+    """``saved`` with the train keys added since it was written filled in from the preset's defaults.
+
+    A run recorded before a key existed ran with that key's default behaviour, so resuming it
+    with the default must not count as a different config.
+    """
+    try:
+        defaults = preset_config(saved.get("preset", preset))["train"]
+    except NCError:  # a preset since renamed: compare as saved
+        return saved
+    return {**saved, "train": {**defaults, **saved["train"]}}
+
+
 def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress: bool = True,
           stop_after: int | None = None) -> Path:
     """Train (or resume) the run in ``out``; returns the run folder.
@@ -212,7 +225,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
 
     resumed = (run / "config.json").is_file()
     if resumed:
-        saved = json.loads((run / "config.json").read_text())
+        saved = _with_new_defaults(json.loads((run / "config.json").read_text()), config["preset"])
         if saved["model"] != config["model"] or {k: v for k, v in saved["train"].items() if k != "steps"} != \
                 {k: v for k, v in config["train"].items() if k != "steps"}:
             raise NCError(f"{run}: holds a run with a different config; resume it with the same preset and "
