@@ -272,6 +272,25 @@ def _torchrun(data: Path, out: Path, steps: int, *overrides: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_bf16_autocast_trains_float32_weights(tiny_ds, tmp_path):
+    """``mixed_precision=bf16`` (the GPU presets' setting) runs the forward in bfloat16 and keeps the
+    weights, optimizer and checkpoints in float32; on CPU it goes through the same accelerate autocast.
+    (A process holds one accelerate precision, hence the subprocesses.)"""
+    runs = {}
+    for precision in ("no", "bf16"):
+        runs[precision] = tmp_path / precision
+        result = _ncomp("train", "--preset", "cligen-tiny", "--data", str(tiny_ds), "--out", str(runs[precision]),
+                        "--steps", "3", *TINY, "tokenizer_steps=5", "save_every=3", "val_every=3", "warmup_steps=0",
+                        "threads=1", f"mixed_precision={precision}")
+        assert result.returncode == 0, result.stderr[-2000:]
+    full, half = _losses(runs["no"]), _losses(runs["bf16"])
+    assert sorted(half) == [1, 2, 3] and all(np.isfinite(v) for v in half.values())
+    assert half[1] != full[1]  # autocast really ran in bfloat16...
+    assert half[1] == pytest.approx(full[1], rel=0.05)  # ...on the same weights and batch
+    weights = CLIGenModel.from_pretrained(resolve_model_dir(runs["bf16"])).state_dict()
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+
+
 @pytest.mark.slow
 def test_two_process_ddp_and_fsdp_runs_agree(tiny_ds, tmp_path):
     """The multi-GPU code paths, run as two CPU processes over gloo (torchrun sets the world).
