@@ -511,6 +511,14 @@ def export(model: Path, out: Path) -> None:
     click.echo(f"exported to {out}", err=True)
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``, or one clear error naming the option."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise NCError(f"{option} {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
 @main.group(cls=_Group)
 def experiment() -> None:
     """Reproduce the paper's tables at tiny scale (train the variants, evaluate, write the table)."""
@@ -532,13 +540,16 @@ def experiment() -> None:
 @click.option("--eval-split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
 @click.option("--eval-episodes", type=click.IntRange(1), default=None, help="Held-out episodes scored per variant.  [default: 4; 1 with --quick]")
 @click.option("--eval-frames", type=click.IntRange(2), default=None, help="Frames rolled out per episode.  [default: 31; 5 with --quick]")
+@click.option("--seeds", default=None, metavar="S,S,...",
+              help="Repeat the table at these training seeds (in OUT/seed-S) and write OUT/TABLE-seeds.md: each "
+                   "difference beside the seed-to-seed spread.")
 @click.option("--preset", default="guiworld-tiny", show_default=True)
 @click.argument("overrides", nargs=-1)
 def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out: Path, steps: int | None,
                         eval_data: Path | None, eval_split: str, eval_episodes: int | None, eval_frames: int | None,
-                        preset: str, overrides: tuple[str, ...]) -> None:
+                        seeds: str | None, preset: str, overrides: tuple[str, ...]) -> None:
     """One of the paper's GUIWorld ablation tables: injection, cursor, actions (raw vs meta) or data source."""
-    from neuralcomputer.experiments.guiworld import QUICK_OVERRIDES, quick_data, run_table
+    from neuralcomputer.experiments.guiworld import QUICK_OVERRIDES, quick_data, run_seeds, run_table
 
     if not datasets and not quick:
         raise NCError("experiment guiworld needs --data DATASET (or --quick for a pipeline check on tiny fresh data)")
@@ -554,10 +565,17 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
             data, quick_eval = quick_data(table, out)
             eval_data = eval_data or quick_eval
         overrides = (*QUICK_OVERRIDES, *overrides)  # the user's overrides still win
-    result = run_table(table, data, out, steps or (3 if quick else 300), list(overrides), eval_data, eval_split,
-                       eval_episodes or (1 if quick else 4), eval_frames or (5 if quick else 31), preset, quick=quick)
-    click.echo((out / f"{table}.md").read_text())
-    click.echo(f"wrote {out / (table + '.json')} ({len(result['rows'])} variants)", err=True)
+    common = dict(eval_split=eval_split, eval_episodes=eval_episodes or (1 if quick else 4),
+                  eval_frames=eval_frames or (5 if quick else 31), preset=preset, quick=quick)
+    steps = steps or (3 if quick else 300)
+    if seeds is not None:
+        run_seeds(table, _int_list(seeds, "--seeds"), data, out, steps, list(overrides), eval_data, **common)
+        name = f"{table}-seeds"
+    else:
+        run_table(table, data, out, steps, list(overrides), eval_data, **common)
+        name = table
+    click.echo((out / f"{name}.md").read_text())
+    click.echo(f"wrote {out / (name + '.json')}", err=True)
 
 
 @experiment.command("cligen")
@@ -608,11 +626,7 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
     if table == "tiers":
         ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick)
     elif table == "steps":
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(","))
-        except ValueError:
-            raise NCError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-        ex.steps_table(data, out, steps=steps, seeds=seed_list, overrides=extra, preset=preset, quick=quick)
+        ex.steps_table(data, out, steps=steps, seeds=tuple(_int_list(seeds, "--seeds")), overrides=extra, preset=preset, quick=quick)
     elif table == "arithmetic":
         ex.arithmetic_table(model, out, n=count, steps=sample_steps, quick=quick)
     else:

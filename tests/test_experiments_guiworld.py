@@ -16,7 +16,14 @@ from click.testing import CliRunner
 from neuralcomputer.cli import main
 from neuralcomputer.data.dataset import load_manifest
 from neuralcomputer.data.desktop import marked_processes
-from neuralcomputer.experiments.guiworld import QUICK_SOURCES, VARIANTS
+from neuralcomputer.errors import NCError
+from neuralcomputer.experiments.guiworld import (
+    QUICK_SOURCES,
+    SEED_METRICS,
+    VARIANTS,
+    seed_markdown,
+    seed_summary,
+)
 
 HAVE_DESKTOP = all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon"))
 needs_desktop = pytest.mark.skipif(not HAVE_DESKTOP, reason="Xvfb / XFCE4 not installed (make setup installs them)")
@@ -27,6 +34,38 @@ def test_without_data_or_quick_fails_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0 and "--data" in result.output and "--quick" in result.output
     assert not (tmp_path / "x").exists()  # nothing started
+
+
+def _table(ssim: dict[str, float]) -> dict:
+    rows = {name: {"ssim": v, "psnr": 10 * v, "tf_ssim": v, "tf_psnr": 20.0} for name, v in ssim.items()}
+    return {"table": "actions", "quick": False, "preset": "guiworld-tiny", "steps": 500, "eval_data": "eval",
+            "rows": rows}
+
+
+def test_seed_summary_separates_only_differences_above_seed_noise() -> None:
+    # meta beats raw at both seeds by more than either variant moves between seeds: separated
+    clear = seed_summary({0: _table({"raw": 0.30, "meta": 0.40}), 1: _table({"raw": 0.32, "meta": 0.43})})
+    entry = clear["rows"]["meta"]["rollout SSIM"]
+    assert clear["reference"] == "raw" and entry["separated"] and entry["diff"] == pytest.approx([0.10, 0.11])
+    assert entry["spread"] == pytest.approx(0.03) and entry["values"] == [0.40, 0.43]
+    assert not clear["rows"]["meta"]["one-step PSNR"]["separated"]  # no difference at all
+    # a difference smaller than the seed spread, or one that changes sign, is not
+    noisy = seed_summary({0: _table({"raw": 0.30, "meta": 0.32}), 1: _table({"raw": 0.36, "meta": 0.39})})
+    assert not noisy["rows"]["meta"]["rollout SSIM"]["separated"]
+    flips = seed_summary({0: _table({"raw": 0.30, "meta": 0.40}), 1: _table({"raw": 0.40, "meta": 0.30})})
+    assert not flips["rows"]["meta"]["rollout SSIM"]["separated"]
+    md = seed_markdown(clear)
+    assert "| meta | rollout SSIM | 0.400 | 0.430 | 0.030 | +0.100 / +0.110 | **yes** |" in md
+    assert md.count("| raw |") == len(SEED_METRICS)
+    with pytest.raises(NCError, match="variants"):
+        seed_summary({0: _table({"raw": 0.3, "meta": 0.4}), 1: _table({"raw": 0.3})})
+
+
+def test_seeds_option_needs_two_seeds(tmp_path: Path) -> None:
+    for seeds, message in (("0", "at least two different seeds"), ("0,x", "comma-separated integers")):
+        result = CliRunner().invoke(main, ["experiment", "guiworld", "actions", "--data", str(tmp_path), "--seeds",
+                                           seeds, "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +120,21 @@ def test_quick_table_runs_from_nothing(quick_out: Path, table: str) -> None:
     scripted = quick_out / "quick-data" / "scripted"
     assert len(load_manifest(scripted)) == 1 and len(list((scripted / "reports").glob("*.json"))) == 1
     assert [r["split"] for r in load_manifest(quick_out / "quick-data" / "eval")] == ["test"]
+
+
+@pytest.mark.slow
+@needs_desktop
+def test_quick_table_over_seeds(quick_out: Path) -> None:
+    """--seeds trains the whole table once per seed and sets each difference beside the seed spread."""
+    result = CliRunner().invoke(main, ["experiment", "guiworld", "actions", "--quick", "--seeds", "0,1",
+                                       "--out", str(quick_out)])
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = json.loads((quick_out / "actions-seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["quick"] and summary["reference"] == "raw"
+    for seed in (0, 1):
+        config = json.loads((quick_out / f"seed-{seed}" / "runs" / "meta" / "config.json").read_text())
+        assert config["train"]["seed"] == seed
+        assert json.loads((quick_out / f"seed-{seed}" / "actions.json").read_text())["quick"]
+    meta = summary["rows"]["meta"]["rollout SSIM"]
+    assert len(meta["values"]) == 2 and meta["values"][0] != meta["values"][1]  # the seed changed the model
+    assert (quick_out / "actions-seeds.md").read_text().startswith("# QUICK PIPELINE CHECK, not a result")

@@ -248,6 +248,88 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
     return result
 
 
+# What a repeat over seeds compares: the rollout (the paper's protocol) and the one-step scores.
+SEED_METRICS = {"rollout SSIM": "ssim", "rollout PSNR": "psnr", "one-step SSIM": "tf_ssim", "one-step PSNR": "tf_psnr"}
+
+
+def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """How far a table's differences stand above seed noise, from ``run_table`` results at several seeds.
+
+    Per variant and metric: the value at each seed and its spread (max - min over seeds). Per variant
+    after the first (the reference): its paired difference from the reference at each seed, and
+    ``separated``: the differences share one sign at every seed and the smallest of them exceeds the
+    larger of the two variants' own seed spreads. With two or three seeds this is a coarse test; it
+    can say a difference is *not* above noise, and only tentatively that one is.
+    """
+    seeds = sorted(per_seed)
+    names = list(per_seed[seeds[0]]["rows"])
+    for s in seeds[1:]:
+        if list(per_seed[s]["rows"]) != names:
+            raise NCError(f"seed {s}: variants {list(per_seed[s]['rows'])} differ from seed {seeds[0]}'s {names}")
+    reference = names[0]
+
+    def values(name: str, key: str) -> list[float]:
+        return [float(per_seed[s]["rows"][name][key]) for s in seeds]
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        rows[name] = {}
+        for label, key in SEED_METRICS.items():
+            v = values(name, key)
+            entry: dict[str, Any] = {"values": v, "mean": float(np.mean(v)), "spread": float(max(v) - min(v))}
+            if name != reference:
+                ref = values(reference, key)
+                diffs = [a - b for a, b in zip(v, ref, strict=True)]
+                noise = max(entry["spread"], max(ref) - min(ref))
+                same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+                entry.update(diff=diffs, diff_mean=float(np.mean(diffs)),
+                             separated=bool(len(seeds) > 1 and same_sign and min(abs(d) for d in diffs) > noise))
+            rows[name][label] = entry
+    first = per_seed[seeds[0]]
+    return {"table": first["table"], "quick": first.get("quick", False), "preset": first["preset"],
+            "steps": first["steps"], "seeds": seeds, "reference": reference, "eval_data": first["eval_data"],
+            "rows": rows}
+
+
+def seed_markdown(summary: dict[str, Any]) -> str:
+    """The repeat over seeds as Markdown: each variant at each seed, its difference from the reference."""
+    seeds, ref = summary["seeds"], summary["reference"]
+    title = (f"GUIWorld ablation over seeds: {summary['table']} ({summary['preset']}, {summary['steps']} steps each, "
+             f"seeds {', '.join(map(str, seeds))})")
+    lines = [f"# {'QUICK PIPELINE CHECK, not a result: ' if summary['quick'] else ''}{title}", "",
+             f"| variant | metric | {' | '.join(f'seed {s}' for s in seeds)} | seed spread | minus {ref}, per seed | "
+             "above seed noise? |", "|---|---|" + "---|" * (len(seeds) + 3)]
+    for name, metrics in summary["rows"].items():
+        for label, e in metrics.items():
+            digits = 2 if "PSNR" in label else 3
+            per = " | ".join(_fmt(v, digits) for v in e["values"])
+            if name == ref:
+                diff, verdict = "(reference)", "-"
+            else:
+                diff = " / ".join(f"{d:+.{digits}f}" for d in e["diff"])
+                verdict = "**yes**" if e["separated"] else "no"
+            lines.append(f"| {name} | {label} | {per} | {_fmt(e['spread'], digits)} | {diff} | {verdict} |")
+    lines += ["", f"Each seed trains every variant of the table (same preset, steps and data; the seed also drives "
+              "the tokenizer's training unless `model.tokenizer.path` shares one) and scores it on the same held-out episodes of {summary['eval_data']}. *Seed "
+              "spread*: max - min of the variant's score over seeds. *Above seed noise*: the difference from "
+              f"{ref} has the same sign at every seed and its smallest size exceeds both variants' seed spreads. "
+              f"With {len(seeds)} seeds this is a coarse test: a *no* is informative, a *yes* is tentative."]
+    return "\n".join(lines) + "\n"
+
+
+def run_seeds(table: str, seeds: list[int], data: dict[str, Path], out: Path, steps: int, overrides: list[str],
+              eval_data: Path | None, **kwargs: Any) -> dict[str, Any]:
+    """``run_table`` once per seed (in ``out/seed-K``), then ``out/TABLE-seeds.json`` and ``.md`` (``seed_summary``)."""
+    if len(set(seeds)) < 2:
+        raise NCError(f"--seeds {','.join(map(str, seeds))}: a repeat over seeds needs at least two different seeds")
+    per_seed = {s: run_table(table, data, out / f"seed-{s}", steps, overrides + [f"seed={s}"], eval_data, **kwargs)
+                for s in dict.fromkeys(seeds)}
+    summary = seed_summary(per_seed)
+    atomic_write_bytes(out / f"{table}-seeds.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(out / f"{table}-seeds.md", seed_markdown(summary).encode())
+    return summary
+
+
 def desktop_report(model: Path, data: Path, out: Path, split: str = "test", episodes: int = 4, frames: int = 31,
                    seed: int = 0) -> dict[str, Any]:
     """Score one GUIWorld model on desktop episodes beside the trivial baselines (``ncomp eval desktop``).
