@@ -138,3 +138,16 @@ def test_quick_table_over_seeds(quick_out: Path) -> None:
     meta = summary["rows"]["meta"]["rollout SSIM"]
     assert len(meta["values"]) == 2 and meta["values"][0] != meta["values"][1]  # the seed changed the model
     assert (quick_out / "actions-seeds.md").read_text().startswith("# QUICK PIPELINE CHECK, not a result")
+    # run again: nothing is retrained, and finished runs already scored on these episodes are not re-scored...
+    table = quick_out / "seed-1" / "actions.json"
+    marked = json.loads(table.read_text())
+    true_ssim, marked["rows"]["raw"]["ssim"] = marked["rows"]["raw"]["ssim"], 0.123456
+    table.write_text(json.dumps(marked))
+    args = ["experiment", "guiworld", "actions", "--quick", "--seeds", "0,1", "--out", str(quick_out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert json.loads(table.read_text())["rows"]["raw"]["ssim"] == 0.123456
+    # ...unless the run finished after the table was written
+    done = quick_out / "seed-1" / "runs" / "raw" / "done.json"
+    os.utime(done, (table.stat().st_mtime + 10, table.stat().st_mtime + 10))
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert json.loads(table.read_text())["rows"]["raw"]["ssim"] == true_ssim  # rollouts are deterministic

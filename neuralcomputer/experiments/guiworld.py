@@ -202,6 +202,23 @@ def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int
     return {name: {k: float(np.mean(v)) for k, v in s.items()} for name, s in scores.items()}
 
 
+def _scored_rows(path: Path, eval_data: Path, split: str, episodes: int, frames: int) -> dict[str, dict]:
+    """The rows of an earlier ``TABLE.json`` scored on the same episodes, each with the time it was written
+    (``_scored_at``): a row whose run has not finished since is reused, not rolled out again (rollouts are
+    deterministic), so a table resumed or repeated over seeds re-scores only what changed."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # unreadable: score everything again
+    if old.get("eval_data") != str(eval_data) or old.get("eval_split") != split:
+        return {}
+    when = path.stat().st_mtime
+    return {name: {**row, "_scored_at": when} for name, row in old.get("rows", {}).items()
+            if row.get("episodes") == episodes and row.get("frames_per_episode") == frames}
+
+
 def run_table(table: str, data: dict[str, Path], out: Path, steps: int, overrides: list[str], eval_data: Path | None,
               eval_split: str = "test", eval_episodes: int = 4, eval_frames: int = 31, preset: str = "guiworld-tiny",
               progress: bool = True, quick: bool = False) -> dict[str, Any]:
@@ -223,6 +240,7 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
     eval_root = eval_data or list(data.values())[-1]
     records = _eval_episodes(eval_root, eval_split, eval_episodes)
     out.mkdir(parents=True, exist_ok=True)
+    scored = _scored_rows(out / f"{table}.json", eval_root, eval_split, len(records), eval_frames)
     rows: dict[str, Any] = {}
     tokenizer: Path | None = None
     for name, extra in variants.items():
@@ -237,6 +255,9 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
             tokenizer = (run / "tokenizer" / "model").resolve()  # one tokenizer for every variant
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         losses = [m["loss"] for m in metrics if "loss" in m]
+        if name in scored and (run / DONE).stat().st_mtime <= scored[name]["_scored_at"]:
+            rows[name] = {k: v for k, v in scored[name].items() if k != "_scored_at"}  # same run, same episodes
+            continue
         rows[name] = {"overrides": extra, "data": str(dataset), "final_loss": float(np.mean(losses[-10:])),
                       **evaluate_run(run, eval_root, records, eval_frames), "paper": PAPER[table].get(name, {})}
     size = apply_overrides(preset_config(preset), overrides)["model"]
