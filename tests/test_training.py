@@ -109,7 +109,7 @@ def test_resume_after_sigkill_reproduces_the_loss_curve(tiny_ds, tmp_path):
     assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(b)]  # the same curve, exactly
 
 
-def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
+def test_resume_refuses_a_different_config(tiny_ds, tmp_path, monkeypatch):
     config = tiny_config(extra=["tokenizer_steps=5", "save_every=2"])
     config["train"]["steps"] = 2
     train(config, tiny_ds, tmp_path / "run", progress=False)
@@ -129,6 +129,9 @@ def test_resume_refuses_a_different_config(tiny_ds, tmp_path):
     with pytest.raises(NCError, match="different config"):  # ...and not with another value
         train(apply_overrides(config, ["steps=5", "fsdp=true"]), tiny_ds, run, progress=False)
     more = apply_overrides(config, ["steps=4"])
+    # the tokenizer the run trained, named by a relative path, is the same tokenizer
+    monkeypatch.chdir(tmp_path)
+    train(apply_overrides(more, ["model.tokenizer.path=run/tokenizer/model"]), tiny_ds, run, progress=False)
     env = json.loads((run / "environment.json").read_text())
     assert env["torch"] and env["diffusers"] and "git_revision" in env
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == config["train"]["lr"]

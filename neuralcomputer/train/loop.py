@@ -173,6 +173,14 @@ def _with_new_defaults(saved: dict[str, Any], preset: str) -> dict[str, Any]:
     return {**saved, "train": {**defaults, **saved["train"]}}
 
 
+def _paths_resolved(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` with its tokenizer path made absolute: ``runs/tok`` and ``/work/runs/tok`` are one tokenizer."""
+    tok = model.get("tokenizer") or {}
+    if not tok.get("path"):
+        return model
+    return {**model, "tokenizer": {**tok, "path": str(Path(tok["path"]).resolve())}}
+
+
 def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress: bool = True,
           stop_after: int | None = None) -> Path:
     """Train (or resume) the run in ``out``; returns the run folder.
@@ -226,7 +234,8 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     resumed = (run / "config.json").is_file()
     if resumed:
         saved = _with_new_defaults(json.loads((run / "config.json").read_text()), config["preset"])
-        if saved["model"] != config["model"] or {k: v for k, v in saved["train"].items() if k != "steps"} != \
+        if _paths_resolved(saved["model"]) != _paths_resolved(config["model"]) or \
+                {k: v for k, v in saved["train"].items() if k != "steps"} != \
                 {k: v for k, v in config["train"].items() if k != "steps"}:
             raise NCError(f"{run}: holds a run with a different config; resume it with the same preset and "
                           "overrides (only steps may change), or choose a new --out")
