@@ -97,6 +97,12 @@ def test_quick_arithmetic_runs_every_mode_and_hybrid_captions_come_from_a_real_p
     # the sandboxed Python computed each answer, so hybrid captions equal the oracle's reprompt captions
     assert [i["caption"] for i in rows["hybrid"]["items"]] == [i["caption"] for i in rows["reprompt"]["items"]]
     assert all(i["answer"] not in i["caption"].split("`")[-1] for i in rows["native"]["items"])
+    # the example: the given frame, then each mode's last frame for the first problem, stacked
+    from PIL import Image
+
+    example = np.asarray(Image.open(quick_out / "arithmetic-example.png"))
+    assert example.shape[0] == 4 * 8 * 17 + 3 * 2 and example.std() > 0
+    assert "arithmetic-example.png" in (quick_out / "arithmetic.md").read_text()
 
 
 @pytest.mark.slow

@@ -86,7 +86,7 @@ class ArithmeticItem:
 
 def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, reprompt: bool = False,
                      num_frames: int | None = None, font_size: int = 13, theme: str = "dark",
-                     mode: str | None = None) -> dict:
+                     mode: str | None = None, keep_last_frames: bool = False) -> dict:
     """Exact-match accuracy of the answers the model renders for ``n`` held-out problems.
 
     ``mode``: ``native`` (the caption says what was typed), ``reprompt`` (it also quotes the right
@@ -99,7 +99,8 @@ def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, repro
     (``model.clip_frames`` when it has one, else 15). A shorter clip can end before the model's first
     generated frame: a model sampling every 15th frame shows only the given frame in frames 0-14.
 
-    Returns ``{"accuracy", "n", "mode", "reprompt", "by_level": {level: accuracy}, "items": [...]}``.
+    Returns ``{"accuracy", "n", "mode", "reprompt", "by_level": {level: accuracy}, "items": [...]}``,
+    and with ``keep_last_frames`` also ``"last_frames"``: each item's last frame, (H, W, 3) uint8.
     """
     from neuralcomputer.eval.grid_ocr import GridOCR
 
@@ -111,6 +112,7 @@ def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, repro
     num_frames = num_frames or int(getattr(model, "clip_frames", 15))
     reader = GridOCR(font_size=font_size, theme=theme)
     items: list[ArithmeticItem] = []
+    last_frames: list[np.ndarray] = []
     for i, problem in enumerate(arithmetic_problems(n, seed)):
         first = arithmetic_prompt_frame(problem.expression, font_size=font_size, theme=theme)
         if mode == "hybrid":
@@ -121,6 +123,8 @@ def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, repro
         else:
             caption = arithmetic_caption(problem, mode == "reprompt")
             frames = model.generate(first, caption, num_frames, seed + i)
+        if keep_last_frames:
+            last_frames.append(np.asarray(frames[-1]))
         lines = reader.read(frames[-1]).split("\n")
         read = read_answer("\n".join(lines), problem.expression)
         items.append(ArithmeticItem(problem.expression, problem.answer, problem.level, read, read == problem.answer,
@@ -135,6 +139,7 @@ def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, repro
         "reprompt": mode == "reprompt",
         "by_level": {level: float(np.mean(v)) for level, v in sorted(by_level.items())},
         "items": [asdict(item) for item in items],
+        **({"last_frames": last_frames} if keep_last_frames else {}),
     }
 
 

@@ -323,19 +323,24 @@ def atomic_png(fig: Any, path: Path) -> None:
 def arithmetic_table(model: Path, out: Path, *, n: int, seed: int = 0, steps: int | None = None,
                      modes: tuple[str, ...] = ("native", "reprompt", "hybrid"), quick: bool = False,
                      progress: bool = True) -> dict[str, Any]:
-    """The arithmetic probe in each mode on the same ``n`` held-out problems."""
-    from neuralcomputer.eval.probes import probe_arithmetic
+    """The arithmetic probe in each mode on the same ``n`` held-out problems.
+
+    Also writes ``arithmetic-example.png``: the first problem's given frame above the last frame each
+    mode rendered for it (the top rows of the screen, where the answer belongs)."""
+    from neuralcomputer.eval.probes import arithmetic_problems, arithmetic_prompt_frame, probe_arithmetic
     from neuralcomputer.runtime.computer import NeuralComputer
 
     rows: dict[str, Any] = {}
+    example = [arithmetic_prompt_frame(arithmetic_problems(n, seed)[0].expression)]
     for mode in modes:
         computer = NeuralComputer.load(model, steps=steps, seed=seed, hybrid=mode == "hybrid", engine="python")
         try:
             t0 = time.perf_counter()
-            r = probe_arithmetic(computer, n=n, seed=seed, mode=mode)
+            r = probe_arithmetic(computer, n=n, seed=seed, mode=mode, keep_last_frames=True)
             r["seconds"] = time.perf_counter() - t0
         finally:
             computer.close()
+        example.append(r.pop("last_frames")[0])
         correct = sum(item["correct"] for item in r["items"])
         legible = sum(item["prompt_legible"] for item in r["items"])
         rows[mode] = {"accuracy": wilson(correct, r["n"]), "prompt_legible": wilson(legible, r["n"]),
@@ -344,7 +349,22 @@ def arithmetic_table(model: Path, out: Path, *, n: int, seed: int = 0, steps: in
     result = {"table": "arithmetic", "model": str(model), "n": n, "seed": seed, "sample_steps": steps,
               "quick": quick, "rows": rows}
     _write(out, "arithmetic", result, arithmetic_markdown(result))
+    _write_example(example, out / "arithmetic-example.png")
     return result
+
+
+def _write_example(frames: list[np.ndarray], path: Path, rows: int = 8, cell_height: int = 17) -> None:
+    """Stack the top ``rows`` text rows of each frame, one strip under the other, split by a grey line."""
+    import io
+
+    from PIL import Image
+
+    strips = []
+    for frame in frames:
+        strips += [frame[: rows * cell_height], np.full((2, frame.shape[1], 3), 96, np.uint8)]
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(strips[:-1])).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def arithmetic_markdown(result: dict) -> str:
@@ -358,6 +378,10 @@ def arithmetic_markdown(result: dict) -> str:
     for mode, r in result["rows"].items():
         paper = "" if r["paper"] is None else f"{r['paper']:.2f}"
         lines.append(f"| {mode} | {_fmt_ci(r['accuracy'], 2)} | {_fmt_ci(r['prompt_legible'], 2)} | {paper} |")
+    first = result["rows"][next(iter(result["rows"]))]["items"][0]
+    lines += ["", f"![the first problem](arithmetic-example.png) The first problem, `{first['expression']}` "
+              f"(answer {first['answer']}): the top rows of the given frame, then of the last frame rendered in "
+              f"each mode ({', '.join(result['rows'])}), top to bottom."]
     return "\n".join(lines) + "\n"
 
 
