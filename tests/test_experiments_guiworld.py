@@ -56,7 +56,7 @@ def test_seed_summary_separates_only_differences_above_seed_noise() -> None:
     assert not flips["rows"]["meta"]["rollout SSIM"]["separated"]
     md = seed_markdown(clear)
     assert "| meta | rollout SSIM | 0.400 | 0.430 | 0.030 | +0.100 / +0.110 | **yes** |" in md
-    assert md.count("| raw |") == len(SEED_METRICS)
+    assert md.count("| raw |") == len(SEED_METRICS) and "{" not in md and "episodes of eval." in md
     with pytest.raises(NCError, match="variants"):
         seed_summary({0: _table({"raw": 0.3, "meta": 0.4}), 1: _table({"raw": 0.3})})
 

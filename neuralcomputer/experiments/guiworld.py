@@ -331,8 +331,8 @@ def seed_markdown(summary: dict[str, Any]) -> str:
                 verdict = "**yes**" if e["separated"] else "no"
             lines.append(f"| {name} | {label} | {per} | {_fmt(e['spread'], digits)} | {diff} | {verdict} |")
     lines += ["", f"Each seed trains every variant of the table (same preset, steps and data; the seed also drives "
-              "the tokenizer's training unless `model.tokenizer.path` shares one) and scores it on the same held-out episodes of {summary['eval_data']}. *Seed "
-              "spread*: max - min of the variant's score over seeds. *Above seed noise*: the difference from "
+              "the tokenizer's training unless `model.tokenizer.path` shares one) and scores it on the same "
+              f"held-out episodes of {summary['eval_data']}. *Seed spread*: max - min of the variant's score over seeds. *Above seed noise*: the difference from "
               f"{ref} has the same sign at every seed and its smallest size exceeds both variants' seed spreads. "
               f"With {len(seeds)} seeds this is a coarse test: a *no* is informative, a *yes* is tentative."]
     return "\n".join(lines) + "\n"
