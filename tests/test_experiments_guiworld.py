@@ -51,9 +51,11 @@ def test_seed_summary_separates_only_differences_above_seed_noise() -> None:
     assert not clear["rows"]["meta"]["one-step PSNR"]["separated"]  # no difference at all
     # a difference smaller than the seed spread, or one that changes sign, is not
     noisy = seed_summary({0: _table({"raw": 0.30, "meta": 0.32}), 1: _table({"raw": 0.36, "meta": 0.39})})
-    assert not noisy["rows"]["meta"]["rollout SSIM"]["separated"]
+    assert not noisy["rows"]["meta"]["rollout SSIM"]["separated"] and noisy["rows"]["meta"]["rollout SSIM"]["same_sign"]
+    assert "| +0.020 / +0.030 | same sign, within noise |" in seed_markdown(noisy)
     flips = seed_summary({0: _table({"raw": 0.30, "meta": 0.40}), 1: _table({"raw": 0.40, "meta": 0.30})})
-    assert not flips["rows"]["meta"]["rollout SSIM"]["separated"]
+    flipped = flips["rows"]["meta"]["rollout SSIM"]
+    assert not flipped["separated"] and not flipped["same_sign"] and "| +0.100 / -0.100 | no |" in seed_markdown(flips)
     md = seed_markdown(clear)
     assert "| meta | rollout SSIM | 0.400 | 0.430 | 0.030 | +0.100 / +0.110 | **yes** |" in md
     assert md.count("| raw |") == len(SEED_METRICS) and "{" not in md and "episodes of eval." in md

@@ -277,10 +277,11 @@ def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """How far a table's differences stand above seed noise, from ``run_table`` results at several seeds.
 
     Per variant and metric: the value at each seed and its spread (max - min over seeds). Per variant
-    after the first (the reference): its paired difference from the reference at each seed, and
-    ``separated``: the differences share one sign at every seed and the smallest of them exceeds the
-    larger of the two variants' own seed spreads. With two or three seeds this is a coarse test; it
-    can say a difference is *not* above noise, and only tentatively that one is.
+    after the first (the reference): its paired difference from the reference at each seed;
+    ``same_sign``: the differences share one sign at every seed (weak evidence: with two seeds, noise
+    alone does that half the time); ``separated``: besides, the smallest of them exceeds the larger of
+    the two variants' own seed spreads. With two or three seeds this is a coarse test; it can say a
+    difference is *not* above noise, and only tentatively that one is.
     """
     seeds = sorted(per_seed)
     names = list(per_seed[seeds[0]]["rows"])
@@ -303,7 +304,7 @@ def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
                 diffs = [a - b for a, b in zip(v, ref, strict=True)]
                 noise = max(entry["spread"], max(ref) - min(ref))
                 same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-                entry.update(diff=diffs, diff_mean=float(np.mean(diffs)),
+                entry.update(diff=diffs, diff_mean=float(np.mean(diffs)), same_sign=bool(len(seeds) > 1 and same_sign),
                              separated=bool(len(seeds) > 1 and same_sign and min(abs(d) for d in diffs) > noise))
             rows[name][label] = entry
     first = per_seed[seeds[0]]
@@ -328,12 +329,15 @@ def seed_markdown(summary: dict[str, Any]) -> str:
                 diff, verdict = "(reference)", "-"
             else:
                 diff = " / ".join(f"{d:+.{digits}f}" for d in e["diff"])
-                verdict = "**yes**" if e["separated"] else "no"
+                verdict = "**yes**" if e["separated"] else "same sign, within noise" if e["same_sign"] else "no"
             lines.append(f"| {name} | {label} | {per} | {_fmt(e['spread'], digits)} | {diff} | {verdict} |")
     lines += ["", f"Each seed trains every variant of the table (same preset, steps and data; the seed also drives "
               "the tokenizer's training unless `model.tokenizer.path` shares one) and scores it on the same "
-              f"held-out episodes of {summary['eval_data']}. *Seed spread*: max - min of the variant's score over seeds. *Above seed noise*: the difference from "
-              f"{ref} has the same sign at every seed and its smallest size exceeds both variants' seed spreads. "
+              f"held-out episodes of {summary['eval_data']}. *Seed spread*: max - min of the variant's score over "
+              f"seeds. *Above seed noise*: the difference from {ref} has the same sign at every seed and its "
+              "smallest size exceeds both variants' seed spreads; *same sign, within noise*: the sign agrees at "
+              "every seed but the size does not clear the spread (weak: with two seeds, noise alone agrees in "
+              "sign half the time). "
               f"With {len(seeds)} seeds this is a coarse test: a *no* is informative, a *yes* is tentative."]
     return "\n".join(lines) + "\n"
 
