@@ -288,7 +288,7 @@ def _kill_group(proc: subprocess.Popen, sig: int, token: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # The desktop
 
-START_ATTEMPTS = 3  # fresh desktops tried before a start-up failure is an error
+START_ATTEMPTS = 5  # fresh desktops tried before a start-up failure is an error
 
 
 class Desktop:
@@ -338,7 +338,9 @@ class Desktop:
                     raise
                 self._teardown()
                 self._reset()
-                time.sleep(1.0 + attempt)  # a machine busy enough to kill a start gets a moment to settle
+                # a machine busy enough to kill a start gets time to settle: 2, 4, 8, 16 s (seen: a
+                # window of several seconds in which every start died, then none)
+                time.sleep(2.0 ** (attempt + 1))
             except BaseException:
                 self.close()
                 raise
@@ -433,7 +435,11 @@ class Desktop:
                 _kill_group(self._session, signal.SIGKILL, self.token)
                 self._start_session()
             if not self.alive():
-                raise DesktopError(f"the XFCE session exited while starting ({self.log_tail()})")
+                status = {name: proc.poll() for name, proc in
+                          (("xvfb", self._xvfb), ("dbus", self._dbus), ("session", self._session))}
+                # a negative status is the signal that ended it: the clue to what kills a start
+                raise DesktopError(f"the XFCE session exited while starting (exit statuses {status}; "
+                                   f"{self.log_tail()})")
             types = {w.type for w in self._try_windows()}
             if self._wm_running() and "dock" in types and "desktop" in types:
                 break
