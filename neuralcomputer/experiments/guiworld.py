@@ -253,11 +253,11 @@ def run_table(table: str, data: dict[str, Path], out: Path, steps: int, override
             train(cfg, dataset, run, progress=progress)
         if tokenizer is None and (run / "tokenizer" / "model").is_dir():
             tokenizer = (run / "tokenizer" / "model").resolve()  # one tokenizer for every variant
-        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        losses = [m["loss"] for m in metrics if "loss" in m]
         if name in scored and (run / DONE).stat().st_mtime <= scored[name]["_scored_at"]:
             rows[name] = {k: v for k, v in scored[name].items() if k != "_scored_at"}  # same run, same episodes
             continue
+        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        losses = [m["loss"] for m in metrics if "loss" in m]
         rows[name] = {"overrides": extra, "data": str(dataset), "final_loss": float(np.mean(losses[-10:])),
                       **evaluate_run(run, eval_root, records, eval_frames), "paper": PAPER[table].get(name, {})}
     size = apply_overrides(preset_config(preset), overrides)["model"]
