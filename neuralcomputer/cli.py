@@ -290,8 +290,11 @@ def eval_videos(pred: Path, ref: Path, out: Path, **opts) -> None:
               help="Model directory with a check.json (e.g. models/cligen-tiny).")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the rebuilt check set and its report (default: a temporary folder).")
+@click.option("--card", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Hold the model to this model directory's check.json instead of its own (e.g. a model "
+                   "retrained from models/cligen-tiny's card: --model runs/X --card models/cligen-tiny).")
 @click.option("--write", is_flag=True, help="Measure the check set and write the model's check.json instead.")
-def eval_card(model: Path, work: Path | None, write: bool) -> None:
+def eval_card(model: Path, work: Path | None, card: Path | None, write: bool) -> None:
     """Rebuild a small fresh held-out set (real sessions or a real desktop), score the model, and fail
     when a metric leaves the tolerance its check.json gives (the model card's promise)."""
     import tempfile
@@ -301,10 +304,12 @@ def eval_card(model: Path, work: Path | None, write: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="ncomp-card-") as tmp:
         target = work or Path(tmp)
         if write:
+            if card is not None:
+                raise NCError("--write measures a model's own check.json; it takes no --card")
             spec = write_check(model, target)
             click.echo(json.dumps({"model": str(model), "metrics": spec["metrics"]}))
             return
-        result = check_card(model, target)
+        result = check_card(model, target, card)
     for row in result["rows"]:
         measured = "n/a" if row["measured"] is None else f"{row['measured']:.4f}"
         click.echo(f"{row['metric']:>12}: measured {measured}, card {row['expected']:.4f} "

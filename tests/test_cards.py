@@ -48,6 +48,31 @@ def test_tolerance_decides_and_a_missing_metric_fails(tmp_path, monkeypatch):
         assert result["ok"] is ok, measured
 
 
+def test_a_retrained_model_is_held_to_the_shipped_card(tmp_path, monkeypatch):
+    """--card compares a model (e.g. retrained from a card's commands) with another directory's check.json."""
+    retrained = tmp_path / "runs" / "retrained"
+    retrained.mkdir(parents=True)
+    (retrained / "config.json").write_text(json.dumps({"kind": "cligen", "model": {}}))
+    (retrained / "transformer.safetensors").write_bytes(b"")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "check.json").write_text(json.dumps({"kind": "terminal", "metrics": {"psnr": 28.9, "ssim": 0.98},
+                                                    "tolerance": {"psnr": 0.5, "ssim": 0.01}}))
+    seen = []
+    monkeypatch.setattr(cards, "measure", lambda model, spec, work: seen.append((model, spec)) or
+                        {"psnr": 28.7, "ssim": 0.95})
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(retrained), "--card", str(shipped),
+                                       "--work", str(tmp_path / "work")])
+    assert result.exit_code == 2  # the project's errors exit 2
+    assert "psnr: measured 28.7000, card 28.9000 +- 0.5  ok" in result.output
+    assert "ssim: measured 0.9500, card 0.9800 +- 0.01  OUT OF TOLERANCE" in result.output
+    assert seen[0][0] == retrained and seen[0][1]["metrics"]["psnr"] == 28.9
+    with pytest.raises(NCError, match="a desktop check, but .* is a terminal model"):
+        cards.check_card(retrained, tmp_path / "work", card=MODELS / "guiworld-tiny")
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(retrained), "--card", str(shipped), "--write"])
+    assert result.exit_code == 2 and "takes no --card" in result.output
+
+
 @pytest.mark.slow
 def test_cligen_tiny_meets_its_card_on_fresh_sessions(tmp_path):
     if shutil.which("bash") is None:

@@ -112,6 +112,17 @@ def measure(model: str | Path, spec: dict, work: str | Path) -> dict[str, float]
     raise NCError(f"check kind {spec['kind']!r}: expected terminal or desktop")
 
 
+def _model_kind(model: Path | str) -> str | None:
+    """The ``kind`` the config.json of a model (directory, checkpoint or run folder) states."""
+    from neuralcomputer.diffusion.pipeline import resolve_model_dir
+
+    path = resolve_model_dir(model) / "config.json"
+    try:
+        return json.loads(path.read_text()).get("kind")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NCError(f"{path}: not a readable model config ({exc})") from None
+
+
 def load_check(model: str | Path) -> dict:
     """The model's ``check.json``, with one clear error when it is missing or malformed."""
     path = Path(model) / CHECK_FILE
@@ -130,9 +141,17 @@ def load_check(model: str | Path) -> dict:
     return spec
 
 
-def check_card(model: str | Path, work: str | Path) -> dict[str, Any]:
-    """Score ``model`` on a rebuilt check set; ``{"ok", "rows": [{metric, expected, measured, tolerance, ok}]}``."""
-    spec = load_check(model)
+def check_card(model: str | Path, work: str | Path, card: str | Path | None = None) -> dict[str, Any]:
+    """Score ``model`` on a rebuilt check set; ``{"ok", "rows": [{metric, expected, measured, tolerance, ok}]}``.
+
+    ``card`` is the model directory whose ``check.json`` holds the promise (default: ``model``'s own), so
+    a model retrained from a card's commands can be held to the shipped card.
+    """
+    spec = load_check(card if card is not None else model)
+    if card is not None:  # a model's own check.json was written for it; another card's may not fit
+        kind = "desktop" if _model_kind(model) == "guiworld" else "terminal"
+        if spec["kind"] != kind:
+            raise NCError(f"{Path(card) / CHECK_FILE}: a {spec['kind']} check, but {model} is a {kind} model")
     t0 = time.perf_counter()
     measured = measure(model, spec, work)
     rows = []
@@ -151,8 +170,7 @@ def write_check(model: str | Path, work: str | Path, kind: str | None = None) ->
     if path.is_file():
         spec = json.loads(path.read_text())
     else:
-        cfg = json.loads((model / "config.json").read_text())
-        kind = kind or ("desktop" if cfg.get("kind") == "guiworld" else "terminal")
+        kind = kind or ("desktop" if _model_kind(model) == "guiworld" else "terminal")
         spec = json.loads(json.dumps(DEFAULT_DESKTOP if kind == "desktop" else DEFAULT_TERMINAL))
     spec["metrics"] = measure(model, spec, work)
     atomic_write_bytes(path, (json.dumps(spec, indent=2) + "\n").encode())
