@@ -30,15 +30,19 @@ A_PID=$!
 B_PID=$!
 wait $A_PID  # a plain `wait` returns 0 whatever the streams returned; set -e sees these
 wait $B_PID
-# 3. seed noise: the actions and injection tables again at seed 1, beside seed 0 (the runs above, linked
-#    in as seed-0, are not retrained); writes TABLE-seeds.md. Seed 1's internal and meta runs are the
-#    same configuration, trained once.
-for t in actions injection; do
+# 3. seed noise: every table again at seed 1, beside seed 0 (the runs above, linked in as seed-0, are not
+#    retrained); writes TABLE-seeds.md. The default configuration (internal injection, meta actions, cursor
+#    reference, scripted data) is trained once at seed 1 and linked into the other tables.
+for t in actions injection cursor data; do
   mkdir -p $A/seeds/$t/seed-1/runs
   ln -sfn $PWD/$A/$t $A/seeds/$t/seed-0
 done
-ln -sfn $PWD/$A/seeds/actions/seed-1/runs/meta $A/seeds/injection/seed-1/runs/internal
-for t in actions injection; do
+for link in injection/seed-1/runs/internal cursor/seed-1/runs/mask-reference data/seed-1/runs/scripted; do
+  ln -sfn $PWD/$A/seeds/actions/seed-1/runs/meta $A/seeds/$link
+done
+for t in actions injection cursor; do
   ncomp experiment guiworld $t --seeds 0,1 --data datasets/desktop-scripted --out $A/seeds/$t --steps 500 $E threads=1 model.tokenizer.path=$TOK
 done
+ncomp experiment guiworld data --seeds 0,1 --data random-slow=datasets/desktop-random-slow --data random-fast=datasets/desktop-random-fast \
+  --data scripted=datasets/desktop-scripted --out $A/seeds/data --steps 500 $E threads=1 model.tokenizer.path=$TOK
 echo ALL DONE
