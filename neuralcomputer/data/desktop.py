@@ -382,11 +382,13 @@ class Desktop:
             "XDG_SESSION_DESKTOP": "xfce", "GTK_MODULES": "gail:atk-bridge", "NO_AT_BRIDGE": "0",
             MARKER_ENV: self.token, **xdg,
         }
+        # Xvfb's and the session's stderr: quoted when a start fails (Xvfb now and then exits with
+        # status 1 under load; its own message is the clue)
+        self._log = self._workdir / "session.log"
         self._start_xvfb(base)
         base["DISPLAY"] = self.display
         self._start_dbus(base)
         self.env = base
-        self._log = self._workdir / "session.log"  # the session's stderr: quoted when it fails
         self._start_session()
         self._wait_ready(t0)
         self.start_seconds = time.monotonic() - t0
@@ -394,10 +396,11 @@ class Desktop:
     def _start_xvfb(self, env: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
         try:
-            self._xvfb = _spawn(
-                ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.width}x{self.height}x24",
-                 "-nolisten", "tcp", "-noreset", "-s", "0", "-dpms", "+extension", "XTEST"],
-                env, pdeathsig=True, pass_fds=(write_fd,))
+            with open(self._log, "ab") as log:
+                self._xvfb = _spawn(
+                    ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.width}x{self.height}x24",
+                     "-nolisten", "tcp", "-noreset", "-s", "0", "-dpms", "+extension", "XTEST"],
+                    env, pdeathsig=True, pass_fds=(write_fd,), stderr=log)
             os.close(write_fd)
             write_fd = -1
             # Xvfb writes the display number it bound once it accepts connections.
@@ -408,7 +411,7 @@ class Desktop:
             if write_fd >= 0:
                 os.close(write_fd)
         if not number.isdigit():
-            raise DesktopError(f"Xvfb did not start (exit status {self._xvfb.poll()})")
+            raise DesktopError(f"Xvfb did not start (exit status {self._xvfb.poll()}; {self.log_tail()})")
         self.display = f":{number}"
 
     def _start_dbus(self, env: dict[str, str]) -> None:
