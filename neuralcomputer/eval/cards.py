@@ -112,15 +112,16 @@ def measure(model: str | Path, spec: dict, work: str | Path) -> dict[str, float]
     raise NCError(f"check kind {spec['kind']!r}: expected terminal or desktop")
 
 
-def _model_kind(model: Path | str) -> str | None:
-    """The ``kind`` the config.json of a model (directory, checkpoint or run folder) states."""
+def _check_kind(model: Path | str) -> str:
+    """The check a model (directory, checkpoint or run folder) takes: ``"desktop"`` for GUIWorld, else ``"terminal"``."""
     from neuralcomputer.diffusion.pipeline import resolve_model_dir
 
     path = resolve_model_dir(model) / "config.json"
     try:
-        return json.loads(path.read_text()).get("kind")
+        kind = json.loads(path.read_text()).get("kind")
     except (OSError, json.JSONDecodeError) as exc:
         raise NCError(f"{path}: not a readable model config ({exc})") from None
+    return "desktop" if kind == "guiworld" else "terminal"
 
 
 def load_check(model: str | Path) -> dict:
@@ -149,7 +150,7 @@ def check_card(model: str | Path, work: str | Path, card: str | Path | None = No
     """
     spec = load_check(card if card is not None else model)
     if card is not None:  # a model's own check.json was written for it; another card's may not fit
-        kind = "desktop" if _model_kind(model) == "guiworld" else "terminal"
+        kind = _check_kind(model)
         if spec["kind"] != kind:
             raise NCError(f"{Path(card) / CHECK_FILE}: a {spec['kind']} check, but {model} is a {kind} model")
     t0 = time.perf_counter()
@@ -170,7 +171,7 @@ def write_check(model: str | Path, work: str | Path, kind: str | None = None) ->
     if path.is_file():
         spec = json.loads(path.read_text())
     else:
-        kind = kind or ("desktop" if _model_kind(model) == "guiworld" else "terminal")
+        kind = kind or _check_kind(model)
         spec = json.loads(json.dumps(DEFAULT_DESKTOP if kind == "desktop" else DEFAULT_TERMINAL))
     spec["metrics"] = measure(model, spec, work)
     atomic_write_bytes(path, (json.dumps(spec, indent=2) + "\n").encode())
