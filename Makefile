@@ -63,7 +63,7 @@ test: lint pytest
 
 bench: setup
 	$(BIN)/ncomp bench render
-	$(BIN)/python benchmarks/emulators.py | tail -1
+	$(BIN)/ncomp bench emulators | tail -1
 	$(BIN)/ncomp bench train --threads 1
 	$(BIN)/ncomp bench sample --threads 1
 	$(BIN)/ncomp bench flops

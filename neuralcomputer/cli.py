@@ -72,8 +72,8 @@ def record(generator: str, count: int, seed: int, out: Path, clock: str, cols: i
 
     Each session runs `bash --norc --noprofile` with a fixed prompt and size, a throwaway HOME and
     working directory, and types the generator's keystrokes with human-like timing."""
-    from neuralcomputer.data.generators import GENERATORS
-    from neuralcomputer.data.recorder import record_many
+    from neuralcomputer.data.terminal.generators import GENERATORS
+    from neuralcomputer.data.terminal.recorder import record_many
 
     if generator not in GENERATORS:
         raise NCError(f"unknown generator {generator!r} (expected one of {', '.join(sorted(GENERATORS))})")
@@ -99,7 +99,7 @@ def record(generator: str, count: int, seed: int, out: Path, clock: str, cols: i
               help="Reject a recording with more output than this (escape-sequence floods).")
 @click.option("--captioner", default=None, metavar="MODULE:CLASS",
               help="Hook for an external (e.g. LLM) captioner: a class implementing "
-                   "neuralcomputer.data.captions.Captioner, built with no arguments. Default: templates.")
+                   "neuralcomputer.data.terminal.captions.Captioner, built with no arguments. Default: templates.")
 @_SHARD
 @_WORKERS
 def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_seconds: float, font_size: int,
@@ -109,9 +109,9 @@ def render(sources: tuple[Path, ...], out: Path, variant: str, fps: int, clip_se
 
     Bad recordings are skipped with a reason; a summary and a report under OUT/reports say what was
     rendered and what was not."""
-    from neuralcomputer.data.build import BuildOptions, render_dataset
-    from neuralcomputer.data.clips import ClipOptions
-    from neuralcomputer.data.render import THEMES
+    from neuralcomputer.data.terminal.build import BuildOptions, render_dataset
+    from neuralcomputer.data.terminal.clips import ClipOptions
+    from neuralcomputer.data.terminal.render import THEMES
 
     if theme not in THEMES:
         raise NCError(f"unknown theme {theme!r} (expected one of {', '.join(THEMES)})")
@@ -155,7 +155,7 @@ def collect_desktop_cmd(policy: str, episodes: int, seconds: float, out: Path, f
     Each episode runs in a fresh desktop with a clean profile: frames at a fixed FPS with the cursor
     drawn in, the read-back pointer, and per-frame raw events and meta-actions (clips/<id>.actions.jsonl).
     Crashed episodes are cut or retried (3 attempts); a report under OUT/reports lists what was skipped."""
-    from neuralcomputer.data.collect import collect_desktop
+    from neuralcomputer.data.desktop.collect import collect_desktop
 
     summary = collect_desktop(policy, episodes, seconds, out, workers=workers, fps=fps, size=size, seed=seed,
                               shard=shard, progress=True)
@@ -195,7 +195,7 @@ def info(dataset: Path, as_json: bool) -> None:
 @click.option("--theme", default="dark", show_default=True)
 def preview(source: Path, out: Path, clip_id: str | None, fps: int, font_size: int, theme: str) -> None:
     """Write an MP4 to watch: a whole recording (.cast) or one clip of a dataset."""
-    from neuralcomputer.data.preview import preview_cast, preview_clip
+    from neuralcomputer.data.terminal.preview import preview_cast, preview_clip
 
     if source.is_dir():
         n = preview_clip(source, out, clip_id)
@@ -258,8 +258,8 @@ def eval(ctx: click.Context, models: tuple[str, ...], dataset: Path | None, out:
     if not models or dataset is None or out is None:
         raise click.UsageError("ncomp eval needs --model, --data and --out (or the `videos` subcommand)")
     from neuralcomputer.eval.evaluate import EvalOptions
-    from neuralcomputer.eval.interface import load_generator
     from neuralcomputer.eval.run import evaluate_models
+    from neuralcomputer.runtime.computer import load_generator
 
     loaded = [(m, load_generator(m, dataset=dataset)) for m in models]
     report = evaluate_models(loaded, dataset, out, options=EvalOptions(**opts), split=None if split == "all" else split,
@@ -299,7 +299,7 @@ def eval_card(model: Path, work: Path | None, card: Path | None, write: bool) ->
     when a metric leaves the tolerance its check.json gives (the model card's promise)."""
     import tempfile
 
-    from neuralcomputer.eval.cards import check_card, write_check
+    from neuralcomputer.experiments.cards import check_card, write_check
 
     with tempfile.TemporaryDirectory(prefix="ncomp-card-") as tmp:
         target = work or Path(tmp)
@@ -358,8 +358,8 @@ def probe() -> None:
 def probe_arithmetic_cmd(model: str, count: int, reprompt: bool, seed: int, num_frames: int, out: Path | None) -> None:
     """Exact-match accuracy of the answers the model renders for held-out arithmetic problems."""
     from neuralcomputer.data.dataset import atomic_write_bytes
-    from neuralcomputer.eval.interface import load_generator
     from neuralcomputer.eval.probes import probe_arithmetic
+    from neuralcomputer.runtime.computer import load_generator
 
     result = probe_arithmetic(load_generator(model), n=count, seed=seed, reprompt=reprompt, num_frames=num_frames)
     if out is not None:
@@ -374,9 +374,9 @@ def probe_arithmetic_cmd(model: str, count: int, reprompt: bool, seed: int, num_
 @click.option("--frames", "num_frames", type=click.IntRange(1), default=15, show_default=True)
 def probe_determinism_cmd(model: str, runs: int, seed: int, num_frames: int) -> None:
     """Same first frame, caption and seed, N times: fraction bit-identical, mean pixel variance."""
-    from neuralcomputer.data.generators.arithmetic import heldout_problems
-    from neuralcomputer.eval.interface import load_generator
+    from neuralcomputer.data.terminal.generators.arithmetic import heldout_problems
     from neuralcomputer.eval.probes import arithmetic_caption, arithmetic_prompt_frame, probe_determinism
+    from neuralcomputer.runtime.computer import load_generator
 
     problem = heldout_problems()[0]
     result = probe_determinism(load_generator(model), arithmetic_prompt_frame(problem.expression),
@@ -443,7 +443,7 @@ def _read_png(path: Path):
 def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, steps: int | None, sampler: str | None,
            guidance: float | None, num_frames: int | None, fast: bool) -> None:
     """Generate a clip from a first frame and a caption. Same inputs and seed give byte-identical files."""
-    from neuralcomputer.diffusion.pipeline import CLIGenPipeline, write_clip
+    from neuralcomputer.pipelines.cligen import CLIGenPipeline, write_clip
 
     pipe = CLIGenPipeline.load(model, sampler=sampler, steps=steps, guidance_scale=guidance, deterministic=not fast)
     frame = _read_png(first_frame)
@@ -463,7 +463,7 @@ def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, s
 @click.option("--first-frame", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="PNG of the first screen (resized to the model's frame size).")
 @click.option("--actions", "actions_path", type=click.Path(path_type=Path), required=True,
-              help="ACTIONS.jsonl: one JSON object per frame (the format of neuralcomputer.data.actions).")
+              help="ACTIONS.jsonl: one JSON object per frame (the format of neuralcomputer.data.desktop.actions).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Lossless .mp4, or a folder that receives frame-000.png, frame-001.png, ...")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -476,8 +476,8 @@ def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed:
     import numpy as np
     from tqdm import tqdm
 
-    from neuralcomputer.data.actions import read_actions
-    from neuralcomputer.diffusion.pipeline import write_clip
+    from neuralcomputer.data.desktop.actions import read_actions
+    from neuralcomputer.pipelines.cligen import write_clip
     from neuralcomputer.runtime.computer import NeuralComputer
 
     computer = NeuralComputer.load(model, steps=steps, sampler=sampler, seed=seed, deterministic=not fast)
@@ -510,7 +510,7 @@ def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def export(model: Path, out: Path) -> None:
     """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors."""
-    from neuralcomputer.diffusion.pipeline import export_model
+    from neuralcomputer.pipelines.cligen import export_model
 
     export_model(model, out)
     click.echo(f"exported to {out}", err=True)
@@ -651,9 +651,19 @@ def bench() -> None:
 @click.option("--naive-frames", type=click.IntRange(1), default=60, show_default=True)
 def bench_render(cast: Path | None, naive_frames: int) -> None:
     """Frames/s per core of the glyph-atlas renderer vs drawing each cell with Pillow, and memory."""
-    from neuralcomputer.bench import bench_render as run
+    from neuralcomputer.bench.render import bench_render as run
 
     for figure in run(cast, naive_frames=naive_frames):
+        click.echo(json.dumps(figure))
+
+
+@bench.command("emulators")
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+def bench_emulators_cmd(folder: Path | None) -> None:
+    """Which VT emulator renders real recordings correctly: pyte as shipped vs ours (default: ../shared's casts)."""
+    from neuralcomputer.bench.emulators import bench_emulators
+
+    for figure in bench_emulators(folder):
         click.echo(json.dumps(figure))
 
 
@@ -665,7 +675,7 @@ def bench_render(cast: Path | None, naive_frames: int) -> None:
 @click.option("--policy", "policies", multiple=True, help="Policies to measure (default: random-slow, random-fast).")
 def bench_collect_cmd(seconds: float, size: tuple[int, int], workers: int, policies: tuple[str, ...]) -> None:
     """Desktop collection: capture frames/s per worker, dropped frames, pointer px/frame and actions/s per policy."""
-    from neuralcomputer.data.collect import bench_collect
+    from neuralcomputer.bench.collect import bench_collect
 
     for figure in bench_collect(policies or ("random-slow", "random-fast"), seconds=seconds, size=size,
                                 workers=workers):
@@ -677,7 +687,7 @@ def bench_collect_cmd(seconds: float, size: tuple[int, int], workers: int, polic
               help="Frames read by Tesseract (grid OCR reads more: it is fast).")
 def bench_ocr_cmd(n_frames: int) -> None:
     """Frames/s per core of grid OCR vs Tesseract on 80x24 frames at 13 px."""
-    from neuralcomputer.eval.bench_ocr import bench_ocr
+    from neuralcomputer.bench.ocr import bench_ocr
 
     for figure in bench_ocr(n_frames=n_frames):
         click.echo(json.dumps(figure))
@@ -690,7 +700,7 @@ def bench_ocr_cmd(n_frames: int) -> None:
 @click.argument("overrides", nargs=-1)
 def bench_train_cmd(preset: str, steps: int, threads: int, overrides: tuple[str, ...]) -> None:
     """Training steps/s, samples/s and peak memory: our full step vs the bare diffusers transformer."""
-    from neuralcomputer.train.bench import bench_train
+    from neuralcomputer.bench.train import bench_train
 
     for figure in bench_train(preset, steps=steps, threads=threads or None, overrides=list(overrides)):
         click.echo(json.dumps(figure))
@@ -705,8 +715,8 @@ def bench_train_cmd(preset: str, steps: int, threads: int, overrides: tuple[str,
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
 def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int | None, threads: int) -> None:
     """Seconds per sampled clip at the default sampler steps, and peak memory."""
-    from neuralcomputer.diffusion.pipeline import resolve_model_dir
-    from neuralcomputer.train.bench import bench_sample
+    from neuralcomputer.bench.train import bench_sample
+    from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     path = str(resolve_model_dir(model_dir)) if model_dir else None
     for figure in bench_sample(preset, path, clips=clips, steps=steps, threads=threads or None):
@@ -724,8 +734,8 @@ def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int
 def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: int | None, threads: int,
                       overrides: tuple[str, ...]) -> None:
     """GUIWorld rollout: generated frames per second and seconds per frame by stage (denoiser, decoder)."""
-    from neuralcomputer.diffusion.pipeline import resolve_model_dir
-    from neuralcomputer.train.bench import bench_rollout
+    from neuralcomputer.bench.train import bench_rollout
+    from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     path = str(resolve_model_dir(model_dir)) if model_dir else None
     for figure in bench_rollout(preset, path, frames=frames, steps=steps, threads=threads or None,
@@ -744,7 +754,7 @@ def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: i
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
 def bench_tokenizer_cmd(dataset: Path, cell_ae: tuple[Path, ...], wan_vae: Path | None, clips: int, threads: int) -> None:
     """Tokenizers on held-out frames: reconstruction PSNR/SSIM, grid-OCR char/line accuracy, time per frame."""
-    from neuralcomputer.train.bench import bench_tokenizers
+    from neuralcomputer.bench.train import bench_tokenizers
 
     for figure in bench_tokenizers(str(dataset), [str(p) for p in cell_ae], str(wan_vae) if wan_vae else None,
                                    clips=clips, threads=threads or None):
@@ -755,8 +765,8 @@ def bench_tokenizer_cmd(dataset: Path, cell_ae: tuple[Path, ...], wan_vae: Path 
 @click.option("--preset", "presets", multiple=True, help="Preset(s) (default: every CLIGen preset).")
 def bench_flops_cmd(presets: tuple[str, ...]) -> None:
     """FLOPs per training step and per sampled clip of each preset's transformer (counted, not timed)."""
+    from neuralcomputer.bench.train import preset_flops
     from neuralcomputer.config import PRESETS
-    from neuralcomputer.train.bench import preset_flops
 
     for preset in presets or [p for p in PRESETS if PRESETS[p]["model"]["kind"] == "cligen"]:
         click.echo(json.dumps(preset_flops(preset)))
@@ -789,7 +799,7 @@ def bench_serve_cmd(model_specs: tuple[str, ...], sessions: tuple[int, ...], ste
                     sampling_steps: int | None, threads: int, timeout: float) -> None:
     """The web runtime with N sessions at once: step latency p50/p95, frames/s per session and in total,
     memory per session (the serve app on a loopback port, driven by websocket clients)."""
-    from neuralcomputer.runtime.bench import bench_serve
+    from neuralcomputer.bench.serve import bench_serve
 
     models = _model_specs(model_specs)
     if not models:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from neuralcomputer.data.build import BuildOptions, render_dataset
 from neuralcomputer.data.dataset import dataset_info, load_manifest, read_clip_payload
-from neuralcomputer.data.preview import preview_cast
+from neuralcomputer.data.terminal.build import BuildOptions, render_dataset
+from neuralcomputer.data.terminal.preview import preview_cast
 
 DEMO_GENERATORS = ("basic", "python-math", "interactive")
 # The models trained here on CPU and committed (each folder: config.json, safetensors, first_frame.png,
@@ -50,7 +50,7 @@ def contact_sheet(dataset: Path, out: Path, per_clip: int = 3, max_clips: int = 
 
 def run_demo(out: Path, seed: int = 0) -> None:
     """Record, render, preview. Prints what it made and where."""
-    from neuralcomputer.data.recorder import record_many
+    from neuralcomputer.data.terminal.recorder import record_many
 
     out = Path(out)
     casts = out / "casts"

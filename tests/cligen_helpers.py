@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuralcomputer.config import apply_overrides, preset_config
-from neuralcomputer.data.build import render_dataset
 from neuralcomputer.data.dataset import load_manifest, write_manifest
+from neuralcomputer.data.terminal.build import render_dataset
 from tests.helpers import make_cast
 
 # 40x8 terminal at 13 px: 320x136 frames, a 8x40 cell grid.

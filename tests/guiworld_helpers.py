@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from neuralcomputer.config import apply_overrides, preset_config
-from neuralcomputer.data.actions import FrameActions, action_times, write_actions
-from neuralcomputer.data.cursor import composite_cursor, cursor_sprite
 from neuralcomputer.data.dataset import clip_record, write_clip_payload, write_manifest
+from neuralcomputer.data.desktop.actions import FrameActions, action_times, write_actions
+from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 
 # guiworld-tiny shrunk to seconds per step (sizes match make_desktop_dataset's 128x96 screen / 2)
 TINY_GUI = ["height=48", "width=64", "num_layers=2", "num_attention_heads=2", "attention_head_dim=16", "ffn_dim=64",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from neuralcomputer.data.asciicast import CastEvent, CastHeader, write_cast
-from neuralcomputer.data.build import real_casts_dir
+from neuralcomputer.data.terminal.asciicast import CastEvent, CastHeader, write_cast
+from neuralcomputer.data.terminal.build import real_casts_dir
 
 REAL_CASTS = real_casts_dir()
 

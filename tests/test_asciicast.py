@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neuralcomputer.data.asciicast import (
+from neuralcomputer.data.terminal.asciicast import (
     MAX_COLS,
     MAX_EVENT_BYTES,
     MAX_ROWS,
@@ -25,7 +25,7 @@ from neuralcomputer.data.asciicast import (
     read_header,
     write_cast,
 )
-from neuralcomputer.data.build import real_casts_dir
+from neuralcomputer.data.terminal.build import real_casts_dir
 from neuralcomputer.errors import CastError
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ def test_utf8_bom_is_tolerated(tmp_path: Path) -> None:
 
 
 def test_v1_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from neuralcomputer.data import asciicast
+    from neuralcomputer.data.terminal import asciicast
 
     doc = json.dumps({"version": 1, "width": 80, "height": 24, "stdout": [[0.1, "x" * 200]]}, indent=2)
     path = _write_bytes(tmp_path, doc, "big.json")

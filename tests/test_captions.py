@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from neuralcomputer.data.captions import TemplateCaptioner, context_for, new_screen_lines
-from neuralcomputer.data.clips import iter_clips
+from neuralcomputer.data.terminal.captions import TemplateCaptioner, context_for, new_screen_lines
+from neuralcomputer.data.terminal.clips import iter_clips
 from tests.helpers import make_cast
 
 
@@ -46,7 +46,7 @@ def test_new_screen_lines_is_a_multiset_difference():
 
 
 def test_detailed_tier_is_bounded():
-    from neuralcomputer.data.captions import CaptionContext
+    from neuralcomputer.data.terminal.captions import CaptionContext
 
     ctx = CaptionContext(commands=["cat big"], intents=[], task="", first_text="", last_text="",
                          new_lines=["y" * 100] * 100, full_screen=False)
@@ -61,8 +61,8 @@ class ShoutingCaptioner:
 
 
 def test_external_captioner_hook(tmp_path):
-    from neuralcomputer.data.build import render_dataset
     from neuralcomputer.data.dataset import load_manifest
+    from neuralcomputer.data.terminal.build import render_dataset
 
     folder = tmp_path / "c"
     folder.mkdir()

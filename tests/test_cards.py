@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from neuralcomputer.cli import main
 from neuralcomputer.errors import NCError
-from neuralcomputer.eval import cards
+from neuralcomputer.experiments import cards
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUNDLED = ["cligen-tiny", "guiworld-tiny"]

@@ -11,13 +11,13 @@ import torch
 from neuralcomputer.config import PRESETS, apply_overrides, preset_config
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
 from neuralcomputer.diffusion.flow import noisy_latents, shift_sigma, velocity_target
-from neuralcomputer.diffusion.pipeline import CLIGenPipeline, hold_frames
 from neuralcomputer.diffusion.sampling import make_scheduler, sample
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.grid_ocr import GridOCR
 from neuralcomputer.models.cligen import CLIGenModel
 from neuralcomputer.models.text import ByteTextEncoder
 from neuralcomputer.models.tokenizers import CellAETokenizer, CellPixelTokenizer, WanVAETokenizer
+from neuralcomputer.pipelines.cligen import CLIGenPipeline, hold_frames
 from tests.cligen_helpers import TINY, make_tiny_dataset, tiny_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuralcomputer.data.clips import ClipOptions, iter_clips, strip_prompt
+from neuralcomputer.data.terminal.clips import ClipOptions, iter_clips, strip_prompt
 from neuralcomputer.errors import CastError
 from tests.helpers import make_cast, real_cast
 

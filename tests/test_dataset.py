@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from neuralcomputer.data.build import BuildOptions, find_casts, render_dataset, select_shard
-from neuralcomputer.data.clips import ClipOptions, iter_clips
 from neuralcomputer.data.dataset import dataset_info, load_manifest, read_clip_payload, split_for
+from neuralcomputer.data.terminal.build import BuildOptions, find_casts, render_dataset, select_shard
+from neuralcomputer.data.terminal.clips import ClipOptions, iter_clips
 from neuralcomputer.data.torch_dataset import ClipDataset
 from neuralcomputer.errors import NCError
 from tests.helpers import make_cast, real_cast

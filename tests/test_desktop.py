@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuralcomputer.data.actions import read_actions
-from neuralcomputer.data.collect import Capture, bucket_actions, collect_desktop, pointer_mismatches
-from neuralcomputer.data.cursor import cursor_sprite
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload, write_clip_payload
-from neuralcomputer.data.desktop import Actor, Desktop, bezier_path, marked_processes
-from neuralcomputer.data.policies import POLICIES, _load_plugins, default_captions, register
+from neuralcomputer.data.desktop.actions import read_actions
+from neuralcomputer.data.desktop.actor import Actor, bezier_path
+from neuralcomputer.data.desktop.collect import Capture, bucket_actions, collect_desktop, pointer_mismatches
+from neuralcomputer.data.desktop.cursor import cursor_sprite
+from neuralcomputer.data.desktop.policies import POLICIES, _load_plugins, default_captions, register
+from neuralcomputer.data.desktop.xsession import Desktop, marked_processes
 from neuralcomputer.errors import NCError
 
 HAVE_DESKTOP = all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuralcomputer.data.build import render_dataset
+from neuralcomputer.data.terminal.build import render_dataset
 from neuralcomputer.eval.evaluate import EvalOptions, evaluate_videos
 from neuralcomputer.eval.interface import CopyFirstFrame
 from neuralcomputer.eval.report import jsonable, markdown
@@ -123,8 +123,8 @@ def test_mismatched_frame_size_is_a_clear_error(dataset, tmp_path):
 
 def test_desktop_clips_get_plus15_and_cursor_hit_rate(tmp_path):
     """A desktop-style reference (records with action_times, payloads with the logged pointer)."""
-    from neuralcomputer.data.cursor import composite_cursor, cursor_sprite
     from neuralcomputer.data.dataset import clip_record, write_manifest
+    from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 
     sprite = cursor_sprite()
     rng = np.random.default_rng(0)

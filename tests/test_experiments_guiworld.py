@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from neuralcomputer.cli import main
 from neuralcomputer.data.dataset import load_manifest
-from neuralcomputer.data.desktop import marked_processes
+from neuralcomputer.data.desktop.xsession import marked_processes
 from neuralcomputer.errors import NCError
 from neuralcomputer.experiments.guiworld import (
     QUICK_SOURCES,

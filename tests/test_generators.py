@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from neuralcomputer.data.asciicast import read_cast
-from neuralcomputer.data.generators import GENERATORS, list_generators
-from neuralcomputer.data.generators.arithmetic import (
+from neuralcomputer.data.terminal.asciicast import read_cast
+from neuralcomputer.data.terminal.generators import GENERATORS, list_generators
+from neuralcomputer.data.terminal.generators.arithmetic import (
     HELDOUT_SIZE,
     LEVELS,
     evaluate,
@@ -21,10 +21,10 @@ from neuralcomputer.data.generators.arithmetic import (
     normalise,
     train_problem,
 )
-from neuralcomputer.data.generators.interactive import ALT_SCREEN
-from neuralcomputer.data.generators.python import _BAD, _GOOD
-from neuralcomputer.data.recorder import record_session
-from neuralcomputer.data.session import SessionScript
+from neuralcomputer.data.terminal.generators.interactive import ALT_SCREEN
+from neuralcomputer.data.terminal.generators.python import _BAD, _GOOD
+from neuralcomputer.data.terminal.recorder import record_session
+from neuralcomputer.data.terminal.session import SessionScript
 
 EXPECTED = {"basic", "files", "text", "git", "python-math", "python", "interactive"}
 

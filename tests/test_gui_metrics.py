@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
-from neuralcomputer.data.cursor import composite_cursor, cursor_mask, cursor_sprite
+from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_mask, cursor_sprite
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.gui import (
     cursor_hit_rate,

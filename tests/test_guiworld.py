@@ -14,12 +14,18 @@ import torch
 from PIL import Image
 
 from neuralcomputer.config import apply_overrides
-from neuralcomputer.data.actions import KEY_INDEX, FrameActions, parse_actions, read_actions, step_actions
 from neuralcomputer.data.dataset import read_clip_payload
-from neuralcomputer.diffusion.rollout import GUIWorldRollout
+from neuralcomputer.data.desktop.actions import (
+    KEY_INDEX,
+    FrameActions,
+    parse_actions,
+    read_actions,
+    step_actions,
+)
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import RAW_FEATURES, features_to_tensors, featurize
 from neuralcomputer.models.guiworld import GUIWorldModel
+from neuralcomputer.pipelines.guiworld import GUIWorldRollout
 from neuralcomputer.train.loop import train
 from tests.guiworld_helpers import TINY_GUI, make_desktop_dataset, tiny_gui_config
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuralcomputer.data.clips import ClipOptions, iter_clips
-from neuralcomputer.data.render import THEMES, FrameRenderer
-from neuralcomputer.data.terminal import Terminal
+from neuralcomputer.data.terminal.clips import ClipOptions, iter_clips
+from neuralcomputer.data.terminal.emulator import Terminal
+from neuralcomputer.data.terminal.render import THEMES, FrameRenderer
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.grid_ocr import REPLACEMENT, GridOCR
 from neuralcomputer.eval.ocr import (
@@ -278,7 +278,7 @@ def test_ceilings_of_grid_ocr_on_a_cast(tmp_path, capsys):
 
 
 def test_bench_ocr_on_synthetic_frames():
-    from neuralcomputer.eval.bench_ocr import bench_ocr, synthetic_frames
+    from neuralcomputer.bench.ocr import bench_ocr, synthetic_frames
 
     frames, texts = synthetic_frames(6)
     figures = list(bench_ocr(frames, n_frames=1, grid_frames=6, psms=(), texts=texts, pin=False))

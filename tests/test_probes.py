@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuralcomputer.data.generators.arithmetic import heldout_problems
+from neuralcomputer.data.terminal.generators.arithmetic import heldout_problems
 from neuralcomputer.eval.interface import ArithmeticOracle, CaptionRenderer, CopyFirstFrame, NoisyCopy
 from neuralcomputer.eval.probes import (
     arithmetic_caption,

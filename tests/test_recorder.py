@@ -11,9 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from neuralcomputer.data.asciicast import CastEvent, CastHeader, read_cast
-from neuralcomputer.data.generators import GENERATORS
-from neuralcomputer.data.recorder import (
+from neuralcomputer.data.terminal.asciicast import CastEvent, CastHeader, read_cast
+from neuralcomputer.data.terminal.generators import GENERATORS
+from neuralcomputer.data.terminal.recorder import (
     RecordResult,
     cast_name,
     record_many,
@@ -21,7 +21,7 @@ from neuralcomputer.data.recorder import (
     split_keys,
     typing_delay,
 )
-from neuralcomputer.data.session import SessionScript, Step
+from neuralcomputer.data.terminal.session import SessionScript, Step
 from neuralcomputer.errors import NCError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuralcomputer.data.asciicast import CastReader
-from neuralcomputer.data.render import THEMES, FrameRenderer
-from neuralcomputer.data.terminal import Terminal
+from neuralcomputer.data.terminal.asciicast import CastReader
+from neuralcomputer.data.terminal.emulator import Terminal
+from neuralcomputer.data.terminal.render import THEMES, FrameRenderer
 from neuralcomputer.errors import NCError
 from tests.helpers import real_cast
 

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from neuralcomputer.data.actions import FrameActions
-from neuralcomputer.data.recorder import shell_prompt
-from neuralcomputer.diffusion.rollout import GUIWorldRollout
+from neuralcomputer.data.desktop.actions import FrameActions
+from neuralcomputer.data.terminal.recorder import shell_prompt
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.grid_ocr import GridOCR
+from neuralcomputer.pipelines.guiworld import GUIWorldRollout
 from neuralcomputer.runtime.computer import NeuralComputer
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
 

@@ -23,9 +23,9 @@ import pytest
 if not Path("/usr/bin/bwrap").exists():
     pytest.skip("bubblewrap (/usr/bin/bwrap) is not installed", allow_module_level=True)
 
-from neuralcomputer.data.captions import CaptionContext, TemplateCaptioner, new_screen_lines
-from neuralcomputer.data.generators.arithmetic import Problem
-from neuralcomputer.data.recorder import shell_prompt
+from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner, new_screen_lines
+from neuralcomputer.data.terminal.generators.arithmetic import Problem
+from neuralcomputer.data.terminal.recorder import shell_prompt
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.probes import arithmetic_caption
 from neuralcomputer.runtime import sandbox as sandbox_module

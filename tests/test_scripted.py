@@ -14,17 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuralcomputer.data import a11y
-from neuralcomputer.data.actions import read_actions
-from neuralcomputer.data.agent import AgentError, AgentPolicy, ReplayClient, validate_reply
-from neuralcomputer.data.scripted import (
-    TASKS,
-    ScriptedPolicy,
-    TaskContext,
-    TaskFailed,
-    TaskRecord,
-    task_summary,
-)
+from neuralcomputer.data.desktop import a11y
+from neuralcomputer.data.desktop.actions import read_actions
+from neuralcomputer.data.desktop.agent import AgentError, AgentPolicy, ReplayClient, validate_reply
+from neuralcomputer.data.desktop.scripted import ScriptedPolicy, task_summary
+from neuralcomputer.data.desktop.task_context import TASKS, TaskContext, TaskFailed, TaskRecord
 from neuralcomputer.errors import NCError
 
 
@@ -43,14 +37,14 @@ NEEDS_DESKTOP = pytest.mark.skipif(
 
 def _start_desktop(tmp_path: Path):
     """A started Desktop (its start retries a session that exits while starting)."""
-    from neuralcomputer.data.desktop import Desktop
+    from neuralcomputer.data.desktop.xsession import Desktop
 
     return Desktop(workdir=tmp_path).__enter__()
 
 
 @pytest.fixture
 def desktop(tmp_path: Path):
-    from neuralcomputer.data.desktop import Actor
+    from neuralcomputer.data.desktop.actor import Actor
 
     d = _start_desktop(tmp_path)
     try:
@@ -70,7 +64,7 @@ def test_registry_has_twenty_tasks_and_rejects_unknown_names() -> None:
     assert len(TASKS) >= 20
     with pytest.raises(NCError, match="unknown scripted task"):
         ScriptedPolicy(tasks=("no_such_task",))
-    from neuralcomputer.data.policies import get_policy
+    from neuralcomputer.data.desktop.policies import get_policy
 
     assert get_policy("scripted").name == "scripted"
 
@@ -204,7 +198,7 @@ def test_a_missing_target_fails_cleanly_within_its_deadline(desktop, monkeypatch
 @NEEDS_DESKTOP
 @pytest.mark.slow
 def test_scripted_episode_through_the_collector(tmp_path: Path) -> None:
-    from neuralcomputer.data.collect import collect_episode
+    from neuralcomputer.data.desktop.collect import collect_episode
 
     out = tmp_path / "ds"
     result = collect_episode("scripted", seed=5, index=0, out=out, seconds=16.0, workdir=tmp_path / "work")

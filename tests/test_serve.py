@@ -27,7 +27,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from neuralcomputer.cli import main
 from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
-from neuralcomputer.runtime.server import ModelPool, ProtocolError, check_action, create_app, merge_frames
+from neuralcomputer.runtime.protocol import ProtocolError, check_action, merge_frames
+from neuralcomputer.runtime.server import ModelPool, create_app
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
 
 pytestmark = pytest.mark.timeout(120)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from neuralcomputer.data.asciicast import CastReader
-from neuralcomputer.data.terminal import Terminal, make_vanilla_terminal
+from neuralcomputer.data.terminal.asciicast import CastReader
+from neuralcomputer.data.terminal.emulator import Terminal, make_vanilla_terminal
 from tests.helpers import real_cast
 
 ENTER_ALT, LEAVE_ALT = "\x1b[?1049h", "\x1b[?1049l"

@@ -16,12 +16,12 @@ import torch
 
 from neuralcomputer.config import apply_overrides, preset_config
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
-from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel
+from neuralcomputer.pipelines.cligen import CLIGenPipeline, resolve_model_dir
 from neuralcomputer.runtime.computer import NeuralComputer
+from neuralcomputer.train.common import frame_scores
 from neuralcomputer.train.loop import checkpoints, train
-from neuralcomputer.train.tasks import frame_scores
 from tests.cligen_helpers import TINY, make_tiny_dataset, tiny_config
 
 NCOMP = str(Path(sys.executable).with_name("ncomp"))
@@ -246,8 +246,8 @@ def test_eval_and_probes_take_a_trained_model(trained_run, tiny_ds, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["clips"] == len(load_manifest(tiny_ds)) and report["psnr"] > 0
-    from neuralcomputer.eval.interface import load_generator
     from neuralcomputer.eval.probes import probe_determinism
+    from neuralcomputer.runtime.computer import load_generator
 
     model = load_generator(str(trained_run))
     assert isinstance(model, NeuralComputer) and model.kind == "terminal"  # eval and probes run the runtime

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from neuralcomputer.data.actions import FrameActions, read_actions
 from neuralcomputer.data.dataset import SPLITS, load_manifest, read_clip_payload
 from neuralcomputer.errors import NCError
 
@@ -31,19 +30,6 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
         y = torch.nn.functional.interpolate(x, size=(height, width), mode="area")
         out[i:i + 64] = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
-
-
-def load_episode(root: str | Path, record: dict, frames: int, size: tuple[int, int]
-                 ) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
-    """The first ``frames`` frames of a desktop episode and their action records.
-
-    Returns ``(recorded, resized, actions)``: frames ``(T, H0, W0, 3)`` as recorded, the same resized to
-    ``size`` = (H, W), and ``T`` :class:`FrameActions` (T = ``frames`` or the episode's length).
-    """
-    root = Path(root)
-    recorded = read_clip_payload(root / record["path"])["frames"][:frames]
-    actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
-    return recorded, resize_frames(recorded, *size), actions
 
 
 class ClipDataset(Dataset):
@@ -92,3 +78,9 @@ class ClipDataset(Dataset):
         tensor = frames_to_tensor(frames)
         return {"frames": tensor, "valid": torch.from_numpy(valid), "caption": record["captions"][self.tier],
                 "text": texts, "id": record["id"]}
+
+
+
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """``(T, 3, H, W)`` in [0, 1] -> ``(T, H, W, 3)`` uint8 (rounded)."""
+    return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

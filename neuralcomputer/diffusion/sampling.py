@@ -7,7 +7,9 @@ seeded by the caller, so the same seed gives the same noise on every device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -62,3 +64,35 @@ def guided(denoise_cond: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tens
         return uncond + scale * (cond - uncond)
 
     return denoise
+
+
+
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_users = 0
+_deterministic_before = False
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Enforce PyTorch's deterministic algorithms inside the block (restored after the last user).
+
+    The switch is process-wide: blocks may overlap in threads (a server with several workers), so the
+    flag is counted, not saved and restored per block: one block ending never turns it off under another
+    that is still running. A non-deterministic block overlapping a deterministic one runs deterministic.
+    """
+    global _deterministic_users, _deterministic_before
+    if not enabled:
+        yield
+        return
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_users == 0:
+            _deterministic_before = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True)
+        _deterministic_users += 1
+    try:
+        yield
+    finally:
+        with _DETERMINISTIC_LOCK:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                torch.use_deterministic_algorithms(_deterministic_before)

@@ -104,7 +104,7 @@ def iter_samples(sources: Sequence[str | Path], *, k: int = K_FRAMES, clips_per_
 
 def _cast_samples(casts: list[Path], k: int, clips_per_session: int | None, font_size: int,
                   theme: str) -> Iterator[_Sample]:
-    from neuralcomputer.data.clips import ClipOptions, iter_clips
+    from neuralcomputer.data.terminal.clips import ClipOptions, iter_clips
 
     options = ClipOptions(font_size=font_size, theme=theme)
     for path in casts:

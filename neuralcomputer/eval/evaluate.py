@@ -117,7 +117,7 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
 
 def _cell_size(font_size: int) -> tuple[int, int]:
     """(cell height, cell width) in pixels of our renders at ``font_size``."""
-    from neuralcomputer.data.render import GlyphAtlas
+    from neuralcomputer.data.terminal.render import GlyphAtlas
 
     atlas = GlyphAtlas(font_size)
     return atlas.cell_height, atlas.cell_width
@@ -252,7 +252,7 @@ def _collect_fvd_frames(pred: np.ndarray, ref: np.ndarray, record: dict, into: d
 
 def _gui_scores(pred: np.ndarray, ref: np.ndarray, record: dict, refs: VideoSet) -> dict:
     """The "+15" protocol and, when the payload logs the pointer, the cursor hit rate of one clip."""
-    from neuralcomputer.data.cursor import cursor_sprite
+    from neuralcomputer.data.desktop.cursor import cursor_sprite
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
 
     out: dict = {"gui_plus15": plus15_scores(pred, ref, record["action_times"], float(record["fps"]))}

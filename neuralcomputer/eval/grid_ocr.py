@@ -28,7 +28,7 @@ from functools import cache
 import numpy as np
 from wcwidth import wcwidth
 
-from neuralcomputer.data.render import THEMES, GlyphAtlas
+from neuralcomputer.data.terminal.render import THEMES, GlyphAtlas
 from neuralcomputer.errors import NCError
 
 REPLACEMENT = "\ufffd"  # what a glyph the font lacks ("tofu" box) reads as
@@ -97,7 +97,7 @@ class GridOCR:
 
     Args:
         font_size: the font's pixel size (the frames' cell size follows from it).
-        theme: a :data:`~neuralcomputer.data.render.THEMES` name, checked but not needed: the fit
+        theme: a :data:`~neuralcomputer.data.terminal.render.THEMES` name, checked but not needed: the fit
             is colour-agnostic, so one reader reads every theme. (No two glyphs of the font are
             exact complements at any size from 8 to 24 px, so reverse video is never ambiguous.)
         cols, rows: the grid; inferred from the frame size when not given.
@@ -110,7 +110,7 @@ class GridOCR:
         cache_size: distinct cell pictures remembered across frames (0 disables the cache).
 
     ``read(frame)`` returns rows joined by ``"\\n"`` with trailing spaces removed, the convention of
-    :meth:`Terminal.text <neuralcomputer.data.terminal.Terminal.text>`; frames are ``(H, W, 3)`` uint8
+    :meth:`Terminal.text <neuralcomputer.data.terminal.emulator.Terminal.text>`; frames are ``(H, W, 3)`` uint8
     with ``H = rows * cell_height`` and ``W = cols * cell_width``.
     """
 

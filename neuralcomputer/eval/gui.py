@@ -7,7 +7,7 @@ clipped to the clip; windows of different actions are merged without duplicates.
 are averaged over those frames; for FVD+15 the selected frames are concatenated and subsampled to
 the 16 frames FVD takes.
 
-Cursor hit rate: the cursor sprite of ``neuralcomputer.data.cursor`` is located in each generated
+Cursor hit rate: the cursor sprite of ``neuralcomputer.data.desktop.cursor`` is located in each generated
 frame by masked normalised cross-correlation, and a frame is a hit at radius r when the located
 hotspot is within r pixels of the logged pointer position (no cursor found = miss).
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.fft
 
-from neuralcomputer.data.cursor import CursorSprite
+from neuralcomputer.data.desktop.cursor import CursorSprite
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.fvd import CLIP_FRAMES, subsample_or_pad
 from neuralcomputer.eval.image_metrics import psnr, ssim

@@ -101,8 +101,8 @@ class _TerminalStandIn:
         self.reader = GridOCR(font_size=font_size, theme=theme)
 
     def _continue(self, first_frame: np.ndarray, new_lines: list[str], num_frames: int) -> np.ndarray:
-        from neuralcomputer.data.render import FrameRenderer
-        from neuralcomputer.data.terminal import Terminal
+        from neuralcomputer.data.terminal.emulator import Terminal
+        from neuralcomputer.data.terminal.render import FrameRenderer
 
         screen = self.reader.read(first_frame)
         rows, cols = self.reader.grid_shape(first_frame)
@@ -137,7 +137,7 @@ class ArithmeticOracle(_TerminalStandIn):
     """Computes the answer to the expression the caption says the user typed, and shows it."""
 
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
-        from neuralcomputer.data.generators.arithmetic import evaluate
+        from neuralcomputer.data.terminal.generators.arithmetic import evaluate
 
         match = _TYPES.search(caption)
         try:
@@ -149,24 +149,3 @@ class ArithmeticOracle(_TerminalStandIn):
 
 STAND_INS = {"copy-first-frame": CopyFirstFrame, "caption-renderer": CaptionRenderer,
              "arithmetic-oracle": ArithmeticOracle, "noisy-copy": NoisyCopy}
-
-
-def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGenerator:
-    """A model by name: ``builtin:NAME`` for a stand-in (``builtin:reference-oracle`` needs ``dataset``),
-    or a path: a run folder (its latest checkpoint), a checkpoint or a model directory."""
-    if spec.startswith("builtin:"):
-        name = spec.removeprefix("builtin:")
-        if name == "reference-oracle":
-            if dataset is None:
-                raise NCError("builtin:reference-oracle needs the reference dataset")
-            return ReferenceOracle(dataset)
-        if name in STAND_INS:
-            return STAND_INS[name]()
-        raise NCError(f"unknown stand-in {name!r} (expected reference-oracle or one of {', '.join(STAND_INS)})")
-    if Path(spec).exists():
-        from neuralcomputer.runtime.computer import NeuralComputer  # the runtime, as a clip generator
-
-        return NeuralComputer.load(spec)
-    raise NCError(f"{spec}: no such model (give a run folder, checkpoint or model directory, or "
-                  "builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
-                  "builtin:arithmetic-oracle or builtin:noisy-copy)")

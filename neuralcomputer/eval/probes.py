@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neuralcomputer.data.generators.arithmetic import Problem, heldout_problems
-from neuralcomputer.data.recorder import shell_prompt
-from neuralcomputer.data.render import FrameRenderer
-from neuralcomputer.data.terminal import Terminal
+from neuralcomputer.data.terminal.emulator import Terminal
+from neuralcomputer.data.terminal.generators.arithmetic import Problem, heldout_problems
+from neuralcomputer.data.terminal.recorder import shell_prompt
+from neuralcomputer.data.terminal.render import FrameRenderer
+from neuralcomputer.data.terminal.session import REPL_PROMPT as REPL
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.interface import ClipGenerator
-
-REPL = ">>> "
 
 
 def arithmetic_problems(n: int = 100, seed: int = 0) -> list[Problem]:

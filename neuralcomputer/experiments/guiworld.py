@@ -70,8 +70,8 @@ QUICK_SOURCES = ("random-slow", "random-fast", "scripted")
 def _seed_in_split(policy: str, split: str) -> int:
     """The first job seed whose episode 0 lands in ``split``: the quick datasets' one episode must be
     in train (to train on) or in test (to evaluate on), and splits are a hash of the episode id."""
-    from neuralcomputer.data.collect import episode_id
     from neuralcomputer.data.dataset import split_for
+    from neuralcomputer.data.desktop.collect import episode_id
 
     return next(s for s in range(10_000) if split_for(episode_id(policy, s, 0)) == split)
 
@@ -84,7 +84,7 @@ def _collected(root: Path, split: str) -> bool:
 
 def _quick_dataset(root: Path, policy: str, split: str, progress: bool) -> Path:
     """One episode of ``policy`` in ``split`` under ``root``, collected unless it is already there."""
-    from neuralcomputer.data.collect import collect_desktop
+    from neuralcomputer.data.desktop.collect import collect_desktop
 
     if _collected(root, split):
         return root  # an earlier quick run collected it
@@ -127,12 +127,12 @@ def _eval_episodes(data: Path, split: str, count: int) -> list[dict]:
 
 def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: int = 0) -> dict[str, Any]:
     """Roll a run out on ``records`` (first ``frames`` frames each, true actions) and score it."""
-    from neuralcomputer.data.actions import action_times
-    from neuralcomputer.data.cursor import cursor_sprite
-    from neuralcomputer.data.torch_dataset import load_episode
-    from neuralcomputer.diffusion.rollout import GUIWorldRollout
+    from neuralcomputer.data.desktop.actions import action_times
+    from neuralcomputer.data.desktop.cursor import cursor_sprite
+    from neuralcomputer.data.desktop.episode import load_episode
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
-    from neuralcomputer.train.tasks import frame_scores
+    from neuralcomputer.pipelines.guiworld import GUIWorldRollout
+    from neuralcomputer.train.common import frame_scores
 
     roll = GUIWorldRollout.load(run)
     h, w = roll.size
@@ -182,10 +182,10 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
 def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int]) -> dict[str, dict[str, float]]:
     """Trivial predictors on the same episodes: copy the first frame (for rollouts) and copy the previous
     frame (for one-step prediction). A model below them has not learned the desktop's dynamics yet."""
-    from neuralcomputer.data.actions import action_times
-    from neuralcomputer.data.torch_dataset import load_episode
+    from neuralcomputer.data.desktop.actions import action_times
+    from neuralcomputer.data.desktop.episode import load_episode
     from neuralcomputer.eval.gui import plus15_scores
-    from neuralcomputer.train.tasks import frame_scores
+    from neuralcomputer.train.common import frame_scores
 
     scores: dict[str, dict[str, list[float]]] = {"copy first frame": {}, "copy previous frame": {}}
     for r in records:
@@ -362,7 +362,7 @@ def desktop_report(model: Path, data: Path, out: Path, split: str = "test", epis
     Rollouts from each episode's first frame under its true actions and one-step predictions, as the
     ablation tables score them; writes ``out/report.json`` and ``out/report.md``.
     """
-    from neuralcomputer.diffusion.pipeline import resolve_model_dir
+    from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     cfg = json.loads((resolve_model_dir(model) / "config.json").read_text())
     if cfg.get("kind") != "guiworld":

@@ -3,7 +3,7 @@
 Two encoders behind one interface (``encode(batch) -> (B, T * A, D)`` tokens, ``A`` per frame):
 
 * :class:`RawActionEncoder` -- the events as sent to the X server: multi-hot of mouse buttons
-  pressed/released/held, keys pressed/released (the :data:`~neuralcomputer.data.actions.KEY_VOCAB`
+  pressed/released/held, keys pressed/released (the :data:`~neuralcomputer.data.desktop.actions.KEY_VOCAB`
   slots), wheel steps and the pointer; one token per frame.
 * :class:`MetaActionEncoder` -- the policy's meta-actions as typed slots: one token per meta-action
   (type embedding + target coordinates + button/count/scroll + the typed text or chord read by a
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralcomputer.data.actions import BUTTONS, KEY_VOCAB, META_ACTIONS, FrameActions, key_slot
+from neuralcomputer.data.desktop.actions import BUTTONS, KEY_VOCAB, META_ACTIONS, FrameActions, key_slot
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.text import ByteTextEncoder
 

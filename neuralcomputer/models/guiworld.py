@@ -339,7 +339,7 @@ def cursor_reference(pointer: np.ndarray, screen: tuple[int, int], size: tuple[i
     """
     from PIL import Image
 
-    from neuralcomputer.data.cursor import cursor_mask, cursor_sprite
+    from neuralcomputer.data.desktop.cursor import cursor_mask, cursor_sprite
 
     sprite = cursor_sprite()
     sw, sh = screen

@@ -34,9 +34,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from neuralcomputer.data.actions import FrameActions, check_event, check_meta, meta_to_events
-from neuralcomputer.diffusion.pipeline import deterministic_algorithms
+from neuralcomputer.data.desktop.actions import FrameActions, check_event, check_meta, meta_to_events
+from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
+from neuralcomputer.eval.interface import STAND_INS, ClipGenerator, ReferenceOracle
 
 FIRST_FRAME = "first_frame.png"  # a model directory may ship its default start screen under this name
 MAX_COMMAND_CHARS = 1000
@@ -79,7 +80,7 @@ class NeuralComputer:
 
     def __init__(self, backend: Any, *, model_dir: Path | None = None, seed: int = 0, hybrid: bool = False,
                  engine: str = "shell") -> None:
-        from neuralcomputer.diffusion.pipeline import CLIGenPipeline
+        from neuralcomputer.pipelines.cligen import CLIGenPipeline
 
         self.backend = backend
         self.model_dir = model_dir
@@ -101,8 +102,8 @@ class NeuralComputer:
     def load(cls, path: str | Path, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
              deterministic: bool = True, hybrid: bool = False, engine: str = "shell") -> NeuralComputer:
         """A terminal or desktop computer from a run folder, checkpoint or model directory (no network)."""
-        from neuralcomputer.diffusion.pipeline import CLIGenPipeline, resolve_model_dir
-        from neuralcomputer.diffusion.rollout import GUIWorldRollout
+        from neuralcomputer.pipelines.cligen import CLIGenPipeline, resolve_model_dir
+        from neuralcomputer.pipelines.guiworld import GUIWorldRollout
 
         model_dir = resolve_model_dir(path)
         kind = GUIWorldRollout if _model_kind(model_dir) == "guiworld" else CLIGenPipeline
@@ -127,7 +128,7 @@ class NeuralComputer:
     @property
     def grid(self) -> tuple[int, int]:
         """``(cols, rows)`` of the terminal the model draws (the training data's 13 px font)."""
-        from neuralcomputer.data.render import FrameRenderer
+        from neuralcomputer.data.terminal.render import FrameRenderer
 
         atlas = FrameRenderer(1, 1).atlas
         return self.size[1] // atlas.cell_width, self.size[0] // atlas.cell_height
@@ -209,9 +210,9 @@ class NeuralComputer:
             return np.asarray(Image.open(self.model_dir / FIRST_FRAME).convert("RGB"))
         if self.kind == "desktop":
             raise NCError(f"{self.model_dir}: no {FIRST_FRAME}; pass a first frame (a desktop screenshot)")
-        from neuralcomputer.data.recorder import shell_prompt
-        from neuralcomputer.data.render import FrameRenderer
-        from neuralcomputer.data.terminal import Terminal
+        from neuralcomputer.data.terminal.emulator import Terminal
+        from neuralcomputer.data.terminal.recorder import shell_prompt
+        from neuralcomputer.data.terminal.render import FrameRenderer
 
         cols, rows = self.grid
         terminal = Terminal(cols, rows)
@@ -251,7 +252,7 @@ class NeuralComputer:
         """Apply one input and generate what follows; ``callback`` receives each new frame ``(H, W, 3)``.
 
         Terminal: ``{"type": "command", "text": "ls -la"}``. Desktop: a meta-action (``move``, ``click``,
-        ``drag``, ``scroll``, ``type``, ``key``; see :mod:`neuralcomputer.data.actions`) or one frame's
+        ``drag``, ``scroll``, ``type``, ``key``; see :mod:`neuralcomputer.data.desktop.actions`) or one frame's
         input ``{"type": "frame", "events": [...], "meta": [...]}``. A malformed action raises
         :class:`NCError` and changes nothing.
         """
@@ -275,7 +276,7 @@ class NeuralComputer:
         return StepResult(frames, record)
 
     def _terminal_step(self, action: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        from neuralcomputer.diffusion.pipeline import hold_frames
+        from neuralcomputer.pipelines.cligen import hold_frames
 
         if action.get("type") != "command":
             raise NCError(f"action type {action.get('type')!r}: a terminal model takes "
@@ -335,7 +336,7 @@ class NeuralComputer:
         records[-1] = FrameActions(last.frame, last.t, last.pointer, events, metas)
         records.extend(FrameActions(self._t + k, (self._t + k) / self.fps, pointer) for k in range(1, stride + 1))
         target = self._t + stride
-        from neuralcomputer.diffusion.rollout import RolloutTimings
+        from neuralcomputer.pipelines.guiworld import RolloutTimings
 
         timings = RolloutTimings()
         latents = dict(self._latents)
@@ -440,3 +441,25 @@ class NeuralComputer:
     def close(self) -> None:
         """Release the reasoning engine (its sandbox and processes)."""
         self.hybrid = False
+
+
+
+def load_generator(spec: str, *, dataset: str | Path | None = None) -> ClipGenerator:
+    """A model by name: ``builtin:NAME`` for a stand-in (``builtin:reference-oracle`` needs ``dataset``),
+    or a path: a run folder (its latest checkpoint), a checkpoint or a model directory."""
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name == "reference-oracle":
+            if dataset is None:
+                raise NCError("builtin:reference-oracle needs the reference dataset")
+            return ReferenceOracle(dataset)
+        if name in STAND_INS:
+            return STAND_INS[name]()
+        raise NCError(f"unknown stand-in {name!r} (expected reference-oracle or one of {', '.join(STAND_INS)})")
+    if Path(spec).exists():
+        from neuralcomputer.runtime.computer import NeuralComputer  # the runtime, as a clip generator
+
+        return NeuralComputer.load(spec)
+    raise NCError(f"{spec}: no such model (give a run folder, checkpoint or model directory, or "
+                  "builtin:copy-first-frame, builtin:reference-oracle, builtin:caption-renderer, "
+                  "builtin:arithmetic-oracle or builtin:noisy-copy)")

@@ -3,7 +3,7 @@
 The video model renders; an engine computes. For each command an engine returns the terminal
 screen a real terminal of the model's grid would show afterwards, and the detailed caption in the
 exact wording of the training captions (:meth:`TemplateCaptioner.detailed
-<neuralcomputer.data.captions.TemplateCaptioner.detailed>`), which is what the model is conditioned
+<neuralcomputer.data.terminal.captions.TemplateCaptioner.detailed>`), which is what the model is conditioned
 on (the paper's reprompting).
 
 * :class:`ShellEngine` runs each command with bash in a :class:`~neuralcomputer.runtime.sandbox.Sandbox`;
@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from neuralcomputer.data.captions import CaptionContext, TemplateCaptioner, new_screen_lines
-from neuralcomputer.data.recorder import shell_prompt
-from neuralcomputer.data.terminal import Terminal
+from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner, new_screen_lines
+from neuralcomputer.data.terminal.emulator import Terminal
+from neuralcomputer.data.terminal.recorder import shell_prompt
+from neuralcomputer.data.terminal.session import REPL_PROMPT as REPL
 from neuralcomputer.errors import NCError
-from neuralcomputer.eval.probes import REPL
 from neuralcomputer.runtime.sandbox import HOME, Sandbox, SandboxLimits
 
 

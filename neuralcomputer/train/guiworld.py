@@ -21,16 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralcomputer.data.actions import read_actions
 from neuralcomputer.data.dataset import read_clip_payload
-from neuralcomputer.data.torch_dataset import frames_to_tensor, load_episode, resize_frames
+from neuralcomputer.data.desktop.actions import read_actions
+from neuralcomputer.data.desktop.episode import load_episode
+from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, noisy_latents, sample_sigmas, velocity_target
-from neuralcomputer.diffusion.rollout import GUIWorldRollout, window_actions, window_ids
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import features_to_tensors, featurize
 from neuralcomputer.models.guiworld import GUIWorldModel, cursor_reference
+from neuralcomputer.pipelines.guiworld import GUIWorldRollout, window_actions, window_ids
+from neuralcomputer.train.common import frame_scores
 from neuralcomputer.train.data import check_dataset, example_indices
-from neuralcomputer.train.tasks import frame_scores
 
 
 def _episode_screen(records: list[dict], root: Path) -> tuple[int, int]:
@@ -95,7 +96,7 @@ class GUIWorldTask:
 
     def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
         """Context/target latents, noise, noise levels, cursor references and action features of one micro-batch."""
-        from neuralcomputer.train.tasks import step_generator
+        from neuralcomputer.train.common import step_generator
 
         t, m = self.config["train"], self.config["model"]
         per_step = batch_size * world * t["grad_accum"]

@@ -253,7 +253,7 @@ $("command-form").onsubmit = (ev) => {
 
 // ---- desktop ----------------------------------------------------------------------------------
 
-// Browser key names -> the X keysym names the models were trained on (neuralcomputer/data/actions.py).
+// Browser key names -> the X keysym names the models were trained on (neuralcomputer/data/desktop/actions.py).
 const KEYSYMS = {
   Enter: "Return", Backspace: "BackSpace", Tab: "Tab", Escape: "Escape", " ": "space", Delete: "Delete",
   Home: "Home", End: "End", PageUp: "Page_Up", PageDown: "Page_Down", ArrowLeft: "Left", ArrowRight: "Right",
