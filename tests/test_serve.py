@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from neuralcomputer.cli import main
 from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
-from neuralcomputer.runtime.protocol import ProtocolError, check_action, merge_frames
+from neuralcomputer.runtime.protocol import ProtocolError, check_action, merge_frames, parse_message
 from neuralcomputer.runtime.server import ModelPool, create_app
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
 
@@ -323,6 +323,21 @@ def test_fuzzing_never_crashes_the_server_and_other_sessions_keep_working(serve)
     good.send({"op": "step", "action": {"type": "command", "text": "pwd"}})
     assert good.until("step")[1]["type"] == "step"
     assert server.get("/api/models").status_code == 200
+
+
+def test_an_unhashable_op_is_one_error_and_a_strike_not_the_end(serve):
+    for text in ('{"op": [1]}', '{"op": {"a": 1}}'):
+        with pytest.raises(ProtocolError, match="unknown op"):
+            parse_message(text)
+    ws = serve().connect()
+    ws.raw.send_text('{"op": [1]}')
+    _, reply = ws.until("pong")
+    assert reply["type"] == "error" and "unknown op" in reply["error"] and not reply["fatal"]
+    ws.send({"op": "ping", "t": 1})  # the session lives on
+    assert ws.until("pong")[1]["type"] == "pong"
+    strict = serve(max_strikes=1).connect()  # and it is a strike like any bad message
+    strict.raw.send_text('{"op": {"a": 1}}')
+    assert strict.until("pong")[1]["fatal"]
 
 
 def test_floods_are_rate_limited_then_dropped(serve):

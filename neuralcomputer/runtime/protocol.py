@@ -156,7 +156,7 @@ def parse_message(text: str) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ProtocolError("a message must be a JSON object with an op")
     op = msg.get("op")
-    if op not in _OP_FIELDS:
+    if not isinstance(op, str) or op not in _OP_FIELDS:  # a list or object op is unhashable: check the type first
         raise ProtocolError(f"unknown op {op!r:.40} (expected one of {', '.join(_OP_FIELDS)})")
     mid = msg.get("id")
     if mid is not None and (isinstance(mid, bool) or not isinstance(mid, int | str) or len(str(mid)) > 64):
