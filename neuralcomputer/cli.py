@@ -871,6 +871,7 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None,
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(2048)  # now: a request to the URL printed below queues instead of being refused
     except OSError as exc:
         raise NCError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]

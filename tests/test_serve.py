@@ -12,9 +12,12 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import connect
 
 from neuralcomputer.cli import main
 from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
@@ -468,23 +472,44 @@ SETTLED = """() => {
 ALL_CLOSED = "() => window.pictures.every((p) => p.width === 0)"  # a closed ImageBitmap has no size
 
 
-@pytest.fixture
-def served(model_dirs):
-    """`ncomp serve` on a free loopback port, in a subprocess; yields its URL."""
+@contextlib.contextmanager
+def serving(*args: str, host: str = "127.0.0.1") -> Iterator[tuple[subprocess.Popen, str]]:
+    """`ncomp serve --port 0 ARGS` in a subprocess; yields it and the URL it printed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # leave a core for the browser
-    proc = subprocess.Popen([sys.executable, "-m", "neuralcomputer.cli", "serve", "--port", "0",
-                             "--model", f"term={model_dirs['term']}", "--model", f"desk={model_dirs['desk']}"],
+    proc = subprocess.Popen([sys.executable, "-m", "neuralcomputer.cli", "serve", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
-        assert "http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
-        yield line.split(" at ")[-1].strip()
+        shown = f"[{host}]" if ":" in host else host
+        assert f"http://{shown}:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        yield proc, line.split(" at ")[-1].strip()
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def served(model_dirs):
+    """`ncomp serve` on a free loopback port, in a subprocess; yields its URL."""
+    with serving("--model", f"term={model_dirs['term']}", "--model", f"desk={model_dirs['desk']}") as (_, url):
+        yield url
+
+
+def test_serve_on_ipv6_loopback_answers_requests(model_dirs):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with serving("--host", "::1", "--model", f"desk={model_dirs['desk']}", host="::1") as (_, url):
+        assert url.startswith("http://[::1]:")
+        with urllib.request.urlopen(url + "api/models", timeout=30) as reply:
+            assert json.loads(reply.read())["models"][0]["name"] == "desk"
+        with connect(url.replace("http://", "ws://") + "ws", origin=url.rstrip("/"), open_timeout=30) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "hello"
 
 
 @pytest.mark.slow

@@ -103,7 +103,9 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = 1
 STATIC = Path(__file__).parent / "static"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Host header names of loopback: an IPv6 literal keeps its brackets there ("Host: [::1]:8765"), and
+# that is how TrustedHostMiddleware compares it.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 TOKEN_COOKIE = "ncomp_token"
 STRIKE_DECAY_S = 10.0  # one strike forgiven per this many seconds
 
