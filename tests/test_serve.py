@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from neuralcomputer.cli import main
@@ -497,6 +498,22 @@ def served(model_dirs):
     """`ncomp serve` on a free loopback port, in a subprocess; yields its URL."""
     with serving("--model", f"term={model_dirs['term']}", "--model", f"desk={model_dirs['desk']}") as (_, url):
         yield url
+
+
+def test_invalid_utf8_frames_are_logged_in_one_line_each(model_dirs):
+    with serving("--model", f"desk={model_dirs['desk']}") as (proc, url):
+        for _ in range(3):  # each closes its connection (1007); a client can only open more
+            with connect(url.replace("http://", "ws://") + "ws", open_timeout=30) as ws:
+                assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+                ws.send(b"\xff\xfe{}", text=True)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        ws.recv(timeout=30)
+                assert closed.value.rcvd.code == 1007
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1]
+    assert "Traceback" not in err, err
+    assert err.count("Invalid UTF-8") == 3 and len(err.strip().splitlines()) == 3, err
 
 
 def test_serve_on_ipv6_loopback_answers_requests(model_dirs):

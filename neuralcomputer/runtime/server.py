@@ -43,7 +43,8 @@ Limits: at most ``max_sessions`` sessions hold a model at once; more connections
 FIFO queue (told their position), and beyond it are refused (close code 1013). A session idle for
 ``idle_timeout_s`` (no op other than ping) is closed. Oversize or malformed messages, unknown ops or
 action types, wrong field types and floods (a token bucket per connection) get an ``error`` and a
-strike; strikes decay with time, and a session that collects ``max_strikes`` is dropped (1008).
+strike; strikes decay with time, and a session that collects ``max_strikes`` is dropped (1008). A text
+frame that is not UTF-8 closes its connection (1007, uvicorn's doing) and is logged in one line.
 
 Threads: model work (load, reset, step, settings) runs in one shared thread pool with ``workers``
 threads (default 1: on a CPU one step already uses every core, and PyTorch's deterministic-algorithms
@@ -195,6 +196,24 @@ def encode_png(frame: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(out, format="PNG", compress_level=1)
     return out.getvalue()
+
+
+class _OneLineClientErrors(logging.Filter):
+    """Drops the traceback uvicorn logs with each invalid UTF-8 text frame a client sends
+    (``logger.exception``): a client's bad frame is worth one line, and must not let it fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UnicodeDecodeError) \
+                and record.getMessage().startswith("Invalid UTF-8"):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Log what clients get wrong in one line each (uvicorn's ``uvicorn.error`` logger); idempotent."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OneLineClientErrors) for f in logger.filters):
+        logger.addFilter(_OneLineClientErrors())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,6 +771,7 @@ def create_app(models: dict[str, Path] | ModelPool, *, token: str | None = None,
         if pool is not models:  # ours to close (a pool passed in may serve other apps)
             pool.close()
 
+    quiet_client_errors()
     app = FastAPI(title="Neural Computer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.server = server
 
