@@ -16,10 +16,12 @@ from tests.cligen_helpers import tiny_config
 from tests.guiworld_helpers import tiny_gui_config
 
 
-def tiny_terminal_model(path: Path, seed: int = 0) -> Path:
-    """A 40x8-cell (320x136) CLIGen model directory with random weights; 2 sampling steps."""
+def tiny_terminal_model(path: Path, seed: int = 0, extra: list[str] | None = None) -> Path:
+    """A 40x8-cell (320x136) CLIGen model directory with random weights; 2 sampling steps.
+
+    ``extra``: more config overrides (e.g. ``max_len=400``, the caption limit in bytes)."""
     torch.manual_seed(seed)
-    cfg = tiny_config(extra=["sample_steps=2"])["model"]
+    cfg = tiny_config(extra=["sample_steps=2", *(extra or [])])["model"]
     CLIGenModel(cfg).save_pretrained(path)
     return path
 

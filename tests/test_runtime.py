@@ -13,7 +13,7 @@ from neuralcomputer.data.terminal.recorder import shell_prompt
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.grid_ocr import GridOCR
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout
-from neuralcomputer.runtime.computer import NeuralComputer
+from neuralcomputer.runtime.computer import MAX_COMMAND_BYTES, NeuralComputer
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
 
 
@@ -61,10 +61,10 @@ def test_same_seed_same_frames_other_seed_other_frames(models):
 
 @pytest.mark.parametrize("action, message", [
     ({"type": "click", "x": 1, "y": 1}, "a terminal model takes"),
-    ({"type": "command", "text": ""}, "non-empty text"),
+    ({"type": "command", "text": ""}, "non-blank text"),
     ({"type": "command", "text": "x" * 5000}, "at most 1000"),
     ({"type": "command", "text": "ls\nrm"}, "one line"),
-    ({"type": "command", "text": 5}, "non-empty text"),
+    ({"type": "command", "text": 5}, "non-blank text"),
     ("ls", "expected a JSON object"),
 ])
 def test_terminal_rejects_malformed_actions_and_changes_nothing(models, action, message):
@@ -181,6 +181,28 @@ def test_hybrid_mode_runs_the_command_for_real_and_captions_its_screen(models, t
     c.hybrid = False  # the sandbox goes away; native captions again
     assert c.engine is None
     assert c.step({"type": "command", "text": "ls"}).record["caption"] == "The user types `ls`."
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_hybrid_captions_fit_the_models_byte_limit_checked_before_the_command_runs(tmp_path):
+    c = NeuralComputer.load(tiny_terminal_model(tmp_path / "m", extra=["max_len=400"]), hybrid=True)
+    c.reset()
+    # A command whose caption cannot fit is refused before it runs: no side effect, no step.
+    with pytest.raises(NCError, match="this model's captions") as refused:
+        c.step({"type": "command", "text": "touch made-here; echo " + "€" * 110})
+    assert "\n" not in str(refused.value) and c.history == []
+    assert "made-here" not in c.step({"type": "command", "text": "ls -a"}).record["engine"]["screen_text"]
+    # A screen full of 3-byte characters: the caption quotes what fits (cut as training captions are).
+    record = c.step({"type": "command", "text": "printf '€%.0s' $(seq 1 2000)"}).record
+    assert record["engine"]["exit_code"] == 0 and "€" * 40 in record["engine"]["screen_text"]
+    assert 300 < len(record["caption"].encode()) <= 400 and record["caption"].endswith(" ...")
+    # Commands are limited in bytes, as the model's captions are: 1000 € (3000 bytes) is one clear error.
+    with pytest.raises(NCError, match=f"at most {MAX_COMMAND_BYTES} bytes"):
+        c.step({"type": "command", "text": "€" * MAX_COMMAND_BYTES})
+    plain = NeuralComputer.load(tiny_terminal_model(tmp_path / "p", extra=["max_len=100"]))
+    plain.reset()
+    with pytest.raises(NCError, match="this model's captions"):
+        plain.step({"type": "command", "text": "echo " + "x" * 90})
 
 
 def test_a_failed_desktop_step_changes_nothing(models, monkeypatch):

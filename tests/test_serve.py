@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from neuralcomputer.cli import main
-from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
+from neuralcomputer.runtime.computer import MAX_COMMAND_BYTES
 from neuralcomputer.runtime.protocol import ProtocolError, check_action, merge_frames, parse_message
 from neuralcomputer.runtime.server import ModelPool, create_app
 from tests.runtime_helpers import tiny_desktop_model, tiny_terminal_model
@@ -256,12 +256,15 @@ def test_desktop_session_clicks_moves_and_coalesces_input(serve):
 
 
 def test_terminal_commands_are_checked_before_they_queue():
-    # What the computer would refuse in the worker is refused on arrival, with one clear line.
-    for text in ("", "   ", "ls\nrm -rf ~", "ls\r", "x" * (MAX_COMMAND_CHARS + 1)):
-        with pytest.raises(ProtocolError, match=f"one line of non-blank text, at most {MAX_COMMAND_CHARS}"):
+    # What the computer would refuse in the worker is refused on arrival, with one clear line; the
+    # limit is in UTF-8 bytes, as the model's caption limit is.
+    for text in ("", "   ", "ls\nrm -rf ~", "ls\r", "x" * (MAX_COMMAND_BYTES + 1), "€" * (MAX_COMMAND_BYTES // 3 + 1),
+                 "ls \ud800"):
+        with pytest.raises(ProtocolError, match=f"one line of non-blank text, at most {MAX_COMMAND_BYTES} bytes"):
             check_action({"type": "command", "text": text}, "terminal", TERMINAL_HW[::-1])
-    longest = {"type": "command", "text": "x" * MAX_COMMAND_CHARS}
-    assert check_action(longest, "terminal", TERMINAL_HW[::-1]) == longest
+    for text in ("x" * MAX_COMMAND_BYTES, "€" * (MAX_COMMAND_BYTES // 3)):
+        longest = {"type": "command", "text": text}
+        assert check_action(longest, "terminal", TERMINAL_HW[::-1]) == longest
 
 
 def test_merged_frames_keep_event_order_and_the_latest_pointer():

@@ -40,7 +40,7 @@ from neuralcomputer.errors import NCError
 from neuralcomputer.eval.interface import STAND_INS, ClipGenerator, ReferenceOracle
 
 FIRST_FRAME = "first_frame.png"  # a model directory may ship its default start screen under this name
-MAX_COMMAND_CHARS = 1000
+MAX_COMMAND_BYTES = 1000  # UTF-8 bytes, as the model's caption limit counts them
 MAX_HISTORY = 1000  # step records kept per session (older ones are dropped)
 _STATE_VERSION = 1
 
@@ -54,6 +54,17 @@ class StepResult:
 
 
 _FORGOTTEN = FrameActions(-1, 0.0, (0, 0))  # stands in for records older than any window
+
+
+def check_command(command: Any) -> str:
+    """A terminal command: one line of non-blank text, at most :data:`MAX_COMMAND_BYTES` UTF-8 bytes."""
+    try:
+        size = len(command.encode()) if isinstance(command, str) else None
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): not text
+        size = None
+    if size is None or not command.strip() or size > MAX_COMMAND_BYTES or "\n" in command or "\r" in command:
+        raise NCError(f"command: one line of non-blank text, at most {MAX_COMMAND_BYTES} bytes (UTF-8)")
+    return command
 
 
 def _step_seed(seed: int, n: int) -> int:
@@ -170,7 +181,15 @@ class NeuralComputer:
         from neuralcomputer.runtime.engines import make_engine
 
         cols, rows = self.grid
-        self._engine = make_engine(self._engine_name, cols=cols, rows=rows)
+        self._engine = make_engine(self._engine_name, cols=cols, rows=rows, max_caption_bytes=self.caption_limit)
+
+    @property
+    def caption_limit(self) -> int:
+        """The longest caption the terminal model reads, in UTF-8 bytes (its byte encoder's ``max_len``;
+        for UMT5, whose limit counts tokens, two less: a token covers at least a byte, plus the
+        end token and a leading word mark)."""
+        text = self.backend.model.config["text"]
+        return int(text["max_len"]) if text.get("kind", "bytes") == "bytes" else int(text["max_len"]) - 2
 
     @property
     def engine(self) -> Any:
@@ -281,20 +300,20 @@ class NeuralComputer:
         if action.get("type") != "command":
             raise NCError(f"action type {action.get('type')!r}: a terminal model takes "
                           '{"type": "command", "text": ...}')
-        command = action.get("text")
-        if not isinstance(command, str) or not command.strip() or len(command) > MAX_COMMAND_CHARS:
-            raise NCError(f"command: expected non-empty text of at most {MAX_COMMAND_CHARS} characters")
-        if "\n" in command or "\r" in command:
-            raise NCError("command: one line expected (no newline characters)")
+        command = check_command(action.get("text"))
         engine = None
         t0 = time.perf_counter()
         if self._engine is not None:
+            self._engine.check(command)  # its caption must fit before anything runs in the sandbox
             result = self._engine.run(command)
             caption = result.caption
             engine = {"name": self._engine.name, "screen_text": result.screen_text, "exit_code": result.exit_code,
                       "timed_out": result.timed_out, "truncated": result.truncated, "elapsed_s": result.elapsed_s}
         else:
             caption = f"The user types `{command}`."  # the detailed tier's wording, nothing more known
+            if (n := len(caption.encode())) > self.caption_limit:
+                raise NCError(f"command: too long for this model's captions (they hold {self.caption_limit} "
+                              f"bytes, and this command's needs {n})")
         t1 = time.perf_counter()
         seed = _step_seed(self.seed, self._n)
         pipe = self.backend

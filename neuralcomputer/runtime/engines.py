@@ -29,7 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner, new_screen_lines
+from neuralcomputer.data.terminal.captions import (
+    CaptionContext,
+    TemplateCaptioner,
+    new_screen_lines,
+    screen_change,
+)
 from neuralcomputer.data.terminal.emulator import Terminal
 from neuralcomputer.data.terminal.recorder import shell_prompt
 from neuralcomputer.data.terminal.session import REPL_PROMPT as REPL
@@ -67,9 +72,13 @@ class EngineResult:
 
 @runtime_checkable
 class ReasoningEngine(Protocol):
-    """What hybrid mode needs from an engine: run a command, start over, release resources."""
+    """What hybrid mode needs from an engine: check and run a command, start over, release resources."""
 
     name: str
+
+    def check(self, command: str) -> str:
+        """Refuse a command that cannot run or whose caption cannot fit, before anything runs."""
+        ...
 
     def run(self, command: str) -> EngineResult:
         """Run one command (one line) and say what the screen shows afterwards."""
@@ -85,16 +94,56 @@ class ReasoningEngine(Protocol):
 
 
 _CAPTIONER = TemplateCaptioner()
+# Bytes of a caption kept for what the screen shows, beyond the command's own words: the wording
+# ("The screen scrolls up N lines. From line N the screen reads:", about 70 bytes) and at least a
+# line of the screen. A command that leaves less is refused before it runs.
+SCREEN_CAPTION_RESERVE = 128
 
 
 class _ScreenEngine:
-    """A terminal of the model's grid that commands are typed into; builds each :class:`EngineResult`."""
+    """A terminal of the model's grid that commands are typed into; builds each :class:`EngineResult`.
 
-    def __init__(self, cols: int, rows: int) -> None:
+    ``max_caption_bytes``: the model's caption limit (UTF-8 bytes). A command that leaves too little
+    room for the screen is refused by :meth:`check` before it runs; the screen text a caption quotes is
+    cut to fit (with " ...", as the training captions cut a long screen), so a caption never overflows.
+    """
+
+    def __init__(self, cols: int, rows: int, max_caption_bytes: int | None = None) -> None:
         if cols < 10 or rows < 2:
             raise NCError(f"engine grid {cols}x{rows}: expected at least 10x2")
         self.cols, self.rows = cols, rows
+        self.max_caption_bytes = max_caption_bytes
         self.terminal = Terminal(cols, rows)
+
+    def check(self, command: str) -> str:
+        """Refuse, before anything runs, a command that is not one line or whose caption cannot fit."""
+        _check_command(command)
+        if self.max_caption_bytes is not None:
+            words = _CAPTIONER.detailed(CaptionContext(commands=[command], intents=[], task="", first_text="",
+                                                       last_text="", new_lines=[], full_screen=False))
+            need = len(words.encode("utf-8", "surrogatepass")) + SCREEN_CAPTION_RESERVE
+            if need > self.max_caption_bytes:
+                raise NCError(f"command: too long for this model's captions (they hold {self.max_caption_bytes} "
+                              f"bytes, and this command with what the screen shows needs {need})")
+        return command
+
+    def _caption(self, context: CaptionContext) -> str:
+        """The detailed caption, its quoted screen text cut until it fits ``max_caption_bytes``."""
+        caption = _CAPTIONER.detailed(context)
+        limit = self.max_caption_bytes
+        if limit is None or len(caption.encode()) <= limit:
+            return caption
+        def cut(chars: int) -> str:
+            return TemplateCaptioner(max_detailed_chars=chars).detailed(context)
+
+        # The most characters of screen text that fit: the caption grows with them (binary search).
+        lo, hi = 0, len("\n".join(screen_change(context.first_text, context.last_text).lines))
+        if len(cut(0).encode()) > limit:  # check() keeps room for the wording: only a captioner change gets here
+            raise NCError(f"the screen's caption needs {len(cut(0).encode())} bytes; this model reads at most {limit}")
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if len(cut(mid).encode()) <= limit else (lo, mid - 1)
+        return cut(lo)
 
     def _fresh_screen(self, text: str) -> None:
         self.terminal = Terminal(self.cols, self.rows)
@@ -108,15 +157,16 @@ class _ScreenEngine:
     def _show(self, command: str, output: str, next_prompt: str, *, exit_code: int | None,
               timed_out: bool = False, truncated: bool = False, elapsed_s: float = 0.0) -> EngineResult:
         """Type ``command``, press Enter, print ``output`` and ``next_prompt``; caption the change."""
+        before = self.terminal.text()  # the screen the model shows now: the caption describes the change from it
         self.terminal.feed(command)
-        first = self.terminal.text()  # just before Enter, as the training clips and the probes see it
+        first = self.terminal.text()  # just before Enter: new_lines are what the command printed
         # Output from a pipe has bare \n; a terminal (ONLCR) turns them into \r\n.
         self.terminal.feed("\r\n" + re.sub(r"(?<!\r)\n", "\r\n", output) + next_prompt)
         last = self.terminal.text()
         lines = new_screen_lines(first, last)
-        context = CaptionContext(commands=[command], intents=[], task="", first_text=first, last_text=last,
+        context = CaptionContext(commands=[command], intents=[], task="", first_text=before, last_text=last,
                                  new_lines=lines, full_screen=self.terminal.screen.in_alternate_screen)
-        return EngineResult(command, last, lines, _CAPTIONER.detailed(context), exit_code, timed_out=timed_out,
+        return EngineResult(command, last, lines, self._caption(context), exit_code, timed_out=timed_out,
                             truncated=truncated, elapsed_s=elapsed_s, output=output.replace("\r\n", "\n"))
 
 
@@ -144,8 +194,9 @@ class _SandboxedEngine(_ScreenEngine):
     """A screen engine whose commands run in one :class:`Sandbox`; their results come back after a
     marker (``\x1e NONCE ... \x1e``) that the command's own output cannot forge (a fresh random nonce)."""
 
-    def __init__(self, cols: int, rows: int, limits: SandboxLimits | None, marker_fields: str) -> None:
-        super().__init__(cols, rows)
+    def __init__(self, cols: int, rows: int, limits: SandboxLimits | None, marker_fields: str,
+                 max_caption_bytes: int | None = None) -> None:
+        super().__init__(cols, rows, max_caption_bytes)
         self.sandbox = Sandbox(limits)
         self._nonce = secrets.token_hex(8)
         self._marker = re.compile("\x1e" + self._nonce + " " + marker_fields + "\x1e")
@@ -166,12 +217,14 @@ class ShellEngine(_SandboxedEngine):
     Args:
         cols, rows: the terminal grid, the model's.
         limits: the sandbox limits per command.
+        max_caption_bytes: the model's caption limit in UTF-8 bytes (None: no limit).
     """
 
     name = "shell"
 
-    def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None) -> None:
-        super().__init__(cols, rows, limits, r"(\d+) ([^\x1e]*)")  # exit status, working directory
+    def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None,
+                 max_caption_bytes: int | None = None) -> None:
+        super().__init__(cols, rows, limits, r"(\d+) ([^\x1e]*)", max_caption_bytes)  # exit status, working directory
         self.cwd = HOME
         self._fresh_screen(self.prompt())
 
@@ -183,7 +236,7 @@ class ShellEngine(_SandboxedEngine):
 
     def run(self, command: str) -> EngineResult:
         """Run ``command`` in the sandbox's bash and show it on the terminal."""
-        _check_command(command)
+        self.check(command)
         restarts = self.sandbox.restarts
         result = self.sandbox.run(["/bin/bash", "-c", _SHELL_WRAPPER, "bash", command, self.cwd, self._nonce],
                                   tty=(self.cols, self.rows))
@@ -264,18 +317,20 @@ class PythonEngine(_SandboxedEngine):
     Args:
         cols, rows: the terminal grid, the model's.
         limits: the sandbox limits per input.
+        max_caption_bytes: the model's caption limit in UTF-8 bytes (None: no limit).
     """
 
     name = "python"
 
-    def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None) -> None:
-        super().__init__(cols, rows, limits, "([01])")  # 1: the input raised
+    def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None,
+                 max_caption_bytes: int | None = None) -> None:
+        super().__init__(cols, rows, limits, "([01])", max_caption_bytes)  # 1: the input raised
         self.history: list[str] = []
         self._fresh_screen(f"{shell_prompt()}python3 -q\r\n{REPL}")
 
     def run(self, command: str) -> EngineResult:
         """Evaluate what the user typed at ``>>>`` and show what the REPL prints."""
-        _check_command(command)
+        self.check(command)
         argv = ["/usr/bin/python3", "-I", "-u", "-c", _PYTHON_RUNNER,
                 _replayed(self.history), command, self._nonce]
         result = self.sandbox.run(argv, tty=(self.cols, self.rows))
@@ -317,14 +372,16 @@ class LLMEngine(_ScreenEngine):
     Args:
         client: ``prompt -> reply``.
         cols, rows: the terminal grid, the model's.
+        max_caption_bytes: the model's caption limit in UTF-8 bytes (None: no limit).
     """
 
     name = "llm"
 
-    def __init__(self, client: Callable[[str], str] | None = None, cols: int = 80, rows: int = 24) -> None:
+    def __init__(self, client: Callable[[str], str] | None = None, cols: int = 80, rows: int = 24,
+                 max_caption_bytes: int | None = None) -> None:
         if client is None or not callable(client):
             raise NCError("the llm engine needs client=<callable taking a prompt and returning the reply>")
-        super().__init__(cols, rows)
+        super().__init__(cols, rows, max_caption_bytes)
         self.client = client
         self._fresh_screen(shell_prompt())
 
@@ -349,7 +406,7 @@ class LLMEngine(_ScreenEngine):
 
     def run(self, command: str) -> EngineResult:
         """Ask the client what ``command`` prints and show it on the terminal."""
-        _check_command(command)
+        self.check(command)
         start = time.perf_counter()
         reply = self.client(self.build_prompt(command))
         if not isinstance(reply, str):

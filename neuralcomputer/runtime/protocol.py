@@ -10,10 +10,10 @@ from typing import Any
 
 from neuralcomputer.data.desktop.actions import META_ACTIONS, check_event, check_meta, meta_to_events
 from neuralcomputer.errors import NCError
-from neuralcomputer.runtime.computer import MAX_COMMAND_CHARS
+from neuralcomputer.runtime.computer import check_command
 
 MAX_STEPS = 200  # sampling steps a client may ask for: beyond it one step would hold a worker for minutes
-MAX_TEXT = 2000  # characters of a desktop "type" action (terminal commands: MAX_COMMAND_CHARS)
+MAX_TEXT = 2000  # characters of a desktop "type" action (terminal commands: MAX_COMMAND_BYTES)
 MAX_EVENTS = 512  # raw events in one (coalesced) desktop frame
 MAX_META = 64
 
@@ -55,9 +55,10 @@ def check_action(action: Any, kind: str, screen: tuple[int, int]) -> dict[str, A
         text = action.get("text")
         if not isinstance(text, str) or set(action) != {"type", "text"}:
             raise ProtocolError('a command is {"type": "command", "text": STRING}')
-        # The computer refuses these too, but only in the worker: catch them before they queue.
-        if not text.strip() or len(text) > MAX_COMMAND_CHARS or "\n" in text or "\r" in text:
-            raise ProtocolError(f"command: one line of non-blank text, at most {MAX_COMMAND_CHARS} characters")
+        try:  # the computer refuses these too, but only in the worker: catch them before they queue
+            check_command(text)
+        except NCError as exc:
+            raise ProtocolError(str(exc)) from None
         return action
     try:
         if action["type"] == "frame":
