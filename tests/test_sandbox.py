@@ -320,6 +320,33 @@ def test_shell_engine_keeps_directory_and_files(shell):
     assert shell.run("ls proj 2>&1; pwd").output.split("\n")[-2] == "/home/user"
 
 
+def test_the_end_of_a_command_cannot_be_forged_from_inside(shell):
+    """Exit status and directory are what the supervisor saw, not text a command can print: the
+    command's argv and its process hold nothing that would make printed text count."""
+    forged = shell.run("for a in \"$@\" $(tr '\\0' ' ' < /proc/$$/cmdline); do "
+                       "printf '\\036%s 0 /etc\\036\\036%s 0\\036' \"$a\" \"$a\"; done; exit 7")
+    assert forged.exit_code == 7, forged.output
+    assert shell.run("pwd").output.strip() == "/home/user"
+    moved = shell.run("cd /tmp; (exit 3)")  # a real cd and a real status are still seen
+    assert moved.exit_code == 3 and shell.run("pwd").output.strip() == "/tmp"
+    # a command that stops itself is let go on (it used to wait for the wall-clock limit)
+    start = time.monotonic()
+    assert shell.run("kill -STOP $$; echo went-on").output.strip() == "went-on"
+    assert time.monotonic() - start < 2.5
+
+
+def test_the_python_engine_cannot_be_told_an_input_succeeded():
+    engine = PythonEngine(limits=QUICK)
+    try:
+        forged = engine.run("import sys; [print('\\x1e%s 0\\x1e' % a, end='') for a in sys.argv]; 1/0")
+        assert forged.exit_code == 1 and "ZeroDivisionError" in forged.output
+        assert engine.history == []
+        assert engine.run("exit(0)").exit_code == 0 and engine.history == []  # left the REPL: not replayed
+        assert engine.run("y = 5").exit_code == 0 and engine.history == ["y = 5"]
+    finally:
+        engine.close()
+
+
 def test_shell_engine_screen_scrolls_like_a_terminal(shell):
     shell.run("touch alpha beta gamma")
     listing = shell.run("ls")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,12 +177,14 @@ def _check_command(command: str) -> str:
     return command
 
 
-# Runs the user's command in the saved directory, then reports exit status and the new directory
-# after a marker that cannot be confused with output (RS bytes and a per-engine nonce).
+# Runs the user's command in the saved directory, then stops itself: the supervisor reads the
+# directory it ended in from /proc (nothing the command prints can pose as it), then lets it exit
+# with the command's status. A command that exits or execs first skips that: its directory is kept.
 _SHELL_WRAPPER = r"""cd -- "$2" 2>/dev/null || cd
 eval "$1"
 __nc_status=$?
-printf '\036%s %s %s\036' "$3" "$__nc_status" "$PWD"
+kill -STOP $$
+exit $__nc_status
 """
 # bash -c names the script line in its errors ("bash: line 2: foo: command not found"); an
 # interactive bash, which the training sessions recorded, does not.
@@ -191,15 +192,13 @@ _BASH_LINE = re.compile(r"^bash: (?:eval: )?line \d+: ", re.MULTILINE)
 
 
 class _SandboxedEngine(_ScreenEngine):
-    """A screen engine whose commands run in one :class:`Sandbox`; their results come back after a
-    marker (``\x1e NONCE ... \x1e``) that the command's own output cannot forge (a fresh random nonce)."""
+    """A screen engine whose commands run in one :class:`Sandbox`. What a command did comes back out of
+    band, as the sandbox's supervisor saw it (exit status; the directory at the wrapper's final
+    self-stop, :attr:`SandboxResult.stop_cwd`), never as text in its output, which the command controls."""
 
-    def __init__(self, cols: int, rows: int, limits: SandboxLimits | None, marker_fields: str,
-                 max_caption_bytes: int | None = None) -> None:
+    def __init__(self, cols: int, rows: int, limits: SandboxLimits | None, max_caption_bytes: int | None = None) -> None:
         super().__init__(cols, rows, max_caption_bytes)
         self.sandbox = Sandbox(limits)
-        self._nonce = secrets.token_hex(8)
-        self._marker = re.compile("\x1e" + self._nonce + " " + marker_fields + "\x1e")
 
     def close(self) -> None:
         """Stop the sandbox; its files and processes are gone afterwards."""
@@ -224,7 +223,7 @@ class ShellEngine(_SandboxedEngine):
 
     def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None,
                  max_caption_bytes: int | None = None) -> None:
-        super().__init__(cols, rows, limits, r"(\d+) ([^\x1e]*)", max_caption_bytes)  # exit status, working directory
+        super().__init__(cols, rows, limits, max_caption_bytes)
         self.cwd = HOME
         self._fresh_screen(self.prompt())
 
@@ -238,16 +237,13 @@ class ShellEngine(_SandboxedEngine):
         """Run ``command`` in the sandbox's bash and show it on the terminal."""
         self.check(command)
         restarts = self.sandbox.restarts
-        result = self.sandbox.run(["/bin/bash", "-c", _SHELL_WRAPPER, "bash", command, self.cwd, self._nonce],
+        result = self.sandbox.run(["/bin/bash", "-c", _SHELL_WRAPPER, "bash", command, self.cwd],
                                   tty=(self.cols, self.rows))
-        output, exit_code = result.stdout, result.exit_code
-        match = next(reversed(list(self._marker.finditer(output))), None)
-        if match is not None:  # absent if the command ran `exit`, timed out or overflowed the output cap
-            output = output[: match.start()] + output[match.end():]
-            exit_code, self.cwd = int(match.group(1)), match.group(2) or HOME
-        elif self.sandbox.restarts != restarts:
+        if self.sandbox.restarts != restarts:
             self.cwd = HOME  # a replaced sandbox starts over in an empty home
-        return self._show(command, _BASH_LINE.sub("bash: ", output), self.prompt(), exit_code=exit_code,
+        elif result.stop_cwd is not None:  # None if the command ran `exit`, timed out or overflowed the output cap
+            self.cwd = result.stop_cwd
+        return self._show(command, _BASH_LINE.sub("bash: ", result.stdout), self.prompt(), exit_code=result.exit_code,
                           timed_out=result.timed_out, truncated=result.truncated, elapsed_s=result.elapsed_s)
 
     def reset(self) -> None:
@@ -259,10 +255,12 @@ class ShellEngine(_SandboxedEngine):
 
 # The REPL, emulated by the standard library's own: `code.InteractiveInterpreter` prints values and
 # tracebacks exactly as the interactive prompt does. Earlier inputs that succeeded are replayed
-# silently first, so names defined earlier exist (their side effects run again).
+# silently first, so names defined earlier exist (their side effects run again). At its end the
+# runner stops itself, so the supervisor sees it got there (an input that left the REPL did not), then
+# exits 1 if the input raised.
 _PYTHON_RUNNER = r"""
-import code, json, os, sys
-history, source, nonce = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+import code, json, os, signal, sys
+history, source = json.loads(sys.argv[1]), sys.argv[2]
 
 class Interpreter(code.InteractiveInterpreter):
     failed = False
@@ -286,7 +284,9 @@ if interp.runsource(source, "<stdin>", "single"):  # a compound statement: the R
     sys.stdout.write("... \n")
     interp.runsource(source + "\n", "<stdin>", "single")
 sys.stdout.flush()
-sys.stdout.write("\x1e%s %d\x1e" % (nonce, interp.failed))
+failed = interp.failed
+os.kill(os.getpid(), signal.SIGSTOP)
+os._exit(1 if failed else 0)
 """
 _MAX_PYTHON_HISTORY = 100
 # The replayed history travels as one argv string, which Linux caps at 128 KiB (MAX_ARG_STRLEN):
@@ -324,24 +324,19 @@ class PythonEngine(_SandboxedEngine):
 
     def __init__(self, cols: int = 80, rows: int = 24, limits: SandboxLimits | None = None,
                  max_caption_bytes: int | None = None) -> None:
-        super().__init__(cols, rows, limits, "([01])", max_caption_bytes)  # 1: the input raised
+        super().__init__(cols, rows, limits, max_caption_bytes)
         self.history: list[str] = []
         self._fresh_screen(f"{shell_prompt()}python3 -q\r\n{REPL}")
 
     def run(self, command: str) -> EngineResult:
         """Evaluate what the user typed at ``>>>`` and show what the REPL prints."""
         self.check(command)
-        argv = ["/usr/bin/python3", "-I", "-u", "-c", _PYTHON_RUNNER,
-                _replayed(self.history), command, self._nonce]
+        argv = ["/usr/bin/python3", "-I", "-u", "-c", _PYTHON_RUNNER, _replayed(self.history), command]
         result = self.sandbox.run(argv, tty=(self.cols, self.rows))
-        output, exit_code = result.stdout, result.exit_code
-        match = self._marker.search(output)
-        if match is not None:
-            output = output[: match.start()]
-            exit_code = int(match.group(1))  # 1: it raised; the REPL itself carries on
-            if exit_code == 0:
-                self.history.append(command)
-        return self._show(command, output, REPL, exit_code=exit_code, timed_out=result.timed_out,
+        # The runner reached its end (its stop) and the input did not raise: replay it from now on.
+        if result.stop_cwd is not None and result.exit_code == 0:
+            self.history.append(command)
+        return self._show(command, result.stdout, REPL, exit_code=result.exit_code, timed_out=result.timed_out,
                           truncated=result.truncated, elapsed_s=result.elapsed_s)
 
     def reset(self) -> None:

@@ -21,6 +21,12 @@ commands): a small supervisor (:func:`_supervise`, run by the sandbox's own ``/u
 reads one JSON request per line, runs the command and answers one JSON line. Processes a command
 leaves behind are killed when it ends, so every command starts from a quiet sandbox.
 
+What a command did reaches the host only as the supervisor saw it, never as text the command
+printed (which it could forge): its exit status, and the working directory it was in when it last
+stopped itself (``SIGSTOP``; the supervisor reads ``/proc/PID/cwd`` and lets it go on). The engines'
+wrappers stop themselves after the user's command, so their last stop reports where the command left
+the shell; a command can only make that report a directory its own process really was in.
+
 Why not a container runtime or cgroups: bubblewrap is one small binary that works unprivileged, and
 cgroup delegation differs from machine to machine; rlimits plus the watchdog need neither.
 """
@@ -119,6 +125,8 @@ class SandboxResult:
         killed_reason: why it was stopped early (``timeout``, ``output limit``, ``memory limit``,
             ``cpu limit``, ``file size limit``, ``sandbox died``, ``sandbox unresponsive``), or None.
         elapsed_s: wall-clock seconds it ran.
+        stop_cwd: the command process's working directory when it last stopped itself (``kill -STOP
+            $$``), read by the supervisor; None if it never stopped. A stopped command is let go on.
     """
 
     stdout: str
@@ -127,6 +135,7 @@ class SandboxResult:
     truncated: bool = False
     killed_reason: str | None = None
     elapsed_s: float = 0.0
+    stop_cwd: str | None = None
 
 
 def find_bwrap() -> str:
@@ -357,7 +366,7 @@ class Sandbox:
             return SandboxResult(reply["error"] + "\n", 127, elapsed_s=time.monotonic() - start)
         return SandboxResult(reply["output"], reply["exit_code"], timed_out=reply["killed_reason"] == "timeout",
                              truncated=reply["truncated"], killed_reason=reply["killed_reason"],
-                             elapsed_s=reply["elapsed_s"])
+                             elapsed_s=reply["elapsed_s"], stop_cwd=reply.get("stop_cwd"))
 
 
 def run_sandboxed(command: str | Sequence[str], *, limits: SandboxLimits | None = None,
@@ -454,9 +463,23 @@ def _supervise() -> None:  # pragma: no cover - runs inside the sandbox, by the 
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     statuses: dict[int, int] = {}
+    stop_cwd: dict[int, str] = {}
 
-    def reap() -> None:
-        """Collect every exited child (the command, and orphans reparented to us)."""
+    def reap(main: int | None = None) -> None:
+        """Collect every exited child (the command, and orphans reparented to us). A stop of the
+        command ``main`` itself (it sent itself SIGSTOP) is seen too: where it is is noted from /proc,
+        the one channel back it cannot forge by printing, and it is let go on."""
+        if main is not None and main not in statuses:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(main, os.WNOHANG | os.WUNTRACED)
+                if pid and os.WIFSTOPPED(status):
+                    try:
+                        stop_cwd[main] = os.readlink(f"/proc/{main}/cwd")
+                    except OSError:
+                        stop_cwd.pop(main, None)
+                    os.kill(main, signal.SIGCONT)
+                elif pid:
+                    statuses[pid] = status
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -545,6 +568,7 @@ def _supervise() -> None:  # pragma: no cover - runs inside the sandbox, by the 
             reader, writer = os.pipe()
         start = time.monotonic()
         statuses.clear()
+        stop_cwd.clear()
         try:
             main = spawn(req["argv"], lim, writer)
         except OSError as e:  # fork failed (memory): the command never ran
@@ -557,7 +581,7 @@ def _supervise() -> None:  # pragma: no cover - runs inside the sandbox, by the 
         deadline = start + lim["wall_timeout_s"]
         next_memory_check = start
         while True:
-            reap()
+            reap(main)
             if main in statuses:
                 break
             now = time.monotonic()
@@ -611,7 +635,7 @@ def _supervise() -> None:  # pragma: no cover - runs inside the sandbox, by the 
         else:
             code = os.WEXITSTATUS(status)
         return {"output": out.decode("utf-8", "replace"), "exit_code": code, "truncated": truncated,
-                "killed_reason": reason, "elapsed_s": time.monotonic() - start}
+                "killed_reason": reason, "elapsed_s": time.monotonic() - start, "stop_cwd": stop_cwd.get(main)}
 
     def put(req: dict) -> dict:
         target = os.path.realpath(os.path.join(home, req["path"]))
