@@ -840,7 +840,7 @@ def _model_specs(specs: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--max-sessions", type=click.IntRange(1, 1024), default=4, show_default=True,
               help="Sessions using a model at once; later ones wait in a queue.")
 @click.option("--idle-timeout", type=click.FloatRange(1), default=300.0, show_default=True,
-              help="Seconds without input before a session is closed.")
+              help="Seconds without use (opening a model or a step) before a session is closed.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Threads running model steps for all sessions (1 suits a CPU or one GPU).")
 def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None, max_sessions: int,

@@ -413,6 +413,68 @@ def test_idle_sessions_are_closed_and_pings_do_not_keep_them(serve):
         ws.recv()
 
 
+def test_only_steps_keep_a_session_from_idling_out(serve):
+    server = serve(idle_timeout_s=0.8)
+    user = server.connect()
+    user.open("desk")
+    for _ in range(6):  # stepping is use: 1.8 s and more, well past the idle timeout
+        user.send({"op": "step", "action": {"type": "move", "x": 5, "y": 5}})
+        assert user.until("step")[1]["type"] == "step"
+        time.sleep(0.3)
+    holder = server.connect()
+    holder.open("desk")
+    t0 = time.monotonic()
+    with pytest.raises(Closed):  # resets and settings are not: they cannot hold a slot for ever
+        while time.monotonic() - t0 < 10:
+            holder.send({"op": "reset"})
+            holder.until("reset")
+            holder.send({"op": "settings", "seed": 1})
+            holder.until("settings")
+            time.sleep(0.2)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_session_past_its_time_gives_way_to_one_waiting(serve):
+    server = serve(max_sessions=1, max_session_s=1.0)
+    alone = server.connect()
+    alone.open("desk")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:  # nobody waits: it may step on past its time
+        alone.send({"op": "step", "action": {"type": "move", "x": 5, "y": 5}})
+        assert alone.until("step")[1]["type"] == "step"
+    waiting = server.connect()
+    assert waiting.recv()["type"] == "queued"
+    with pytest.raises(Closed):
+        while True:
+            alone.send({"op": "step", "action": {"type": "move", "x": 6, "y": 6}})
+            _, reply = alone.until("step", "closed")
+            if reply["type"] == "closed":
+                assert "waiting" in reply["reason"]
+    while (m := waiting.recv())["type"] == "queued":
+        pass
+    assert m["type"] == "admitted"
+
+
+def test_a_hybrid_command_does_not_hold_up_other_sessions(serve):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: hybrid mode's sandbox needs it")
+    server = serve(max_sessions=2, workers=1)  # one model worker for both
+    slow, other = server.connect(), server.connect()
+    slow.open("term")
+    other.open("desk")
+    slow.send({"op": "settings", "hybrid": True})
+    assert slow.until("settings")[1]["settings"]["hybrid"] is True
+    slow.send({"op": "step", "action": {"type": "command", "text": "sleep 4; echo slept"}})
+    slow.until("started")
+    t0 = time.monotonic()
+    other.send({"op": "step", "action": {"type": "click", "x": 60, "y": 40, "button": 1, "count": 1}})
+    assert other.until("step")[1]["type"] == "step"
+    other_s = time.monotonic() - t0  # the sandbox's sleep does not hold the model worker
+    _, step = slow.until("step")
+    assert "slept" in step["record"]["engine"]["screen_text"]
+    assert other_s < 3.0 < time.monotonic() - t0
+
+
 def test_token_is_required_when_set_and_cross_site_websockets_are_refused(serve):
     server = serve(token="s3cret")
     assert server.get("/api/models").status_code == 401

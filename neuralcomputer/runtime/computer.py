@@ -53,6 +53,20 @@ class StepResult:
     record: dict[str, Any]
 
 
+@dataclass
+class StepPlan:
+    """A step's part that needs no model (:meth:`NeuralComputer.plan`): the action checked and, for a
+    terminal, its caption (in hybrid mode written by the engine, whose command has run by now).
+
+    ``at`` is the computer's state it was made for: :meth:`NeuralComputer.render` refuses it later."""
+
+    action: dict[str, Any]
+    at: tuple[int, int]
+    caption: str | None = None
+    engine: dict[str, Any] | None = None
+    engine_s: float = 0.0
+
+
 _FORGOTTEN = FrameActions(-1, 0.0, (0, 0))  # stands in for records older than any window
 
 
@@ -102,6 +116,7 @@ class NeuralComputer:
         self._engine: Any = None
         self._frame: np.ndarray | None = None
         self._n = 0  # steps taken since reset
+        self._resets = 0  # resets and restores so far: with _n, which state a StepPlan was made for
         # desktop state: frame index, latents of recent frames, the action log, the pointer
         self._t = 0
         self._latents: dict[int, torch.Tensor] = {}
@@ -254,6 +269,7 @@ class NeuralComputer:
             self.backend.check_frame(frame)  # before anything changes
         self.history = []
         self._n = 0
+        self._resets += 1
         if self.kind == "terminal":
             self._frame = frame.copy()
             if self._engine is not None:
@@ -273,18 +289,34 @@ class NeuralComputer:
         Terminal: ``{"type": "command", "text": "ls -la"}``. Desktop: a meta-action (``move``, ``click``,
         ``drag``, ``scroll``, ``type``, ``key``; see :mod:`neuralcomputer.data.desktop.actions`) or one frame's
         input ``{"type": "frame", "events": [...], "meta": [...]}``. A malformed action raises
-        :class:`NCError` and changes nothing.
+        :class:`NCError` and changes nothing. The same as :meth:`render` of :meth:`plan`.
         """
+        return self.render(self.plan(action), callback)
+
+    def plan(self, action: dict[str, Any]) -> StepPlan:
+        """The first part of :meth:`step`, which uses no model: check the action and, for a terminal in
+        hybrid mode, run the command in the engine's sandbox and take its caption. A server runs it
+        outside the model's worker, so a command's wall time does not hold other sessions' model work."""
         self.frame  # noqa: B018 -- reset() must have run
         if not isinstance(action, dict):
             raise NCError(f"action: expected a JSON object, got {type(action).__name__}")
+        at = (self._resets, self._n)
+        if self.kind != "terminal":
+            return StepPlan(action, at)  # checked in render: a desktop step's checks need its action log
+        return StepPlan(action, at, **self._terminal_plan(action))
+
+    def render(self, plan: StepPlan, callback: Callable[[np.ndarray], None] | None = None) -> StepResult:
+        """The second part of :meth:`step`: the model generates what follows the planned step."""
+        if plan.at != (self._resets, self._n):
+            raise NCError("this step was planned before the computer's last step, reset or restore: plan it again")
+        action = plan.action
         start = time.perf_counter()
         if self.kind == "terminal":
-            frames, record = self._terminal_step(action)
+            frames, record = self._terminal_render(plan)
         else:
             frames, record = self._desktop_step(action)
         record = {"step": self._n, "action": action, **record}
-        record["timings"]["total_s"] = time.perf_counter() - start
+        record["timings"]["total_s"] = time.perf_counter() - start + plan.engine_s
         record["frames"] = len(frames)
         self._n += 1
         self.history.append(record)
@@ -294,9 +326,7 @@ class NeuralComputer:
                 callback(f)
         return StepResult(frames, record)
 
-    def _terminal_step(self, action: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        from neuralcomputer.pipelines.cligen import hold_frames
-
+    def _terminal_plan(self, action: dict[str, Any]) -> dict[str, Any]:
         if action.get("type") != "command":
             raise NCError(f"action type {action.get('type')!r}: a terminal model takes "
                           '{"type": "command", "text": ...}')
@@ -314,14 +344,19 @@ class NeuralComputer:
             if (n := len(caption.encode())) > self.caption_limit:
                 raise NCError(f"command: too long for this model's captions (they hold {self.caption_limit} "
                               f"bytes, and this command's needs {n})")
+        return {"caption": caption, "engine": engine, "engine_s": time.perf_counter() - t0}
+
+    def _terminal_render(self, plan: StepPlan) -> tuple[np.ndarray, dict[str, Any]]:
+        from neuralcomputer.pipelines.cligen import hold_frames
+
         t1 = time.perf_counter()
         seed = _step_seed(self.seed, self._n)
         pipe = self.backend
-        sampled = pipe.sample_frames(self._frame[None], [caption], seed)[0]
+        sampled = pipe.sample_frames(self._frame[None], [plan.caption], seed)[0]
         video = hold_frames(sampled, pipe.stride, (pipe.num_frames - 1) * pipe.stride + 1)[1:]
         self._frame = video[-1].copy()
-        timings = {"engine_s": t1 - t0, "sample_s": time.perf_counter() - t1}
-        return video, {"seed": seed, "caption": caption, "engine": engine, "timings": timings}
+        timings = {"engine_s": plan.engine_s, "sample_s": time.perf_counter() - t1}
+        return video, {"seed": seed, "caption": plan.caption, "engine": plan.engine, "timings": timings}
 
     def _desktop_step(self, action: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         kind = action.get("type")
@@ -451,6 +486,7 @@ class NeuralComputer:
             latents = {int(k): v for k, v in load_file(path / "latents.safetensors").items()}
         self.seed, self.steps, self.deterministic = state["seed"], state["steps"], state["deterministic"]
         self._n, self.history, self._frame = state["n"], state["history"], frame
+        self._resets += 1
         if self.kind == "desktop":
             self._t, self._records, self._latents = state["t"], records, latents
         elif self._engine is not None:

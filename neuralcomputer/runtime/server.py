@@ -41,14 +41,20 @@ The JSON messages::
 
 Limits: at most ``max_sessions`` sessions hold a model at once; more connections wait in a bounded
 FIFO queue (told their position), and beyond it are refused (close code 1013). A session idle for
-``idle_timeout_s`` (no op other than ping) is closed. Oversize or malformed messages, unknown ops or
+``idle_timeout_s`` is closed; only use counts as activity: ``open`` and ``step`` (a reset, a setting
+or a ping before each timeout would otherwise hold a slot for ever, doing nothing). A session that has
+held its slot for ``max_session_s`` gives it up before its next op while another connection waits
+(alone it may go on), so even steady use cannot keep others out for ever. Oversize or malformed messages, unknown ops or
 action types, wrong field types and floods (a token bucket per connection) get an ``error`` and a
 strike; strikes decay with time, and a session that collects ``max_strikes`` is dropped (1008). A text
 frame that is not UTF-8 closes its connection (1007, uvicorn's doing) and is logged in one line.
 
-Threads: model work (load, reset, step, settings) runs in one shared thread pool with ``workers``
-threads (default 1: on a CPU one step already uses every core, and PyTorch's deterministic-algorithms
-switch is process-wide). A session runs one op at a time; while a desktop step runs, new desktop
+Threads: model work (load, a desktop reset, the model's part of a step) runs in one shared thread pool
+with ``workers`` threads (default 1: on a CPU one step already uses every core, and PyTorch's
+deterministic-algorithms switch is process-wide). What needs no model runs beside it, in a pool of
+``max_sessions`` threads: a step's plan (in hybrid mode the command runs in its sandbox, for up to its
+wall-clock limit), settings (turning hybrid on starts a sandbox), a terminal reset and closing a
+session's computer; so a command's wall time never holds up other sessions. A session runs one op at a time; while a desktop step runs, new desktop
 actions merge into one pending frame record (their raw events concatenated), so input never queues up
 without bound; terminal commands queue up to ``max_pending``. A browser that goes away mid-step does
 not stop the model: the step runs to its end in its pool thread, its frames not yet sent are dropped
@@ -125,9 +131,11 @@ class ServerLimits:
     max_strikes: int = 10
     max_pending: int = 8  # ops waiting behind the running one, per session
     workers: int = 1  # threads of the model pool that all sessions share
+    max_session_s: float = 3600.0  # then a session gives its slot to a waiting connection
 
     def public(self) -> dict[str, Any]:
         return {"max_sessions": self.max_sessions, "max_queue": self.max_queue, "idle_timeout_s": self.idle_timeout_s,
+                "max_session_s": self.max_session_s,
                 "max_message_bytes": self.max_message_bytes, "rate_per_s": self.rate_per_s, "burst": self.burst,
                 "max_pending": self.max_pending}
 
@@ -366,8 +374,12 @@ class _Op:
 class _Server:
     pool: ModelPool
     limits: ServerLimits
-    executor: concurrent.futures.ThreadPoolExecutor
+    executor: concurrent.futures.ThreadPoolExecutor  # model work
+    engines: concurrent.futures.ThreadPoolExecutor  # work without the model (sandboxes, settings)
     slots: SessionSlots
+
+
+_USE = ("open", "step")  # the ops that count as activity: what a user does, not what keeps a slot warm
 
 
 class Session:
@@ -390,10 +402,11 @@ class Session:
         self.target: ModelInfo | None = None  # the model the queued ops are meant for
         self.info: ModelInfo | None = None  # the model open now
         self.computer: Any = None
-        self.busy = False
+        self.busy: str | None = None  # the op running now
         self.inflight: concurrent.futures.Future | None = None
         self.ended = threading.Event()  # also read by frame callbacks in worker threads
         self.last_activity = time.monotonic()
+        self.admitted_at = 0.0
 
     # -- sending
     async def send_json(self, message: dict[str, Any]) -> None:
@@ -483,7 +496,7 @@ class Session:
         if self.computer is not None:
             computer, self.computer = self.computer, None
             try:
-                await self.loop.run_in_executor(self.server.executor, computer.close)
+                await self.loop.run_in_executor(self.server.engines, computer.close)
             except RuntimeError:  # the pool is shut down (server exit): close it here
                 computer.close()
             except Exception:
@@ -522,17 +535,29 @@ class Session:
 
     async def _admit_then_work(self) -> None:
         await self._admit()
-        self.last_activity = time.monotonic()
+        self.last_activity = self.admitted_at = time.monotonic()
         await self.send_json({"type": "admitted"})
         await self._work_loop()
 
+    def _in_use(self) -> bool:
+        """An open or a step runs or waits (resets and settings do not count: see the module docstring)."""
+        return self.busy in _USE or any(p.msg["op"] in _USE for p in self.pending)
+
+    async def _time_up(self) -> None:
+        """Give the slot up if it has been held for max_session_s and another connection waits for one."""
+        limit = self.limits.max_session_s
+        if self.admitted and self.server.slots.waiters and time.monotonic() - self.admitted_at > limit:
+            await self.close(1000, f"session time is up ({limit:g} s) and others are waiting")
+
     async def _watchdog(self) -> None:
-        period = max(0.05, min(1.0, self.limits.idle_timeout_s / 4))
+        period = max(0.05, min(1.0, self.limits.idle_timeout_s / 4, self.limits.max_session_s / 4))
         while True:
             await asyncio.sleep(period)
             idle = time.monotonic() - self.last_activity
-            if self.admitted and not self.busy and not self.pending and idle > self.limits.idle_timeout_s:
+            if self.admitted and not self._in_use() and idle > self.limits.idle_timeout_s:
                 await self.close(1000, f"idle for {self.limits.idle_timeout_s:g} s")
+            if self.busy is None:
+                await self._time_up()
 
     # -- reading
     async def _read_loop(self) -> None:
@@ -574,7 +599,8 @@ class Session:
         if op == "ping":
             await self.send_json({"type": "pong", "id": mid, "t": msg.get("t")})
             return
-        self.last_activity = time.monotonic()
+        if op in _USE:
+            self.last_activity = time.monotonic()
         item = _Op(msg, time.monotonic())
         if op == "open":
             if msg["model"] not in self.server.pool.infos:
@@ -611,8 +637,9 @@ class Session:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
+            await self._time_up()
             item = self.pending.popleft()
-            self.busy = True
+            self.busy = item.msg["op"]
             try:
                 await self._run_op(item)
             except NCError as exc:  # the model refused the input: one line, a strike
@@ -624,12 +651,14 @@ class Session:
                 await self.error(f"internal error in {item.msg['op']}: {type(exc).__name__}: {exc}"[:300],
                                  item.msg.get("id"), strike=False)
             finally:
-                self.busy = False
-                self.last_activity = time.monotonic()
+                if self.busy in _USE:
+                    self.last_activity = time.monotonic()
+                self.busy = None
 
-    async def _in_pool(self, fn: Callable[[], Any]) -> Any:
-        """Run model work in the shared pool; remember it so teardown can wait for it."""
-        self.inflight = future = self.server.executor.submit(fn)
+    async def _in_pool(self, fn: Callable[[], Any], *, model: bool = True) -> Any:
+        """Run work in the shared model pool (or, ``model=False``, in the pool for work without the
+        model); remember it so teardown can wait for it."""
+        self.inflight = future = (self.server.executor if model else self.server.engines).submit(fn)
         result = await asyncio.wrap_future(future)
         self.inflight = None
         return result
@@ -646,11 +675,12 @@ class Session:
                                   "settings": self._settings(), "latency_s": time.monotonic() - item.received})
         elif op == "reset":
             computer = self.computer
-            await self.send_frame(await self._in_pool(lambda: encode_png(computer.reset())))
+            png = await self._in_pool(lambda: encode_png(computer.reset()), model=computer.kind == "desktop")
+            await self.send_frame(png)
             await self.send_json({"type": "reset", "id": mid, "frames": 1,
                                   "latency_s": time.monotonic() - item.received})
         elif op == "settings":
-            await self._in_pool(lambda: self._apply_settings(msg["settings"]))
+            await self._in_pool(lambda: self._apply_settings(msg["settings"]), model=False)
             await self.send_json({"type": "settings", "id": mid, "settings": self._settings()})
         else:
             await self._step(item)
@@ -659,7 +689,7 @@ class Session:
         info = self.server.pool.infos[name]
         if self.computer is not None:
             old, self.computer, self.info = self.computer, None, None
-            await self._in_pool(old.close)
+            await self._in_pool(old.close, model=False)
 
         def load() -> tuple[Any, bytes]:
             computer = self.server.pool.new_computer(name)
@@ -696,7 +726,8 @@ class Session:
             loop.call_soon_threadsafe(frames.put_nowait, png)
 
         t0 = time.monotonic()
-        job = asyncio.ensure_future(self._in_pool(lambda: computer.step(action, callback=on_frame)))
+        plan = await self._in_pool(lambda: computer.plan(action), model=False)  # a hybrid command runs here
+        job = asyncio.ensure_future(self._in_pool(lambda: computer.render(plan, callback=on_frame)))
         sent, getter = 0, None
         try:
             while not job.done() or not frames.empty():
@@ -743,13 +774,13 @@ def create_app(models: dict[str, Path] | ModelPool, *, token: str | None = None,
                idle_timeout_s: float = 300.0, max_message_bytes: int = 64 * 1024, max_queue: int = 8,
                queue_timeout_s: float = 600.0, rate_per_s: float = 30.0, burst: int = 60, max_strikes: int = 10,
                max_pending: int = 8, workers: int = 1, shared_weights: bool = True,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, max_session_s: float = 3600.0) -> FastAPI:
     """The web app serving ``models`` (name -> model directory, or a :class:`ModelPool` already loaded).
 
     Args:
         token: when set, every request and websocket must carry it (``?token=``, a Bearer header, or
             the cookie ``GET /?token=`` sets). ``ncomp serve`` requires one off loopback.
-        max_sessions .. max_pending: see :class:`ServerLimits`.
+        max_sessions .. max_pending, max_session_s: see :class:`ServerLimits`.
         workers: threads doing model work for all sessions together.
         shared_weights: see :class:`ModelPool`.
         allowed_hosts: ``Host`` header names accepted (a DNS-rebinding guard). Default: loopback
@@ -759,15 +790,19 @@ def create_app(models: dict[str, Path] | ModelPool, *, token: str | None = None,
         raise NCError("no models to serve (give at least one NAME=PATH)")
     limits = ServerLimits(max_sessions=max_sessions, max_queue=max_queue, queue_timeout_s=queue_timeout_s,
                           idle_timeout_s=idle_timeout_s, max_message_bytes=max_message_bytes, rate_per_s=rate_per_s,
-                          burst=burst, max_strikes=max_strikes, max_pending=max_pending, workers=workers)
+                          burst=burst, max_strikes=max_strikes, max_pending=max_pending, workers=workers,
+                          max_session_s=max_session_s)
     pool = models if isinstance(models, ModelPool) else ModelPool(models, shared_weights=shared_weights)
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="ncomp-model")
-    server = _Server(pool, limits, executor, SessionSlots(limits.max_sessions, limits.max_queue))
+    # one thread per slot: a session runs one op at a time, so none waits here for another's sandbox
+    engines = concurrent.futures.ThreadPoolExecutor(max_workers=limits.max_sessions, thread_name_prefix="ncomp-engine")
+    server = _Server(pool, limits, executor, engines, SessionSlots(limits.max_sessions, limits.max_queue))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         server.executor.shutdown(wait=False, cancel_futures=True)
+        server.engines.shutdown(wait=False, cancel_futures=True)
         if pool is not models:  # ours to close (a pool passed in may serve other apps)
             pool.close()
 
