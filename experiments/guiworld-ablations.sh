@@ -13,10 +13,12 @@ collect random-slow 12 20 2 datasets/desktop-random-slow
 collect scripted 12 30 3 datasets/desktop-scripted
 collect scripted 4 20 4 datasets/desktop-eval
 E="--eval-data datasets/desktop-eval --eval-split all --eval-episodes 4 --eval-frames 31"
-# TOKENIZER=DIR reuses a trained tokenizer (e.g. RUN/tokenizer/model); otherwise the default run trains one.
+# TOKENIZER=DIR reuses a trained tokenizer (e.g. RUN/tokenizer/model); otherwise the default run trains one
+# (--train-tokenizer: ncomp train would otherwise reuse the bundled model's).
 # 1. the shared default run (injection=internal, meta actions, Fourier coords, cursor reference) on scripted
 #    data; its tokenizer (trained first, inside it) serves every variant
-ncomp train --preset guiworld-tiny --data datasets/desktop-scripted --out $A/default --steps 500 threads=2 ${TOKENIZER:+model.tokenizer.path=$TOKENIZER}
+ncomp train --preset guiworld-tiny --data datasets/desktop-scripted --out $A/default --steps 500 threads=2 \
+  $([ -n "$TOKENIZER" ] && echo "model.tokenizer.path=$TOKENIZER" || echo --train-tokenizer)
 TOK=${TOKENIZER:-$PWD/$A/default/tokenizer/model}
 for link in injection/runs/internal actions/runs/meta cursor/runs/mask-reference data/runs/scripted; do
   mkdir -p $A/$(dirname $link); ln -sfn $PWD/$A/default $A/$link

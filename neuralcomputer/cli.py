@@ -391,9 +391,12 @@ def probe_determinism_cmd(model: str, runs: int, seed: int, num_frames: int) -> 
               help="Run folder (created, or resumed from its last checkpoint).  [required]")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Total optimizer steps (default: the preset's).")
 @click.option("--show-config", is_flag=True, help="Print the resolved config as JSON and exit.")
+@click.option("--train-tokenizer", is_flag=True,
+              help="Train a new tokenizer first, inside the run (default: a bundled model's, when one has the "
+                   "preset's tokenizer; an override of tokenizer_steps or tokenizer_latent_noise also asks for one).")
 @click.argument("overrides", nargs=-1)
 def train(preset: str, dataset: Path | None, out: Path | None, steps: int | None, show_config: bool,
-          overrides: tuple[str, ...]) -> None:
+          train_tokenizer: bool, overrides: tuple[str, ...]) -> None:
     """Train a model (or resume a run). Overrides: key=value, e.g. lr=1e-4 num_layers=4 tier=detailed.
 
     Keys are leaf names (or dotted paths like model.transformer.num_layers) of the preset's config,
@@ -408,8 +411,16 @@ def train(preset: str, dataset: Path | None, out: Path | None, steps: int | None
         return
     if dataset is None or out is None:
         raise click.UsageError("ncomp train needs --data and --out")
+    from neuralcomputer.demo import bundled_models
     from neuralcomputer.train.loop import train as run_train
+    from neuralcomputer.train.tokenizer_choice import choose_tokenizer
 
+    try:
+        bundled = bundled_models()
+    except NCError:  # an installed package without the source checkout's models/
+        bundled = {}
+    config, said = choose_tokenizer(config, out, list(overrides), train_new=train_tokenizer, bundled=bundled)
+    click.echo(said, err=True)
     run = run_train(config, dataset, out)
     click.echo(f"run: {run} (model: {run / 'model'})", err=True)
 

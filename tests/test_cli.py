@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from neuralcomputer.demo import BUNDLED_DIR
+from tests.cligen_helpers import TINY, make_tiny_dataset
 from tests.helpers import real_cast
 
 NCOMP = [str(Path(sys.executable).with_name("ncomp"))]
@@ -80,3 +82,31 @@ def test_bench_render_prints_json_figures():
     speedup = next(x for x in lines if x["figure"] == "speedup_vs_naive")
     assert speedup["atlas_full_redraw"] > 1
     assert any(x["figure"] == "memory" and x["peak_rss_mb"] > 0 for x in lines)
+
+
+@pytest.mark.timeout(600)
+def test_train_reuses_the_bundled_tokenizer_unless_asked_and_says_so_first(tmp_path):
+    if not (BUNDLED_DIR / "cligen-tiny" / "tokenizer.safetensors").is_file():
+        pytest.skip("no bundled cligen-tiny model")
+    data = make_tiny_dataset(tmp_path)
+
+    def train(out: Path, *more: str, steps: int = 2, check: bool = True) -> subprocess.CompletedProcess:
+        return run("train", "--preset", "cligen-tiny", "--data", str(data), "--out", str(out), "--steps", str(steps),
+                   *TINY, "val_every=100", "save_every=100", "threads=1", *more, check=check)
+
+    folder = tmp_path / "run"
+    first = train(folder).stderr.splitlines()[0]
+    assert first.startswith("tokenizer: the bundled model's") and "cligen-tiny" in first, first
+    assert not (folder / "tokenizer").exists()  # nothing trained before the 2 steps asked for
+    saved = json.loads((folder / "config.json").read_text())["model"]["tokenizer"]["path"]
+    assert Path(saved) == (BUNDLED_DIR / "cligen-tiny").resolve()
+    assert "as the run being resumed" in train(folder, steps=3).stderr.splitlines()[0]  # it keeps its tokenizer
+    # Asked for (the option, or an override of the tokenizer's training): a new one, trained first.
+    for n, ask in enumerate((["--train-tokenizer", "tokenizer_steps=2"], ["tokenizer_steps=2"])):
+        new = tmp_path / f"new{n}"
+        first = train(new, *ask).stderr.splitlines()[0]
+        assert first.startswith(f"tokenizer: a new one, trained first in {new / 'tokenizer'}"), first
+        assert (new / "tokenizer" / "model" / "tokenizer.safetensors").is_file()
+    refused = train(tmp_path / "x", "--train-tokenizer", f"model.tokenizer.path={BUNDLED_DIR / 'cligen-tiny'}",
+                    check=False)
+    assert refused.returncode == 2 and "give one of them" in refused.stderr and not (tmp_path / "x").exists()
