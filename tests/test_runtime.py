@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuralcomputer.data.desktop.actions import FrameActions
 from neuralcomputer.data.terminal.recorder import shell_prompt
+from neuralcomputer.demo import BUNDLED_DIR
 from neuralcomputer.errors import NCError
 from neuralcomputer.eval.grid_ocr import GridOCR
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout
@@ -173,7 +175,8 @@ def test_hybrid_mode_runs_the_command_for_real_and_captions_its_screen(models, t
     c = NeuralComputer.load(models["terminal"], hybrid=True)
     c.reset()
     record = c.step({"type": "command", "text": "echo neural-$((6*7))"}).record
-    assert record["caption"].startswith("The user types `echo neural-$((6*7))`. The screen then shows:\nneural-42")
+    assert record["caption"].startswith("The user types `echo neural-$((6*7))`. From line 1 the screen reads:\n")
+    assert "\nneural-42\n" in record["caption"]
     assert record["engine"]["name"] == "shell" and record["engine"]["exit_code"] == 0
     assert "neural-42" in record["engine"]["screen_text"]
     c.step({"type": "command", "text": "mkdir d && cd d && touch f"})
@@ -203,6 +206,49 @@ def test_hybrid_captions_fit_the_models_byte_limit_checked_before_the_command_ru
     plain.reset()
     with pytest.raises(NCError, match="this model's captions"):
         plain.step({"type": "command", "text": "echo " + "x" * 90})
+
+
+def _absolute_paths(value, where="") -> list[str]:
+    """Every string in a JSON value that is an absolute path, with where it is."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _absolute_paths(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _absolute_paths(v, f"{where}[{i}]")]
+    return [f"{where}={value}"] if isinstance(value, str) and value.startswith("/") else []
+
+
+def test_shipped_model_folders_hold_no_path_of_the_machine_that_made_them():
+    shipped = sorted(BUNDLED_DIR.glob("*/config.json"))
+    if not shipped:
+        pytest.skip("no bundled models")
+    for config in shipped:
+        assert _absolute_paths(json.loads(config.read_text())) == [], config
+
+
+@pytest.mark.parametrize("kind", ["terminal", "desktop"])
+def test_model_folders_are_relocatable_and_old_absolute_paths_still_load(models, kind, tmp_path):
+    # A trained model's config names the tokenizer it was trained with (an absolute path of that machine);
+    # its folder holds the tokenizer's weights, so the folder it writes names no path at all.
+    loaded = NeuralComputer.load(models[kind]).backend.model
+    loaded.config["tokenizer"]["path"] = "/machine/that/trained/it/tokenizer/model"
+    loaded.save_pretrained(tmp_path / "saved")
+    assert _absolute_paths(json.loads((tmp_path / "saved" / "config.json").read_text())) == []
+    moved = shutil.move(tmp_path / "saved", tmp_path / "elsewhere" / "model")
+    first = _desktop_first() if kind == "desktop" else None
+    action = {"type": "click", "x": 9, "y": 9, "button": 1, "count": 1} if kind == "desktop" else \
+        {"type": "command", "text": "ls"}
+    expected = NeuralComputer.load(models[kind])
+    expected.reset(first)
+    for folder in (moved, models[kind]):  # an old config, its path pointing nowhere, loads from its folder too
+        if folder == models[kind]:
+            folder = Path(shutil.copytree(folder, tmp_path / "old"))
+            config = json.loads((folder / "config.json").read_text())
+            config["model"]["tokenizer"]["path"] = "/nowhere/tokenizer/model"
+            (folder / "config.json").write_text(json.dumps(config))
+        c = NeuralComputer.load(folder)
+        c.reset(first)
+        assert (c.step(action).frames == expected.step(action).frames).all()
+        expected.reset(first)
 
 
 def test_a_failed_desktop_step_changes_nothing(models, monkeypatch):

@@ -264,6 +264,8 @@ class CLIGenModel(nn.Module):
             if tensors:
                 save_file(tensors, str(path / f"{part}.safetensors"))
         config = copy.deepcopy(self.config)
+        if config["tokenizer"]["kind"] == "cell-ae":  # its weights are in this folder: name no path outside it
+            config["tokenizer"]["path"] = None  # (the folder moves; from_pretrained reads its own files)
         (path / "config.json").write_text(json.dumps({"kind": "cligen", "model": config}, indent=2))
 
     @classmethod

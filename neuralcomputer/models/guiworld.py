@@ -303,7 +303,9 @@ class GUIWorldModel(nn.Module):
             parts.setdefault(part, {})[k] = v
         for part, tensors in parts.items():
             save_file(tensors, str(path / f"{part}.safetensors"))
-        (path / "config.json").write_text(json.dumps({"kind": "guiworld", "model": self.config}, indent=2))
+        # The tokenizer's weights are in this folder: its config names no path outside it (the folder moves).
+        config = {**self.config, "tokenizer": {**self.config["tokenizer"], "path": None}}
+        (path / "config.json").write_text(json.dumps({"kind": "guiworld", "model": config}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> GUIWorldModel:
