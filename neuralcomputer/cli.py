@@ -454,15 +454,16 @@ def _read_png(path: Path):
 def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, steps: int | None, sampler: str | None,
            guidance: float | None, num_frames: int | None, fast: bool) -> None:
     """Generate a clip from a first frame and a caption. Same inputs and seed give byte-identical files."""
-    from neuralcomputer.pipelines.cligen import CLIGenPipeline, write_clip
+    from neuralcomputer.pipelines.cligen import write_clip
+    from neuralcomputer.pipelines.load import load_pipeline
 
-    pipe = CLIGenPipeline.load(model, sampler=sampler, steps=steps, guidance_scale=guidance, deterministic=not fast)
+    pipe = load_pipeline(model, sampler=sampler, steps=steps, guidance_scale=guidance, deterministic=not fast)
     frame = _read_png(first_frame)
     pipe.check_frame(frame)
     from neuralcomputer.models.text import caption_bytes
 
     if pipe.model.config["text"]["kind"] == "bytes":
-        caption_bytes(caption, pipe.model.text_encoder.max_len)
+        caption_bytes(caption, int(pipe.model.config["text"]["max_len"]))
     frames = pipe.generate(frame, caption, num_frames or (pipe.num_frames - 1) * pipe.stride + 1, seed)
     write_clip(out, frames, fps=pipe.fps)
     click.echo(f"wrote {len(frames)} frames to {out}", err=True)
@@ -704,16 +705,28 @@ def bench_ocr_cmd(n_frames: int) -> None:
         click.echo(json.dumps(figure))
 
 
+_DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+_PRECISION = click.option("--precision", type=click.Choice(["no", "bf16"]), default="no", show_default=True,
+                          help="bf16: run under bf16 autocast.")
+
+
 @bench.command("train")
 @click.option("--preset", default="cligen-tiny", show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps (after 2 warm-up).")
+@click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps (after the warm-up).")
+@click.option("--warmup", type=click.IntRange(0), default=2, show_default=True, help="Untimed steps first.")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="CPU threads (0: PyTorch's default).")
+@_DEVICE
 @click.argument("overrides", nargs=-1)
-def bench_train_cmd(preset: str, steps: int, threads: int, overrides: tuple[str, ...]) -> None:
-    """Training steps/s, samples/s and peak memory: our full step vs the bare diffusers transformer."""
+def bench_train_cmd(preset: str, steps: int, warmup: int, threads: int, device: str, overrides: tuple[str, ...]) -> None:
+    """Training steps/s, samples/s and peak memory: our full step vs the bare diffusers transformer.
+
+    bf16 and gradient checkpointing follow the config (mixed_precision=bf16, gradient_checkpointing=true).
+    The Wan presets, whose VAE and UMT5 are local checkpoints, are measured transformer only.
+    """
     from neuralcomputer.bench.train import bench_train
 
-    for figure in bench_train(preset, steps=steps, threads=threads or None, overrides=list(overrides)):
+    for figure in bench_train(preset, steps=steps, warmup=warmup, threads=threads or None, overrides=list(overrides),
+                              device=device):
         click.echo(json.dumps(figure))
 
 
@@ -724,13 +737,18 @@ def bench_train_cmd(preset: str, steps: int, threads: int, overrides: tuple[str,
 @click.option("--clips", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=None, help="Sampler steps (default: the model's).")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
-def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int | None, threads: int) -> None:
-    """Seconds per sampled clip at the default sampler steps, and peak memory."""
+@_DEVICE
+@_PRECISION
+@click.argument("overrides", nargs=-1)
+def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int | None, threads: int, device: str,
+                     precision: str, overrides: tuple[str, ...]) -> None:
+    """Seconds per sampled clip at the default sampler steps, and peak memory (Wan presets: transformer only)."""
     from neuralcomputer.bench.train import bench_sample
     from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     path = str(resolve_model_dir(model_dir)) if model_dir else None
-    for figure in bench_sample(preset, path, clips=clips, steps=steps, threads=threads or None):
+    for figure in bench_sample(preset, path, clips=clips, steps=steps, threads=threads or None,
+                               overrides=list(overrides), device=device, precision=precision):
         click.echo(json.dumps(figure))
 
 
@@ -741,16 +759,18 @@ def bench_sample_cmd(preset: str, model_dir: Path | None, clips: int, steps: int
 @click.option("--frames", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=None, help="Denoising steps per frame (default: the model's).")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
+@_DEVICE
+@_PRECISION
 @click.argument("overrides", nargs=-1)
-def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: int | None, threads: int,
-                      overrides: tuple[str, ...]) -> None:
+def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: int | None, threads: int, device: str,
+                      precision: str, overrides: tuple[str, ...]) -> None:
     """GUIWorld rollout: generated frames per second and seconds per frame by stage (denoiser, decoder)."""
     from neuralcomputer.bench.train import bench_rollout
     from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     path = str(resolve_model_dir(model_dir)) if model_dir else None
     for figure in bench_rollout(preset, path, frames=frames, steps=steps, threads=threads or None,
-                                overrides=list(overrides)):
+                                overrides=list(overrides), device=device, precision=precision):
         click.echo(json.dumps(figure))
 
 
@@ -761,26 +781,38 @@ def bench_rollout_cmd(preset: str, model_dir: Path | None, frames: int, steps: i
               help="Trained cell-AE tokenizer directory (e.g. RUN/tokenizer/model); repeatable.")
 @click.option("--wan-vae", type=click.Path(exists=True, path_type=Path), default=None,
               help="A local AutoencoderKLWan directory (the real Wan2.1 VAE).")
+@click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A CellGen tile codec (its model directory); repeatable.")
 @click.option("--clips", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True)
-def bench_tokenizer_cmd(dataset: Path, cell_ae: tuple[Path, ...], wan_vae: Path | None, clips: int, threads: int) -> None:
+def bench_tokenizer_cmd(dataset: Path, cell_ae: tuple[Path, ...], wan_vae: Path | None, tiles: tuple[Path, ...],
+                        clips: int, threads: int) -> None:
     """Tokenizers on held-out frames: reconstruction PSNR/SSIM, grid-OCR char/line accuracy, time per frame."""
     from neuralcomputer.bench.train import bench_tokenizers
 
     for figure in bench_tokenizers(str(dataset), [str(p) for p in cell_ae], str(wan_vae) if wan_vae else None,
-                                   clips=clips, threads=threads or None):
+                                   clips=clips, threads=threads or None, tiles=[str(p) for p in tiles]):
         click.echo(json.dumps(figure))
 
 
 @bench.command("flops")
 @click.option("--preset", "presets", multiple=True, help="Preset(s) (default: every CLIGen preset).")
-def bench_flops_cmd(presets: tuple[str, ...]) -> None:
-    """FLOPs per training step and per sampled clip of each preset's transformer (counted, not timed)."""
-    from neuralcomputer.bench.train import preset_flops
+@click.option("--model", "model_dirs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A model directory or run (its own config); repeatable.")
+@click.argument("overrides", nargs=-1)
+def bench_flops_cmd(presets: tuple[str, ...], model_dirs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
+    """FLOPs of each preset's transformer (counted, not timed): per training step and per sampled clip
+    (CLIGen), per rollout frame (GUIWorld). KEY=VALUE overrides apply to every --preset."""
+    from neuralcomputer.bench.train import model_dir_flops, preset_flops
     from neuralcomputer.config import PRESETS
+    from neuralcomputer.pipelines.cligen import resolve_model_dir
 
-    for preset in presets or [p for p in PRESETS if PRESETS[p]["model"]["kind"] == "cligen"]:
-        click.echo(json.dumps(preset_flops(preset)))
+    if model_dirs and overrides and not presets:
+        raise NCError("bench flops: key=value overrides apply to --preset, not to --model (a trained model)")
+    for preset in presets or ([] if model_dirs else [p for p in PRESETS if PRESETS[p]["model"]["kind"] == "cligen"]):
+        click.echo(json.dumps(preset_flops(preset, list(overrides))))
+    for path in model_dirs:
+        click.echo(json.dumps(model_dir_flops(str(resolve_model_dir(path)))))
 
 
 def _sessions(value: str) -> tuple[int, ...]:

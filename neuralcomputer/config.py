@@ -7,6 +7,8 @@ they replace, so ``lr=abc`` or ``num_layers=2.5`` fail before any work starts.
 Presets (see ``docs``/README for FLOPs and sizes):
 
 * ``cell-ae``: the cell autoencoder tokenizer of the CPU presets (trained first, minutes).
+* ``cligen-cells``: CellGen, the CPU design of CLIGen: one token per character cell from an exact tile
+  codec, the caption laid out in cells, a copy prior, masked discrete diffusion (``models/cellgen.py``).
 * ``cligen-tiny``: ~4M-parameter Wan DiT over cell-AE latents, 5 frames at 1 fps; trains on 2 CPU cores.
 * ``cligen-small``: ~60M parameters, 9 frames at ~2 fps; a single GPU (or a patient CPU).
 * ``wan2.1-i2v-1.3b`` / ``wan2.1-i2v-14b``: the real Wan2.1 sizes with the Wan VAE, UMT5 and (14B)
@@ -77,6 +79,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Trained from scratch, so a higher learning rate than the paper's fine-tuning 5e-5.
         "train": {"steps": 3000, "batch_size": 2, "lr": 5e-4, "warmup_steps": 200, "ema_decay": 0.999,
                   "save_every": 250, "val_every": 500, "tokenizer_steps": 3000, "tokenizer_latent_noise": 0.3},
+    },
+    "cligen-cells": {
+        "model": {
+            "kind": "cellgen",
+            "net": {"dim": 128, "layers": 4, "heads": 4, "max_rows": 64, "max_cols": 256, "max_text": 4096,
+                    "copy_prior": True},
+            "text": {"kind": "bytes", "max_len": 4096},  # the caption bytes the network reads
+            "layout": True,  # the caption's scroll and quoted lines laid out in cells (ablation: False)
+            "changed_weight": 4.0,  # loss weight of the cells that change, beside 1 for those that stay
+            "height": 408, "width": 640, "num_frames": 75, "frame_stride": 1, "fps": 15,
+            "sample_steps": 1,  # masked-diffusion passes per clip
+        },
+        "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
+                  "save_every": 250, "val_every": 250, "val_clips": 16, "caption_dropout": 0.0,
+                  "cache_latents": False},
     },
     "cligen-small": {
         "model": {
@@ -295,6 +312,11 @@ def check_config(config: dict[str, Any]) -> None:
             # FSDP2 gathers a block's weights when the block's forward runs; GUIWorld's frame-causal
             # attention calls each block's layers one by one, so they would stay sharded. Refuse.
             raise NCError("fsdp=true is not supported for GUIWorld models yet (use DDP: leave fsdp=false)")
+    if m["kind"] == "cellgen":
+        if m["sample_steps"] < 1 or m["num_frames"] < 2:
+            raise NCError("sample_steps must be >= 1 and num_frames >= 2")
+        if m["text"]["max_len"] != m["net"]["max_text"]:
+            raise NCError("text.max_len and net.max_text must agree (override both)")
     if m["kind"] == "cligen":
         if m["num_frames"] < 2 or m["frame_stride"] < 1:
             raise NCError("num_frames must be >= 2 and frame_stride >= 1")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from neuralcomputer.data.terminal.captions import TemplateCaptioner, context_for, new_screen_lines
+from hypothesis import given
+from hypothesis import strategies as st
+
+from neuralcomputer.data.terminal.captions import (
+    CaptionContext,
+    TemplateCaptioner,
+    context_for,
+    new_screen_lines,
+    parse_detailed,
+    screen_change,
+)
 from neuralcomputer.data.terminal.clips import iter_clips
 from tests.helpers import make_cast
 
@@ -46,11 +56,43 @@ def test_new_screen_lines_is_a_multiset_difference():
 
 
 def test_detailed_tier_is_bounded():
-    from neuralcomputer.data.terminal.captions import CaptionContext
+    ctx = CaptionContext(commands=["cat big"], intents=[], task="", first_text="", last_text="\n".join(["y" * 80] * 24),
+                         new_lines=["y" * 80] * 24, full_screen=False)
+    caption = TemplateCaptioner(max_detailed_chars=500).detailed(ctx)
+    assert 500 < len(caption) < 600 and caption.endswith(" ...")
+    assert parse_detailed(caption).lines == ("y" * 80,) * 6  # a cut quote keeps only its whole lines
 
-    ctx = CaptionContext(commands=["cat big"], intents=[], task="", first_text="", last_text="",
-                         new_lines=["y" * 100] * 100, full_screen=False)
-    assert len(TemplateCaptioner(max_detailed_chars=500).detailed(ctx)) < 600
+
+def _paste(first: str, change) -> list[str]:
+    rows = first.split("\n")
+    out = rows[change.scroll:] + [""] * change.scroll
+    out[change.row:change.row + len(change.lines)] = change.lines
+    return [line.rstrip() for line in out]
+
+
+_LINE = st.text(alphabet=" ab#$>", max_size=6)
+
+
+@given(st.lists(_LINE, min_size=4, max_size=4), st.lists(_LINE, min_size=4, max_size=4))
+def test_the_detailed_tier_determines_the_last_screen(first_rows, last_rows):
+    """Pasting what the detailed caption quotes, where it says, over the first screen scrolled as it says,
+    gives the last screen exactly (indentation and repeated lines included)."""
+    first, last = "\n".join(first_rows), "\n".join(last_rows)
+    change = screen_change(first, last)
+    assert _paste(first, change) == [line.rstrip() for line in last_rows]
+    ctx = CaptionContext(commands=["x"], intents=[], task="", first_text=first, last_text=last, new_lines=[],
+                         full_screen=False)
+    if change.lines:
+        assert parse_detailed(TemplateCaptioner().detailed(ctx)) == change
+
+
+def test_the_detailed_tier_says_the_scroll_and_keeps_indentation():
+    first = "\n".join(f"line {i}" for i in range(6))
+    last = "\n".join([f"line {i}" for i in range(2, 6)] + ["  indented", "$"])
+    ctx = CaptionContext(commands=["ls"], intents=[], task="", first_text=first, last_text=last, new_lines=[],
+                         full_screen=False)
+    caption = TemplateCaptioner().detailed(ctx)
+    assert caption == "The user types `ls`. The screen scrolls up 2 lines. From line 5 the screen reads:\n  indented\n$"
 
 
 class ShoutingCaptioner:

@@ -298,9 +298,9 @@ def test_shell_engine_echo_caption_in_training_wording(shell):
     result = shell.run("echo hi")
     assert result.screen_text.split("\n")[:3] == [f"{prompt}echo hi", "hi", prompt.rstrip()]
     assert result.exit_code == 0 and result.new_lines == ["hi", prompt.rstrip()]
-    assert result.caption == f"The user types `echo hi`. The screen then shows:\nhi\n{prompt.rstrip()}"
-    # ... which is exactly what the training captioner writes for these two screens.
-    first = f"{prompt}echo hi"
+    assert result.caption == f"The user types `echo hi`. From line 1 the screen reads:\n{prompt}echo hi\nhi\n{prompt.rstrip()}"
+    # ... which is exactly what the training captioner writes for the screen before and after the command.
+    first = prompt
     context = CaptionContext(commands=["echo hi"], intents=[], task="", first_text=first,
                              last_text=result.screen_text, new_lines=new_screen_lines(first, result.screen_text),
                              full_screen=False)
@@ -368,11 +368,14 @@ def test_shell_engine_reports_a_timeout():
         engine.close()
 
 
-def test_python_engine_matches_the_arithmetic_probe_caption():
+def test_python_engine_captions_in_the_training_wording():
     engine = make_engine("python", cols=80, rows=24)
     try:
         result = engine.run("2+3*4")
-        assert result.caption == arithmetic_caption(Problem("2+3*4", "14", 1), reprompt=True)
+        # the probe's screen has the expression typed already; the engine's starts at the bare prompt
+        assert arithmetic_caption(Problem("2+3*4", "14", 1), reprompt=True).endswith(
+            "From line 3 the screen reads:\n14\n>>>")
+        assert result.caption == "The user types `2+3*4`. From line 2 the screen reads:\n>>> 2+3*4\n14\n>>>"
         assert result.screen_text.split("\n")[:4] == [f"{shell_prompt()}python3 -q", ">>> 2+3*4", "14", ">>>"]
         engine.run("x = 6")
         assert engine.run("x * 7").new_lines == ["42", ">>>"]
@@ -394,7 +397,8 @@ def test_llm_engine_with_a_fake_client():
     result = engine.run("cowsay moo")
     assert "`cowsay moo`" in prompts[0] and shell_prompt().rstrip() in prompts[0] and "40 columns x 6 rows" in prompts[0]
     assert result.output == "moo\n" and result.exit_code is None
-    assert result.caption == f"The user types `cowsay moo`. The screen then shows:\nmoo\n{shell_prompt().rstrip()}"
+    assert result.caption == (f"The user types `cowsay moo`. From line 1 the screen reads:\n{shell_prompt()}cowsay moo\n"
+                              f"moo\n{shell_prompt().rstrip()}")
     with pytest.raises(NCError, match="client"):
         make_engine("llm")
     with pytest.raises(NCError, match="expected one of"):

@@ -31,6 +31,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from neuralcomputer.cli import main
+from neuralcomputer.demo import bundled_models
+from neuralcomputer.errors import NCError
 from neuralcomputer.runtime.computer import MAX_COMMAND_BYTES
 from neuralcomputer.runtime.protocol import ProtocolError, check_action, merge_frames, parse_message
 from neuralcomputer.runtime.server import ModelPool, create_app
@@ -503,8 +505,6 @@ def test_serve_cli_refuses_bad_input_in_one_line(tmp_path):
     assert result.exit_code == 2 and "no such model" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["serve", "--model", f"x={tmp_path}", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "--token" in result.output
-    result = runner.invoke(main, ["serve"])
-    assert result.exit_code == 2 and "--model" in result.output
 
 
 # -- the page in a real browser ------------------------------------------------------------------
@@ -579,6 +579,16 @@ def test_invalid_utf8_frames_are_logged_in_one_line_each(model_dirs):
         err = proc.communicate(timeout=30)[1]
     assert "Traceback" not in err, err
     assert err.count("Invalid UTF-8") == 3 and len(err.strip().splitlines()) == 3, err
+
+
+def test_serve_without_models_offers_the_bundled_ones():
+    try:
+        bundled = bundled_models()
+    except NCError:
+        pytest.skip("no bundled models")
+    with serving() as (proc, url):
+        with urllib.request.urlopen(url + "api/models", timeout=60) as reply:
+            assert [m["name"] for m in json.loads(reply.read())["models"]] == list(bundled)
 
 
 def test_serve_on_ipv6_loopback_answers_requests(model_dirs):
@@ -703,3 +713,60 @@ def test_bench_serve_prints_latency_frame_rate_and_memory_per_model_and_level(mo
 
     result = runner.invoke(main, ["bench", "serve", "--model", f"x={tmp_path / 'missing'}"])
     assert result.exit_code == 2 and "no such model" in result.output and "Traceback" not in result.output
+
+
+def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
+    """Hybrid on, `echo hello world; seq 3`: the canvas, read back by grid OCR, shows the real shell's five
+    lines (the prompt with the command, then its four output lines). The model is a CellGen directory:
+    the bundled terminal model when it is one, else an untrained CellGen, which draws what the caption
+    places by its copy prior alone."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing")
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: hybrid mode's sandbox needs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import base64
+    import json as _json
+
+    from neuralcomputer.eval.grid_ocr import GridOCR
+
+    bundled = Path(__file__).resolve().parent.parent / "models" / "cligen-tiny"
+    if (bundled / "cellgen.safetensors").is_file():
+        model = bundled
+    else:
+        from neuralcomputer.config import preset_config
+        from neuralcomputer.models.cellgen import CellGenNet
+        from neuralcomputer.models.tile_codec import TileCodec
+        from neuralcomputer.pipelines.cells import CellPipeline
+
+        m = preset_config("cligen-cells")["model"]
+        m["net"] |= {"dim": 32, "layers": 1, "heads": 2}
+        codec = TileCodec.rendered()
+        model = CellPipeline(CellGenNet(len(codec), m["num_frames"], **m["net"]), codec, m).save(tmp_path / "m")
+    assert _json.loads((model / "config.json").read_text())["kind"] == "cellgen"
+    with serving("--model", f"term={model}") as (_, url), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.select_option("#model", "term")
+            page.wait_for_function("document.body.classList.contains('terminal') && "
+                                   "+document.getElementById('screen').dataset.frames >= 1")
+            page.check("#hybrid")
+            page.click("#apply")  # settings go to the server with Apply
+            page.wait_for_function("!document.getElementById('engine-panel').hidden")
+            page.fill("#command", "echo hello world; seq 3")
+            page.press("#command", "Enter")
+            page.wait_for_function("document.getElementById('latency').textContent.endsWith(' s')", timeout=60_000)
+            page.wait_for_function(SETTLED, polling=100, timeout=60_000)
+            data = page.evaluate("() => document.getElementById('screen').toDataURL('image/png')")
+            shot = tmp_path / "hybrid.png"
+            shot.write_bytes(base64.b64decode(data.split(",", 1)[1]))
+            shutil.copy(shot, "/tmp/serve-screenshot-hybrid.png")  # for a human to look at
+        finally:
+            browser.close()
+    from PIL import Image
+
+    lines = [line.rstrip() for line in GridOCR().read(np.asarray(Image.open(shot).convert("RGB"))).split("\n")]
+    start = next(i for i, line in enumerate(lines) if line.endswith("# echo hello world; seq 3"))
+    assert lines[start + 1:start + 5] == ["hello world", "1", "2", "3"]

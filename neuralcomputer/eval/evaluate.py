@@ -106,6 +106,8 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
     scores["ocr_grid"] = _ocr_means([readers.grid(ref[i]) for i in idx], grid_pred)
     if ref_texts is not None:
         scores["ocr_grid_gt"] = _ocr_means([ref_texts[i] for i in idx], grid_pred)
+        last = grid_pred[list(idx).index(t - 1)] if t - 1 in list(idx) else readers.grid(pred[t - 1])
+        scores["ocr_grid_gt"]["changed_char_acc"] = changed_char_acc(ref_texts[0], ref_texts[t - 1], last)
     if readers.tesseract is not None:
         # Tesseract runs as a subprocess per frame: read the 2K frames on all cores at once.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -113,6 +115,30 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
         ref_t, pred_t = texts[: len(idx)], texts[len(idx):]
         scores["ocr_tesseract"] = _ocr_means(ref_t, pred_t)
     return scores
+
+
+def _grid(text: str) -> list[str]:
+    lines = text.split("\n")
+    width = max((len(line) for line in lines), default=0)
+    return [line.ljust(width) for line in lines]
+
+
+def changed_char_acc(first: str, last: str, pred_last: str) -> float | None:
+    """Accuracy on the new text alone: of the cells whose character differs between the first and the
+    last true screen, the share the predicted last screen reads right (position by position; None when
+    no cell changes). Copying the first frame scores 0 by construction."""
+    a, b, p = _grid(first), _grid(last), _grid(pred_last)
+    rows = max(len(a), len(b))
+    width = max(len(a[0]) if a else 0, len(b[0]) if b else 0)
+    a, b, p = ([*g, *[""] * (rows - len(g))] for g in (a, b, p))
+    changed = ok = 0
+    for ra, rb, rp in zip(a, b, p, strict=False):
+        ra, rb, rp = ra.ljust(width), rb.ljust(width), rp.ljust(width)
+        for ca, cb, cp in zip(ra, rb, rp, strict=False):
+            if ca != cb:
+                changed += 1
+                ok += cp == cb
+    return ok / changed if changed else None
 
 
 def _cell_size(font_size: int) -> tuple[int, int]:
@@ -219,6 +245,10 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
         rows = [c[key] for c in per_clip if key in c]
         if rows:
             report[key] = {m: float(np.mean([row[m] for row in rows])) for m in ("char_acc", "line_acc")}
+            changed = [row["changed_char_acc"] for row in rows if row.get("changed_char_acc") is not None]
+            if key == "ocr_grid_gt":  # the mean over clips whose screen changes at all
+                report[key]["changed_char_acc"] = float(np.mean(changed)) if changed else None
+                report[key]["changed_clips"] = len(changed)
         else:
             report[key] = None
             reasons.setdefault(key, "unavailable: the reference has no ground-truth screen text" if any_terminal

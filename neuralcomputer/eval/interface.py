@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from neuralcomputer.data.terminal.captions import ScreenChange, parse_detailed
 from neuralcomputer.errors import NCError
 
 
@@ -87,7 +88,6 @@ class ReferenceOracle:
         return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])
 
 
-_SHOWS = re.compile(r"The screen then shows:\n(.*)\Z", re.S)
 _TYPES = re.compile(r"The user types `([^`]*)`")
 
 
@@ -100,22 +100,35 @@ class _TerminalStandIn:
         self.font_size, self.theme = font_size, theme
         self.reader = GridOCR(font_size=font_size, theme=theme)
 
-    def _continue(self, first_frame: np.ndarray, new_lines: list[str], num_frames: int) -> np.ndarray:
+    def _continue(self, first_frame: np.ndarray, new_lines: list[str], num_frames: int,
+                  change: ScreenChange | None = None) -> np.ndarray:
+        """Frames that show ``new_lines`` appended after the first frame's text, or, given a ``change``
+        (a detailed caption's scroll and quoted lines), the first frame's text scrolled and pasted over."""
         from neuralcomputer.data.terminal.emulator import Terminal
         from neuralcomputer.data.terminal.render import FrameRenderer
 
         screen = self.reader.read(first_frame)
         rows, cols = self.reader.grid_shape(first_frame)
-        terminal = Terminal(cols, rows)
         lines = screen.split("\n")
-        while lines and not lines[-1].strip():
-            lines.pop()
-        terminal.feed("\r\n".join(lines))
+
+        def draw(text_lines: list[str]) -> np.ndarray:
+            while text_lines and not text_lines[-1].strip():
+                text_lines = text_lines[:-1]
+            terminal = Terminal(cols, rows)
+            terminal.feed("\r\n".join(text_lines))
+            return renderer.render(terminal).copy()
+
         renderer = FrameRenderer(cols, rows, font_size=self.font_size, theme=self.theme)
-        frames = [renderer.render(terminal).copy()]
-        if new_lines:
-            terminal.feed("\r\n" + "\r\n".join(new_lines))
-        last = renderer.render(terminal).copy()
+        frames = [draw(lines)]
+        if change is not None:
+            pasted = (lines[change.scroll:] + [""] * change.scroll)[:rows]
+            pasted[change.row:change.row + len(change.lines)] = change.lines
+            last = draw(pasted[:rows])
+        else:
+            kept = list(lines)
+            while kept and not kept[-1].strip():
+                kept.pop()
+            last = draw(kept + new_lines)
         # the change appears a third of the way in, as a command's output would
         switch = max(1, num_frames // 3)
         out = np.stack(frames * switch + [last] * (num_frames - switch))[:num_frames]
@@ -124,13 +137,11 @@ class _TerminalStandIn:
 
 
 class CaptionRenderer(_TerminalStandIn):
-    """Draws exactly the text a detailed caption quotes after "The screen then shows:"; computes nothing."""
+    """Draws exactly what a detailed caption says (its scroll, its quoted lines where it places them);
+    computes nothing."""
 
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
-        match = _SHOWS.search(caption)
-        if match is None:
-            return self._continue(first_frame, [], num_frames)
-        return self._continue(first_frame, match.group(1).split("\n"), num_frames)
+        return self._continue(first_frame, [], num_frames, parse_detailed(caption))
 
 
 class ArithmeticOracle(_TerminalStandIn):

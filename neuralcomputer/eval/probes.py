@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner
 from neuralcomputer.data.terminal.emulator import Terminal
 from neuralcomputer.data.terminal.generators.arithmetic import Problem, heldout_problems
 from neuralcomputer.data.terminal.recorder import shell_prompt
@@ -44,12 +45,18 @@ def arithmetic_prompt_frame(expression: str, *, cols: int = 80, rows: int = 24, 
     return FrameRenderer(cols, rows, font_size=font_size, theme=theme).render(terminal).copy()
 
 
-def arithmetic_caption(problem: Problem, reprompt: bool) -> str:
-    """The detailed caption, in the training captions' wording; with ``reprompt`` it quotes the answer."""
-    caption = f"The user types `{problem.expression}`."
-    if reprompt:
-        caption += f" The screen then shows:\n{problem.answer}\n>>>"
-    return caption
+def arithmetic_caption(problem: Problem, reprompt: bool, *, cols: int = 80, rows: int = 24) -> str:
+    """The detailed caption, in the training captions' wording; with ``reprompt`` it quotes the answer
+    where it will stand (the screen after Enter, as :func:`arithmetic_prompt_frame` leaves it)."""
+    if not reprompt:
+        return f"The user types `{problem.expression}`."
+    terminal = Terminal(cols, rows)
+    terminal.feed(f"{shell_prompt()}python3 -q\r\n{REPL}{problem.expression}")
+    first = terminal.text()
+    terminal.feed(f"\r\n{problem.answer}\r\n{REPL}")
+    context = CaptionContext(commands=[problem.expression], intents=[], task="", first_text=first,
+                             last_text=terminal.text(), new_lines=[], full_screen=False)
+    return TemplateCaptioner().detailed(context)
 
 
 def _prompt_line(lines: list[str], expression: str) -> int | None:

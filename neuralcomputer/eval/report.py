@@ -60,7 +60,8 @@ def markdown(report: dict, title: str = "Evaluation report") -> str:
             ("OCR char acc (grid OCR)", "ocr_grid.char_acc", 3),
             ("OCR exact-line acc (grid OCR)", "ocr_grid.line_acc", 3),
             ("char acc vs ground-truth text (grid OCR)", "ocr_grid_gt.char_acc", 3),
-            ("exact-line acc vs ground-truth text (grid OCR)", "ocr_grid_gt.line_acc", 3)]
+            ("exact-line acc vs ground-truth text (grid OCR)", "ocr_grid_gt.line_acc", 3),
+            ("char acc on the cells that change (new text; grid OCR vs ground truth)", "ocr_grid_gt.changed_char_acc", 3)]
     reasons = report.get("reasons", {})
     lines = [f"# {title}", "", f"Clips scored: {report.get('clips')}  ", f"Generated: `{report.get('pred')}`  ",
              f"Reference: `{report.get('ref')}`", "", "| metric | ours | paper (CLIGen) | note |", "|---|---:|---:|---|"]

@@ -28,13 +28,16 @@ from neuralcomputer.diffusion.sampling import deterministic_algorithms, guided, 
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel, read_model_config
 
+# The weights file that marks a model directory, per model family (Wan DiT / desktop, CellGen).
+WEIGHT_FILES = ("transformer.safetensors", "cellgen.safetensors")
+
 
 def resolve_model_dir(path: str | Path) -> Path:
     """A model directory from a model directory, a checkpoint, or a run folder (its latest checkpoint)."""
     path = Path(path)
     if not path.exists():
         raise NCError(f"{path}: no such model, checkpoint or run folder")
-    if (path / "config.json").is_file() and (path / "transformer.safetensors").is_file():
+    if (path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES):
         return path
     for sub in ("ema", "model"):  # a checkpoint folder
         if (path / sub / "config.json").is_file():

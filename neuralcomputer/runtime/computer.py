@@ -86,11 +86,6 @@ def _step_seed(seed: int, n: int) -> int:
     return int(np.random.default_rng([seed, n]).integers(2**31))
 
 
-def _model_kind(path: Path) -> str:
-    cfg = json.loads((path / "config.json").read_text())
-    return cfg.get("kind", "cligen")
-
-
 class NeuralComputer:
     """One session of a neural computer. Use :meth:`load`; then :meth:`reset` and :meth:`step`.
 
@@ -105,11 +100,11 @@ class NeuralComputer:
 
     def __init__(self, backend: Any, *, model_dir: Path | None = None, seed: int = 0, hybrid: bool = False,
                  engine: str = "shell") -> None:
-        from neuralcomputer.pipelines.cligen import CLIGenPipeline
+        from neuralcomputer.pipelines.guiworld import GUIWorldRollout
 
         self.backend = backend
         self.model_dir = model_dir
-        self.kind = "terminal" if isinstance(backend, CLIGenPipeline) else "desktop"
+        self.kind = "desktop" if isinstance(backend, GUIWorldRollout) else "terminal"
         self.seed = int(seed)
         self.history: list[dict[str, Any]] = []
         self._engine_name = engine
@@ -128,12 +123,11 @@ class NeuralComputer:
     def load(cls, path: str | Path, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
              deterministic: bool = True, hybrid: bool = False, engine: str = "shell") -> NeuralComputer:
         """A terminal or desktop computer from a run folder, checkpoint or model directory (no network)."""
-        from neuralcomputer.pipelines.cligen import CLIGenPipeline, resolve_model_dir
-        from neuralcomputer.pipelines.guiworld import GUIWorldRollout
+        from neuralcomputer.pipelines.cligen import resolve_model_dir
+        from neuralcomputer.pipelines.load import load_pipeline
 
         model_dir = resolve_model_dir(path)
-        kind = GUIWorldRollout if _model_kind(model_dir) == "guiworld" else CLIGenPipeline
-        backend: Any = kind.load(model_dir, steps=steps, sampler=sampler, deterministic=deterministic)
+        backend: Any = load_pipeline(model_dir, steps=steps, sampler=sampler, deterministic=deterministic)
         return cls(backend, model_dir=model_dir, seed=seed, hybrid=hybrid, engine=engine)
 
     # -- settings ----------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def train(config: dict[str, Any], data: str | Path, out: str | Path, *, progress
     # Everything that can be checked is checked before any work starts.
     check_memory(config, accelerator.device, accelerator.num_processes if fsdp else 1)
     model_cfg = config["model"]
-    if model_cfg["kind"] == "cligen":
+    if model_cfg["kind"] in ("cligen", "cellgen"):
         tiers = TIERS if t["tier"] == "mixed" else (t["tier"],)
         max_len = model_cfg["text"].get("max_len") if model_cfg["text"]["kind"] == "bytes" else None
         check_dataset(data, model_cfg, max_len, tiers)

@@ -31,6 +31,10 @@ def make_task(config: dict[str, Any], data: Path, run: Path, progress: bool = Tr
         return TokenizerTask(config, data, run, progress)
     if kind == "cligen":
         return CLIGenTask(config, data, run, progress)
+    if kind == "cellgen":
+        from neuralcomputer.train.cells import CellGenTask
+
+        return CellGenTask(config, data, run, progress)
     if kind == "guiworld":
         from neuralcomputer.train.guiworld import GUIWorldTask
 

@@ -77,6 +77,67 @@ def new_screen_lines(first: str, last: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ScreenChange:
+    """How the last screen follows from the first: scrolled up ``scroll`` rows, then rows from ``row`` on
+    (0-based) replaced by ``lines`` (verbatim, indentation kept, trailing spaces stripped)."""
+
+    scroll: int
+    row: int
+    lines: tuple[str, ...]
+
+
+def screen_change(first: str, last: str) -> ScreenChange:
+    """The smallest description of ``last`` given ``first``: the scroll that keeps the most leading rows
+    in place (ties: the smaller scroll), then every row from the first one that differs to the last
+    non-blank row. Pasting ``lines`` at ``row`` over ``first`` scrolled by ``scroll`` gives ``last``
+    exactly (blank rows below the last quoted one stay blank)."""
+    a = [line.rstrip() for line in first.split("\n")]
+    b = [line.rstrip() for line in last.split("\n")]
+    rows = max(len(a), len(b))
+    a += [""] * (rows - len(a))
+    b += [""] * (rows - len(b))
+    best_scroll, best_row = 0, -1
+    for scroll in range(rows):
+        shifted = a[scroll:] + [""] * scroll
+        row = 0
+        while row < rows and shifted[row] == b[row]:
+            row += 1
+        if row > best_row:
+            best_scroll, best_row = scroll, row
+        if row == rows:
+            break
+    shifted = a[best_scroll:] + [""] * best_scroll
+    end = max((i + 1 for i in range(rows) if b[i]), default=0)
+    # rows after `end` are blank in `last`; they must be blank in the shifted first screen too, or quoted
+    while end < rows and shifted[end:] != [""] * (rows - end):
+        end = rows
+    return ScreenChange(best_scroll, best_row, tuple(b[best_row:end]) if best_row < end else ())
+
+
+_SCROLL = re.compile(r"The screen scrolls up (\d+) lines?\.")
+_BLOCK = re.compile(r"From line (\d+) the screen reads:\n(.*)\Z", re.S)
+
+
+def parse_detailed(caption: str) -> ScreenChange:
+    """What a detailed caption says of the screen (:meth:`TemplateCaptioner.detailed`'s wording): the
+    scroll and the quoted lines from their row. Other tiers, and a quote the captioner cut (`` ...``),
+    give what they say and no more (a cut quote keeps its complete lines)."""
+    scroll = _SCROLL.search(caption)
+    block = _BLOCK.search(caption)
+    lines: tuple[str, ...] = ()
+    row = 0
+    if block:
+        row = max(0, int(block.group(1)) - 1)
+        text = block.group(2)
+        if text.endswith(" ..."):  # cut: the last line is incomplete, so it is not quoted at all
+            kept = text[:-4].rpartition("\n")[0]
+            lines = tuple(kept.split("\n")) if kept else ()
+        else:
+            lines = tuple(text.split("\n"))
+    return ScreenChange(int(scroll.group(1)) if scroll else 0, row, lines)
+
+
 def context_for(clip: Clip, task: str = "", generator: str = "") -> CaptionContext:
     """Gather the caption context of a clip (commands, intents, first/last screen text)."""
     first, last = clip.texts[clip.frame_index[0]], clip.texts[clip.frame_index[-1]]
@@ -142,14 +203,20 @@ class TemplateCaptioner:
         return " ".join(parts)
 
     def detailed(self, ctx: CaptionContext) -> str:
+        """The literal commands, then the whole change of the screen: how many lines it scrolled, and every
+        line from the first one that changed, verbatim (indentation kept, repeated lines repeated), so the
+        caption alone determines the last screen given the first (:func:`screen_change`)."""
         parts = []
         if ctx.commands:
             parts.append("The user types " + _join([f"`{c}`" for c in ctx.commands]) + ".")
-        if ctx.new_lines:
-            text = "\n".join(ctx.new_lines)
+        change = screen_change(ctx.first_text, ctx.last_text)
+        if change.scroll:
+            parts.append(f"The screen scrolls up {change.scroll} line{'s' if change.scroll != 1 else ''}.")
+        if change.lines:
+            text = "\n".join(change.lines)
             if len(text) > self.max_detailed_chars:
                 text = text[: self.max_detailed_chars] + " ..."
-            parts.append("The screen then shows:\n" + text)
+            parts.append(f"From line {change.row + 1} the screen reads:\n" + text)
         else:
             last = [line for line in ctx.last_text.splitlines() if line.strip()]
             quoted = last[-1].strip() if last else ""

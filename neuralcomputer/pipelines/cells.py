@@ -1,0 +1,142 @@
+"""Sampling CellGen, the cell-token CPU model of CLIGen: first frame + caption -> a clip.
+
+1. Encode the first frame into tile ids (exact for known tiles).
+2. Lay the caption out: the first frame scrolled as it says, its quoted characters where it places them.
+3. Masked discrete diffusion: every cell of the last screen starts hidden; each of ``steps`` passes
+   predicts all hidden cells and keeps the most confident share (the cosine schedule), the last pass
+   keeps the rest. Choices are argmax, so the same inputs give the same frames (deterministic).
+4. Compose the clip: frame ``t`` shows the last screen where ``t`` has reached the cell's switch
+   frame and the first frame elsewhere; decode the tiles back to pixels.
+
+Shapes: frames ``(T, H, W, 3)`` uint8; grids ``(R, C)`` tile ids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuralcomputer.diffusion.sampling import deterministic_algorithms
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.cellgen import (
+    CellGenNet,
+    check_grid,
+    compose_frames,
+    layout_inputs,
+    masked_schedule,
+    pad_bytes,
+)
+from neuralcomputer.models.tile_codec import TileCodec
+
+
+@torch.no_grad()
+def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames."""
+    check_grid(*first.shape, net)
+    data = caption.encode()
+    if len(data) > net.max_text:
+        raise NCError(f"caption is {len(data)} bytes; this model reads at most {net.max_text}")
+    shifted, canvas = layout_inputs(first, caption, codec.char_tile)
+    text, text_len = pad_bytes([data])
+    f = torch.from_numpy(first.astype(np.int64))[None]
+    s = torch.from_numpy(shifted.astype(np.int64))[None]
+    c = torch.from_numpy(canvas.astype(np.int64))[None]
+    target = torch.full_like(f, -1)
+    cells = first.size
+    switch_logits = None
+    for k in range(steps):
+        logits, switch_logits = net(f, s, c, target, text, text_len)
+        probs = logits.softmax(-1)
+        conf, choice = probs.max(-1)                                                          # (1, R, C)
+        hidden = target < 0
+        keep_hidden = 0 if k == steps - 1 else int(math.ceil(float(masked_schedule(torch.tensor((k + 1) / steps)))
+                                                             * cells))
+        reveal = int(hidden.sum()) - keep_hidden
+        if reveal <= 0:
+            continue
+        conf = torch.where(hidden, conf, torch.full_like(conf, -1.0))
+        order = conf.flatten().argsort(descending=True, stable=True)[:reveal]
+        flat = target.flatten().clone()
+        flat[order] = choice.flatten()[order]
+        target = flat.view_as(target)
+    switch = switch_logits.argmax(-1)[0].numpy()
+    return target[0].numpy(), switch
+
+
+class CellPipeline:
+    """A trained CellGen model: the :class:`~neuralcomputer.eval.interface.ClipGenerator` contract.
+
+    Args:
+        net: the network; codec: its tile codec; config: the model directory's ``model`` config.
+        steps: masked-diffusion passes per clip (default: the config's ``sample_steps``).
+    """
+
+    def __init__(self, net: CellGenNet, codec: TileCodec, config: dict, *, steps: int | None = None,
+                 deterministic: bool = True) -> None:
+        self.net = net.eval()
+        self.model = net  # what the runtime reads: model.config, model.state_dict()
+        net.config = config
+        self.codec = codec
+        self.config = config
+        self.steps = int(steps or config["sample_steps"])
+        self.sampler = "masked"
+        self.deterministic = deterministic
+        self.height, self.width = int(config["height"]), int(config["width"])
+        self.fps = float(config["fps"])
+        self.num_frames = int(config["num_frames"])
+        self.stride = 1  # every frame of the clip is generated (no held samples)
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames of a whole clip at the data rate, the first (given) one included."""
+        return self.num_frames
+
+    def sample_frames(self, first_frames: np.ndarray, captions: list[str], seed: int) -> np.ndarray:
+        """``(B, H, W, 3)`` first frames + B captions -> ``(B, T, H, W, 3)`` clips (the runtime's batch call)."""
+        return np.stack([self.generate(f, c, self.num_frames, seed) for f, c in zip(first_frames, captions, strict=True)])
+
+    @classmethod
+    def load(cls, path: str | Path, *, steps: int | None = None, sampler: str | None = None,
+             deterministic: bool = True, **_: object) -> CellPipeline:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())["model"]
+        codec = TileCodec.load(path)
+        net = CellGenNet(len(codec), config["num_frames"], **config["net"])
+        net.load_state_dict(load_file(str(path / "cellgen.safetensors")))
+        return cls(net, codec, config, steps=steps, deterministic=deterministic)
+
+    def save(self, path: str | Path) -> Path:
+        """A model directory: ``config.json``, ``cellgen.safetensors``, the codec's ``tiles.*``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
+                  str(path / "cellgen.safetensors"))
+        self.codec.save(path)
+        (path / "config.json").write_text(json.dumps({"kind": "cellgen", "model": self.config}, indent=2))
+        return path
+
+    def check_frame(self, frame: np.ndarray) -> None:
+        if frame.shape[0] % self.codec.cell_h or frame.shape[1] % self.codec.cell_w or frame.ndim != 3:
+            raise NCError(f"first frame is {frame.shape}; this model draws {self.codec.cell_w}x{self.codec.cell_h} "
+                          "pixel cells (a frame of whole cells)")
+
+    def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 first frame + caption -> ``(num_frames, H, W, 3)`` uint8; frame 0 is the given one."""
+        self.check_frame(first_frame)
+        with deterministic_algorithms(self.deterministic):
+            first = self.codec.encode(first_frame)
+            final, switch = sample_grid(self.net, self.codec, first, caption, self.steps)
+        # frames past the clip the model knows keep its last screen
+        grids = compose_frames(first, final, np.minimum(switch, self.num_frames - 1), num_frames)
+        frames = self.codec.decode(grids)
+        frames[0] = first_frame
+        return frames

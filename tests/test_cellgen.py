@@ -1,0 +1,148 @@
+"""CellGen, the cell-token CPU model of CLIGen: exact tile codec, caption layout, copy prior, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner
+from neuralcomputer.data.terminal.emulator import Terminal
+from neuralcomputer.data.terminal.render import FrameRenderer
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.cellgen import (
+    NO_CHAR,
+    PAD,
+    CellGenNet,
+    compose_frames,
+    layout_inputs,
+    switch_times,
+)
+from neuralcomputer.models.tile_codec import TileCodec
+from neuralcomputer.pipelines.cells import sample_grid
+
+
+def _screen(text: str, cols: int = 20, rows: int = 6) -> tuple[np.ndarray, str]:
+    term = Terminal(cols, rows)
+    term.feed(text)
+    return FrameRenderer(cols, rows).render(term).copy(), term.text()
+
+
+def test_the_codec_round_trips_frames_bit_for_bit(tmp_path):
+    frame, text = _screen("$ ls\r\n\x1b[1;31merror\x1b[0m: \x1b[7mgone\x1b[0m\r\n$ ")
+    codec = TileCodec.rendered()
+    added = codec.extend([frame], [text])
+    assert added >= 3  # bold red letters, reverse video, the cursor block: not default-style tiles
+    ids = codec.encode(frame)
+    assert ids.shape == (6, 20) and np.array_equal(codec.decode(ids), frame)
+    assert codec.text(ids).split("\n")[1].startswith("error: gone")
+    codec.save(tmp_path)
+    again = TileCodec.load(tmp_path)
+    assert np.array_equal(again.encode(frame), ids) and again.chars == codec.chars
+
+
+def test_an_unknown_tile_becomes_the_nearest_known_one():
+    codec = TileCodec.rendered()
+    frame = codec.decode(np.array([[codec.char_tile("A"), codec.char_tile("b")]]))
+    noisy = frame.astype(int)
+    noisy[2:4, 2:4] += 9
+    assert codec.text(codec.encode(np.clip(noisy, 0, 255).astype(np.uint8))) == "Ab"
+    with pytest.raises(NCError, match="not a grid"):
+        codec.encode(frame[:-1])
+
+
+def test_switch_times_compose_the_clip_back():
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 5, (3, 4))
+    final = rng.integers(0, 5, (3, 4))
+    switch = rng.integers(0, 6, (3, 4))
+    grids = compose_frames(first, final, switch, 6)
+    assert np.array_equal(compose_frames(first, final, switch_times(grids), 6), grids)
+
+
+def _caption(first: str, last: str) -> str:
+    ctx = CaptionContext(commands=["seq 3"], intents=[], task="", first_text=first, last_text=last, new_lines=[],
+                         full_screen=False)
+    return TemplateCaptioner().detailed(ctx)
+
+
+def test_the_caption_layout_places_each_quoted_character_in_its_cell():
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ ", rows=6)
+    last_frame, last_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ seq 3\r\n1\r\n2\r\n3\r\n$ ", rows=6)
+    caption = _caption(first_text, last_text)
+    assert "scrolls up 4 lines" in caption
+    shifted, canvas = layout_inputs(codec.encode(first_frame), caption, codec.char_tile)
+    assert codec.text(shifted).split("\n")[0].strip() == "e"  # the first frame moved up 4 rows
+    assert (canvas[0] == NO_CHAR).all()
+    placed = "\n".join("".join(codec.chars[i] for i in row) for row in np.where(canvas < 0, 0, canvas))
+    assert (canvas[1, 7:] == PAD).all()  # past "$ seq 3": the quoted row is replaced by blanks
+    assert placed.split("\n")[1:5] == [f"{s:<20}" for s in ("$ seq 3", "1", "2", "3")]
+
+
+def test_an_untrained_model_copies_what_it_is_given():
+    """The copy prior: before any training the model's last screen is the scrolled first frame with the
+    caption's characters pasted where it places them, i.e. the trivial baselines are its starting point."""
+    torch.manual_seed(0)
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("$ ", rows=4)
+    last_frame, last_text = _screen("$ echo hi\r\nhi\r\n$ ", rows=4)
+    net = CellGenNet(len(codec), 8, dim=32, layers=1, heads=2)
+    final, switch = sample_grid(net, codec, codec.encode(first_frame), _caption(first_text, last_text), steps=2)
+    assert codec.text(final).split("\n")[:3] == [f"{s:<20}" for s in ("$ echo hi", "hi", "$")]
+    assert switch.shape == (4, 20)
+    again, _ = sample_grid(net, codec, codec.encode(first_frame), _caption(first_text, last_text), steps=2)
+    assert np.array_equal(final, again)  # argmax decoding: the same inputs give the same screen
+    without, _ = sample_grid(net, codec, codec.encode(first_frame), "The user types `echo hi`.", steps=1)
+    assert np.array_equal(without, codec.encode(first_frame))  # nothing placed: copy the first frame
+
+
+def test_the_model_overfits_one_change(tmp_path):
+    """A few dozen steps on one clip learn what the copy prior cannot: the cursor's new place."""
+    from neuralcomputer.train.cells import CellClips, cell_loss, make_batch
+
+    torch.manual_seed(0)
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("$ ", rows=4)
+    last_frame, last_text = _screen("$ echo hi\r\nhi\r\n$ ", rows=4)
+    codec.extend([first_frame, last_frame], [first_text, last_text])
+    first, final = codec.encode(first_frame), codec.encode(last_frame)
+    clips = CellClips(["c"], first[None], final[None], np.full((1, 4, 20), 3), [{"detailed": _caption(first_text, last_text)}], 8)
+    net = CellGenNet(len(codec), 8, dim=32, layers=1, heads=2)
+    before = sample_grid(net, codec, first, clips.captions[0]["detailed"])[0]
+    assert not np.array_equal(before, final)  # the cursor block is nowhere in the caption
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        loss, _ = cell_loss(net, make_batch(clips, np.array([0, 0]), ["detailed", "detailed"], codec, 4096, gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    final_pred, switch = sample_grid(net, codec, first, clips.captions[0]["detailed"])
+    assert np.array_equal(final_pred, final) and (switch[final != first] == 3).all()
+
+
+def test_the_runtime_serves_a_cellgen_model_in_hybrid_mode(tmp_path):
+    """A CellGen model directory loads as a terminal NeuralComputer; in hybrid mode the real shell's
+    lines reach the screen through the caption (here by the copy prior alone: an untrained network)."""
+    import shutil
+
+    from neuralcomputer.config import preset_config
+    from neuralcomputer.eval.grid_ocr import GridOCR
+    from neuralcomputer.pipelines.cells import CellPipeline
+    from neuralcomputer.runtime.computer import NeuralComputer
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    torch.manual_seed(0)
+    m = preset_config("cligen-cells")["model"]
+    m["net"] |= {"dim": 32, "layers": 1, "heads": 2}
+    codec = TileCodec.rendered()
+    model = CellPipeline(CellGenNet(len(codec), m["num_frames"], **m["net"]), codec, m).save(tmp_path / "model")
+    computer = NeuralComputer.load(model, hybrid=True)
+    assert computer.kind == "terminal" and computer.fps == 15
+    computer.reset()
+    frames = computer.step({"type": "command", "text": "echo hello world; seq 3"}).frames
+    assert len(frames) == m["num_frames"] - 1
+    lines = [line.rstrip() for line in GridOCR().read(frames[-1]).split("\n")]
+    assert lines[1:5] == ["hello world", "1", "2", "3"]
