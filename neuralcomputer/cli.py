@@ -874,7 +874,8 @@ def _model_specs(specs: tuple[str, ...]) -> dict[str, Path]:
 
 @main.command()
 @click.option("--model", "model_specs", multiple=True, metavar="NAME=PATH",
-              help="A model to offer (run folder, checkpoint or model directory); repeatable.")
+              help="A model to offer (run folder, checkpoint or model directory); repeatable. "
+                   "Default: the bundled models under models/, as ncomp demo.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback needs --token.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
@@ -900,8 +901,10 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, token: str | None,
     from neuralcomputer.runtime.server import create_app
 
     models = _model_specs(model_specs)
-    if not models:
-        raise NCError("no models: pass --model NAME=PATH (a run folder, checkpoint or model directory)")
+    if not models:  # as ncomp demo: the bundled models (one line saying how to serve others if there are none)
+        from neuralcomputer.demo import bundled_models
+
+        models = bundled_models()
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

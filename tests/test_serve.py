@@ -586,9 +586,8 @@ def test_serve_without_models_offers_the_bundled_ones():
         bundled = bundled_models()
     except NCError:
         pytest.skip("no bundled models")
-    with serving() as (proc, url):
-        with urllib.request.urlopen(url + "api/models", timeout=60) as reply:
-            assert [m["name"] for m in json.loads(reply.read())["models"]] == list(bundled)
+    with serving() as (proc, url), urllib.request.urlopen(url + "api/models", timeout=60) as reply:
+        assert [m["name"] for m in json.loads(reply.read())["models"]] == list(bundled)
 
 
 def test_serve_on_ipv6_loopback_answers_requests(model_dirs):
