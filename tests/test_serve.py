@@ -650,6 +650,8 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
             page.select_option("#model", "desk")
             page.wait_for_function("document.body.classList.contains('desktop')")
             assert page.eval_on_selector("#screen", "c => [c.width, c.height]") == [64, 48]
+            hint = page.text_content("#hint")  # both sizes: where input lands, and what the model draws
+            assert "128×96" in hint and "64×48" in hint, hint
             page.wait_for_timeout(300)
             before = frames()
             box = page.locator("#screen").bounding_box()

@@ -145,8 +145,12 @@ function onReady(msg) {
   canvas.style.height = `${h * scale}px`;
   document.body.classList.toggle("terminal", msg.kind === "terminal");
   document.body.classList.toggle("desktop", msg.kind === "desktop");
+  // A desktop model takes input in its screen's coordinates (the recorded desktop's size) but draws
+  // smaller frames: say both, so neither size reads as a mistake.
+  const [sw, sh] = msg.screen;
+  const sizes = sw === w && sh === h ? `${w}×${h}` : `${sw}×${sh} (input), drawn at ${w}×${h}`;
   $("hint").textContent = msg.kind === "desktop"
-    ? `Desktop ${msg.screen[0]}×${msg.screen[1]}: move, click, scroll and type on the screen (click it first for keys).`
+    ? `Desktop ${sizes}: move, click, scroll and type on the screen (click it first for keys).`
     : `Terminal ${w}×${h}: each command renders ${msg.fps} frames/s of video.`;
   showSettings(msg.settings);
   startPlayer(msg.fps);
