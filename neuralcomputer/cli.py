@@ -367,6 +367,28 @@ def probe_arithmetic_cmd(model: str, count: int, reprompt: bool, seed: int, num_
     click.echo(json.dumps({k: v for k, v in result.items() if k != "items"}))
 
 
+@probe.command("hybrid")
+@click.option("--model", required=True, help="A terminal model (run folder, checkpoint or model directory).")
+@click.option("--command", "commands", multiple=True,
+              help="A command to type (repeatable; default: ten held-out commands, see eval/probes.py).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Sampling steps (default: the model's).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full result JSON here.")
+def probe_hybrid_cmd(model: str, commands: tuple[str, ...], steps: int | None, out: Path | None) -> None:
+    """Hybrid mode: the share of the real shell's screen lines the model's last frame shows exactly."""
+    from neuralcomputer.data.dataset import atomic_write_bytes
+    from neuralcomputer.eval.probes import HYBRID_COMMANDS, probe_hybrid
+    from neuralcomputer.runtime.computer import NeuralComputer
+
+    computer = NeuralComputer.load(model, steps=steps, hybrid=True)
+    try:
+        result = probe_hybrid(computer, list(commands) or HYBRID_COMMANDS)
+    finally:
+        computer.close()
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2).encode())
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "items"}))
+
+
 @probe.command("determinism")
 @click.option("--model", required=True)
 @click.option("--runs", type=click.IntRange(2, 100), default=5, show_default=True)

@@ -146,3 +146,9 @@ def test_the_runtime_serves_a_cellgen_model_in_hybrid_mode(tmp_path):
     assert len(frames) == m["num_frames"] - 1
     lines = [line.rstrip() for line in GridOCR().read(frames[-1]).split("\n")]
     assert lines[1:5] == ["hello world", "1", "2", "3"]
+    # the hybrid probe: command after command, real screen vs the model's last frame, row by row
+    from neuralcomputer.eval.probes import probe_hybrid
+
+    result = probe_hybrid(computer, ["seq 30", "python3 -c '1/0'"])  # a scroll, then a traceback
+    computer.close()
+    assert result["lines_exact"] == 1.0 and result["lines"] >= 24 + 6

@@ -149,6 +149,56 @@ def probe_arithmetic(model: ClipGenerator, *, n: int = 100, seed: int = 0, repro
     }
 
 
+# Commands the hybrid probe types, none of them in the training sessions' exact form: arithmetic in the
+# shell, echo, seq, printf, a fresh folder listed, a Python traceback, a long line that wraps.
+HYBRID_COMMANDS = (
+    "echo hello world; seq 3",
+    "echo $((37 * 41 - 6))",
+    "seq 7 11",
+    "printf '%s=%d\\n' alpha 1 beta 22",
+    "mkdir -p fresh/dir && cd fresh && touch zeta.txt alpha.md 'b c' && ls",
+    "python3 -c 'import math; print(math.factorial(12)); 1/0'",
+    "echo $(( (2 ** 20) % 997 )) $((123456789 / 1234))",
+    "pwd; cd ..; pwd",
+    "printf 'col1\\tcol2\\n%s\\t%s\\n' x y",
+    "echo 'the quick brown fox jumps over the lazy dog, then the quick brown fox jumps over it again and again'",
+)
+
+
+def probe_hybrid(computer, commands: tuple[str, ...] | list[str] = HYBRID_COMMANDS, *, font_size: int = 13,
+                 theme: str = "dark") -> dict:
+    """Hybrid mode, command after command in one session: does the model's last frame show the real
+    shell's screen? Each step's real screen (the sandboxed engine's) is compared with grid OCR of the
+    model's last frame, row by row (trailing spaces ignored).
+
+    ``computer``: a terminal :class:`~neuralcomputer.runtime.computer.NeuralComputer` with hybrid on.
+    Returns ``{"lines_exact": share of the real screen's non-blank rows shown exactly, "rows_exact":
+    share of all rows, "steps_exact": share of steps whose whole screen is right, "items": [...]}``.
+    """
+    from neuralcomputer.eval.grid_ocr import GridOCR
+
+    if not getattr(computer, "hybrid", False):
+        raise NCError("the hybrid probe needs a terminal NeuralComputer loaded with hybrid=True")
+    reader = GridOCR(font_size=font_size, theme=theme)
+    computer.reset()
+    items = []
+    for command in commands:
+        result = computer.step({"type": "command", "text": command})
+        real = [line.rstrip() for line in result.record["engine"]["screen_text"].split("\n")]
+        shown = [line.rstrip() for line in reader.read(result.frames[-1]).split("\n")]
+        shown += [""] * (len(real) - len(shown))
+        pairs = list(zip(real, shown, strict=False))
+        lines = [(r, s) for r, s in pairs if r]
+        items.append({"command": command, "lines": len(lines), "lines_exact": sum(r == s for r, s in lines),
+                      "rows": len(pairs), "rows_exact": sum(r == s for r, s in pairs),
+                      "wrong": [{"row": i, "real": r, "shown": s} for i, (r, s) in enumerate(pairs) if r != s][:8]})
+    n_lines = sum(i["lines"] for i in items)
+    return {"lines_exact": sum(i["lines_exact"] for i in items) / max(n_lines, 1),
+            "rows_exact": sum(i["rows_exact"] for i in items) / max(sum(i["rows"] for i in items), 1),
+            "steps_exact": float(np.mean([i["rows_exact"] == i["rows"] for i in items])) if items else None,
+            "commands": len(items), "lines": n_lines, "items": items}
+
+
 def probe_determinism(model: ClipGenerator, first_frame: np.ndarray, caption: str, *, runs: int = 5,
                       seed: int = 0, num_frames: int = 15) -> dict:
     """Run the same inputs ``runs`` times with the same seed.
