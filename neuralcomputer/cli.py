@@ -55,8 +55,22 @@ def data() -> None:
     """Make datasets: record real sessions, render recordings to clips, inspect datasets."""
 
 
+def _list_generators(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--list``: each generator's name and what its sessions do, then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from neuralcomputer.data.terminal.generators import GENERATORS
+
+    for name, make in GENERATORS.items():
+        what = (make.__doc__ or "").strip().splitlines()
+        click.echo(f"{name}: {what[0]}" if what else name)
+    ctx.exit(0)
+
+
 @data.command()
 @click.option("--generator", required=True, help="Session generator (see --list).")
+@click.option("--list", is_flag=True, expose_value=False, is_eager=True, callback=_list_generators,
+              help="List the session generators and exit.")
 @click.option("--count", type=click.IntRange(1), default=1, show_default=True, help="Sessions in the whole job.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Job seed; session i is a function of (seed, i).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for .cast files.")
@@ -447,15 +461,48 @@ def train(preset: str, dataset: Path | None, out: Path | None, steps: int | None
     click.echo(f"run: {run} (model: {run / 'model'})", err=True)
 
 
-def _read_png(path: Path):
+MAX_IMAGE_SIDE = 8192  # a screenshot is smaller; larger would take gigabytes to decode
+
+
+def _read_png(path: Path, size: tuple[int, int] | None = None):
+    """An image as ``(H, W, 3)`` uint8; ``size`` ``(W, H)``: the one size accepted. Its size is checked from
+    the header, before anything is decoded (PIL refuses huge images with a DecompressionBombError)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the check below says it in our words
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if size is not None and (w, h) != tuple(size):
+                raise NCError(f"{path}: {w}x{h} pixels; expected the model's frame size {size[0]}x{size[1]}")
+            if max(w, h) > MAX_IMAGE_SIDE:
+                raise NCError(f"{path}: {w}x{h} pixels; expected a screenshot of at most "
+                              f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
             return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise NCError(f"{path}: not a readable image ({e})") from None
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise NCError(f"{path}: not a readable image ({e}); expected a PNG screenshot") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _caption_text(caption: str | None, caption_file: Path | None) -> str:
+    """The caption from ``--caption`` or ``--caption-file`` (UTF-8; one final newline is not part of it)."""
+    if (caption is None) == (caption_file is None):
+        raise NCError("give the caption with --caption TEXT or --caption-file FILE (one of them)")
+    where = "--caption"
+    if caption_file is not None:
+        where = str(caption_file)
+        try:
+            caption = caption_file.read_bytes().decode("utf-8").removesuffix("\n").removesuffix("\r")
+        except UnicodeDecodeError as e:
+            raise NCError(f"{caption_file}: not UTF-8 (byte {e.start}); expected a caption in UTF-8 text") from None
+        except OSError as e:
+            raise NCError(f"{caption_file}: cannot read it ({e.strerror or e}); expected a caption file") from None
+    if not caption.strip():
+        raise NCError(f"{where}: blank caption; expected what happens on the screen "
+                      "(e.g. \"The user types `ls`. ...\")")
+    return caption
 
 
 @main.command()
@@ -463,7 +510,9 @@ def _read_png(path: Path):
               help="Run folder (its latest checkpoint), checkpoint, or exported model directory.")
 @click.option("--first-frame", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="PNG of the first screen, at the model's frame size.")
-@click.option("--caption", required=True, help="What happens (a detailed caption quotes commands and output).")
+@click.option("--caption", default=None, help="What happens (a detailed caption quotes commands and output).")
+@click.option("--caption-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The caption from a UTF-8 file instead (one argument holds at most 128 KiB).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Lossless .mp4, or a folder that receives frame-000.png, frame-001.png, ...")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -473,19 +522,24 @@ def _read_png(path: Path):
 @click.option("--frames", "num_frames", type=click.IntRange(1), default=None,
               help="Frames at the data rate (default: the model's span, e.g. 61 for 5 samples 15 apart).")
 @click.option("--fast", is_flag=True, help="Allow non-deterministic kernels (default: bit-identical repeats).")
-def sample(model: Path, first_frame: Path, caption: str, out: Path, seed: int, steps: int | None, sampler: str | None,
-           guidance: float | None, num_frames: int | None, fast: bool) -> None:
+def sample(model: Path, first_frame: Path, caption: str | None, caption_file: Path | None, out: Path, seed: int,
+           steps: int | None, sampler: str | None, guidance: float | None, num_frames: int | None, fast: bool) -> None:
     """Generate a clip from a first frame and a caption. Same inputs and seed give byte-identical files."""
     from neuralcomputer.pipelines.cligen import write_clip
     from neuralcomputer.pipelines.load import load_pipeline
 
+    caption = _caption_text(caption, caption_file)
     pipe = load_pipeline(model, sampler=sampler, steps=steps, guidance_scale=guidance, deterministic=not fast)
-    frame = _read_png(first_frame)
+    cfg = pipe.model.config
+    frame = _read_png(first_frame, (int(cfg["width"]), int(cfg["height"])) if "width" in cfg else None)
     pipe.check_frame(frame)
     from neuralcomputer.models.text import caption_bytes
 
-    if pipe.model.config["text"]["kind"] == "bytes":
-        caption_bytes(caption, int(pipe.model.config["text"]["max_len"]))
+    if cfg["text"]["kind"] == "bytes":
+        try:
+            caption_bytes(caption, int(cfg["text"]["max_len"]))
+        except NCError as exc:
+            raise NCError(f"{caption_file}: {exc}" if caption_file else str(exc)) from None
     frames = pipe.generate(frame, caption, num_frames or (pipe.num_frames - 1) * pipe.stride + 1, seed)
     write_clip(out, frames, fps=pipe.fps)
     click.echo(f"wrote {len(frames)} frames to {out}", err=True)

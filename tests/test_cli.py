@@ -110,3 +110,106 @@ def test_train_reuses_the_bundled_tokenizer_unless_asked_and_says_so_first(tmp_p
     refused = train(tmp_path / "x", "--train-tokenizer", f"model.tokenizer.path={BUNDLED_DIR / 'cligen-tiny'}",
                     check=False)
     assert refused.returncode == 2 and "give one of them" in refused.stderr and not (tmp_path / "x").exists()
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """The command failed with exactly one `error:` line (no traceback, no bare "Aborted!") naming ``words``."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Aborted" not in proc.stderr, proc.stderr[-3000:]
+    assert all(w in errors[0] for w in words), errors[0]
+    return errors[0]
+
+
+def test_eval_videos_refuses_unreadable_or_short_predictions_in_one_line(tmp_path):
+    from neuralcomputer.eval.videos import VideoSet, write_frames_npz
+
+    ref = make_tiny_dataset(tmp_path)
+    clip_id = VideoSet.open(ref).ids()[0]
+    frames = VideoSet.open(ref).frames(clip_id)
+    cases = {  # what the prediction's file holds -> words its one error line must have
+        ".npz": (b"not a zip and not an array", "expected"),  # numpy: "pickled data"
+        ".npz ": (b"PK\x03\x04" + bytes(200), "expected"),  # zipfile.BadZipFile
+        ".npz  ": (b"", "expected"),  # numpy: EOFError, which click turned into a bare "Aborted!"
+        ".mp4": (bytes(range(256)) * 8, "expected"),  # ffmpeg cannot decode it
+        ".npz   ": (None, f"2 frames; expected {len(frames)}"),  # a 2-frame prediction of a longer clip
+    }
+    for n, (suffix, (content, words)) in enumerate(cases.items()):
+        pred = tmp_path / f"pred{n}"
+        pred.mkdir()
+        path = pred / f"{clip_id}{suffix.strip()}"
+        if content is None:
+            write_frames_npz(path, frames[:2])
+        else:
+            path.write_bytes(content)
+        proc = run("eval", "videos", "--pred", str(pred), "--ref", str(ref), "--out", str(tmp_path / f"r{n}"),
+                   "--no-tesseract", check=False)
+        _one_error_line(proc, path.name, words)
+
+
+def _huge_png(path: Path, size: int = 20000) -> Path:
+    """A valid size x size black PNG of a few kilobytes (1 bit per pixel, rows of zeros compress away)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (size + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(size)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_sample_refuses_huge_images_and_blank_captions_and_reads_long_captions_from_a_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tests.runtime_helpers import tiny_terminal_model
+
+    model = tiny_terminal_model(tmp_path / "model")
+    first = tmp_path / "first.png"
+    Image.fromarray(np.zeros((136, 320, 3), np.uint8)).save(first)
+
+    def sample(*args: str, out: str = "clip.mp4", check: bool = False) -> subprocess.CompletedProcess:
+        return run("sample", "--model", str(model), "--out", str(tmp_path / out), *args, check=check)
+
+    _one_error_line(sample("--first-frame", str(_huge_png(tmp_path / "huge.png")), "--caption", "ls"),
+                    "huge.png", "20000x20000", "expected")
+    for blank in ("", "   ", "\n"):
+        _one_error_line(sample("--first-frame", str(first), "--caption", blank), "caption", "expected")
+    caption = "The user types `ls`. From line 1 the screen reads:\nroot@ncomp:~# ls"
+    (tmp_path / "caption.txt").write_text(caption + "\n")  # as an editor saves it: the last newline is not part of it
+    sample("--first-frame", str(first), "--caption", caption, check=True)
+    sample("--first-frame", str(first), "--caption-file", str(tmp_path / "caption.txt"), out="file.mp4", check=True)
+    assert (tmp_path / "clip.mp4").read_bytes() == (tmp_path / "file.mp4").read_bytes()
+    # Over the 128 KiB one argument may hold: read from the file, then held to the model's limit in one line.
+    (tmp_path / "long.txt").write_text("x" * 200_000)
+    _one_error_line(sample("--first-frame", str(first), "--caption-file", str(tmp_path / "long.txt")),
+                    "200000 bytes", "at most 1600")
+    _one_error_line(sample("--first-frame", str(first)), "--caption")
+    _one_error_line(sample("--first-frame", str(first), "--caption", "ls", "--caption-file",
+                           str(tmp_path / "caption.txt")), "--caption")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    _one_error_line(sample("--first-frame", str(first), "--caption-file", str(tmp_path / "latin1.txt")),
+                    "latin1.txt", "UTF-8")
+
+
+def test_render_of_a_folder_without_recordings_says_so(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no recordings here")
+    for folder in (empty, tmp_path / "notes"):
+        _one_error_line(run("data", "render", str(folder), "--out", str(tmp_path / "ds"), check=False),
+                        str(folder), "no recordings")
+        assert not (tmp_path / "ds").exists()
+
+
+def test_record_lists_its_generators():
+    assert "--list" in run("data", "record", "--help").stdout
+    listed = run("data", "record", "--list").stdout.splitlines()
+    assert [line.split(":")[0] for line in listed] == list(__import__(
+        "neuralcomputer.data.terminal.generators", fromlist=["GENERATORS"]).GENERATORS)

@@ -92,7 +92,9 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, ref_texts: list[str] | None, r
 
     if pred.shape[1:] != ref.shape[1:]:
         raise NCError(f"frame size {pred.shape[1:3]} differs from the reference {ref.shape[1:3]}")
-    t = min(len(pred), len(ref))
+    if len(pred) != len(ref):  # scoring the first frames only would pass off a stub as a clip
+        raise NCError(f"{len(pred)} frames; expected {len(ref)}, as many as the reference clip")
+    t = len(ref)
     pred, ref = pred[:t], ref[:t]
     scores: dict = {"frames": t, "psnr": psnr(pred, ref), "ssim": ssim(pred, ref)}
     if lpips_model is not None:
@@ -228,7 +230,7 @@ def evaluate_videos(pred: str | VideoSet, ref: str | VideoSet, options: EvalOpti
         try:
             scores = score_pair(p, r, ref.texts(clip_id), readers, options, lpips_model, terminal)
         except NCError as exc:
-            raise NCError(f"clip {clip_id}: {exc}") from exc
+            raise NCError(f"{pred.path(clip_id)}: {exc}") from exc
         t = min(len(p), len(r))
         if "action_times" in record:
             scores.update(_gui_scores(p[:t], r[:t], record, ref))

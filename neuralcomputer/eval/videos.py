@@ -45,21 +45,35 @@ class VideoSet:
     def ids(self) -> list[str]:
         return list(self.records)
 
+    def path(self, clip_id: str) -> Path:
+        """The file that holds a clip."""
+        return self.root / self.records[clip_id]["path"]
+
     def _payload(self, clip_id: str) -> dict:
         if self._last is None or self._last[0] != clip_id:
-            self._last = (clip_id, read_clip_payload(self.root / self.records[clip_id]["path"]))
+            path = self.path(clip_id)
+            try:
+                payload = read_clip_payload(path)
+            except _UNREADABLE as exc:
+                raise NCError(f"{path}: not a readable clip ({_why(exc)}); expected a clip payload written by "
+                              "ncomp data render") from None
+            self._last = (clip_id, payload)
         return self._last[1]
 
     def frames(self, clip_id: str) -> np.ndarray:
-        """``(T, H, W, 3)`` uint8 frames of one clip."""
-        path = self.root / self.records[clip_id]["path"]
+        """``(T, H, W, 3)`` uint8 frames of one clip; :class:`NCError` naming the file if it cannot be read."""
+        path = self.path(clip_id)
         if self.is_dataset:
             return self._payload(clip_id)["frames"]
         if path.suffix == ".npz":
-            with np.load(path) as z:
-                if "frames" not in z:
-                    raise NCError(f"{path}: expected an array named 'frames' (T, H, W, 3) uint8")
-                frames = z["frames"]
+            try:  # numpy says "pickled data" for a file that is no archive, or EOFError for an empty one
+                with np.load(path) as z:
+                    if "frames" not in z:
+                        raise NCError(f"{path}: expected an array named 'frames' (T, H, W, 3) uint8")
+                    frames = z["frames"]
+            except _UNREADABLE as exc:
+                raise NCError(f"{path}: not a readable .npz ({_why(exc)}); expected an array 'frames' "
+                              "(T, H, W, 3) uint8, as numpy.savez writes it") from None
         else:
             frames = read_mp4(path)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -79,16 +93,27 @@ class VideoSet:
         return [str(t) for t in self._payload(clip_id)["text"]]
 
 
+# What reading a damaged file raises: zipfile.BadZipFile and the numpy and ffmpeg errors are among these.
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, RuntimeError, StopIteration, zipfile.BadZipFile)
+
+
+def _why(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
 def read_mp4(path: str | Path) -> np.ndarray:
     """Decode an MP4 into ``(T, H, W, 3)`` uint8 (lossy source: fine for generated videos only)."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
+    except _UNREADABLE as exc:
+        raise NCError(f"{path}: not a video ffmpeg can decode ({_why(exc)}); expected an MP4 of RGB frames") from None
     if not frames:
-        raise NCError(f"{path}: no frames")
+        raise NCError(f"{path}: no frames; expected an MP4 of RGB frames")
     return np.stack(frames)
 
 

@@ -70,8 +70,12 @@ def find_casts(inputs: list[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix in CAST_SUFFIXES and p.is_file()
+            inside = sorted(p for p in path.rglob("*") if p.suffix in CAST_SUFFIXES and p.is_file()
                             and p.name != "MANIFEST.tsv")
+            if not inside:  # a wrong folder must not pass as an empty dataset
+                raise NCError(f"{path}: no recordings in this folder (expected {', '.join(sorted(CAST_SUFFIXES))} "
+                              "files, e.g. from ncomp data record)")
+            found += inside
         elif path.is_file():
             found.append(path)
         else:
