@@ -112,6 +112,19 @@ def test_train_reuses_the_bundled_tokenizer_unless_asked_and_says_so_first(tmp_p
     assert refused.returncode == 2 and "give one of them" in refused.stderr and not (tmp_path / "x").exists()
 
 
+def test_a_tokenizer_cut_short_goes_on_training_and_presets_without_one_say_so(tmp_path):
+    from neuralcomputer.config import preset_config
+    from neuralcomputer.demo import bundled_models
+    from neuralcomputer.train.tokenizer_choice import choose_tokenizer
+
+    bundled = bundled_models() if (BUNDLED_DIR / "cligen-tiny").is_dir() else {}
+    (tmp_path / "cut" / "tokenizer").mkdir(parents=True)  # killed while its tokenizer trained
+    config, said = choose_tokenizer(preset_config("cligen-tiny"), tmp_path / "cut", [], train_new=False, bundled=bundled)
+    assert said.startswith("tokenizer: a new one") and config["model"]["tokenizer"]["path"] is None
+    config, said = choose_tokenizer(preset_config("cell-ae"), tmp_path / "tok", [], train_new=False, bundled=bundled)
+    assert said == "tokenizer: cell-ae, trained by this run"
+
+
 def _one_error_line(proc: subprocess.CompletedProcess, *words: str) -> str:
     """The command failed with exactly one `error:` line (no traceback, no bare "Aborted!") naming ``words``."""
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -56,6 +56,8 @@ def choose_tokenizer(config: dict[str, Any], out: Path, overrides: list[str], *,
     """
     model = config["model"]
     tok = model.get("tokenizer") or {}
+    if model.get("kind") == "tokenizer":  # ncomp train --preset cell-ae
+        return config, f"tokenizer: {tok.get('kind')}, trained by this run"
     if model.get("kind") not in ("cligen", "guiworld") or tok.get("kind") != "cell-ae":
         if train_new:
             raise NCError(f"--train-tokenizer: preset {config.get('preset')} has no tokenizer to train "
@@ -80,7 +82,7 @@ def choose_tokenizer(config: dict[str, Any], out: Path, overrides: list[str], *,
             config["model"]["tokenizer"]["path"] = path
             return config, f"tokenizer: {path} (as the run being resumed)"
         return config, new
-    if train_new or _asks_to_train(overrides):
+    if train_new or _asks_to_train(overrides) or in_run.is_dir():  # (a tokenizer cut short goes on training)
         return config, new
     match = _bundled_match(tok, model["kind"], bundled)
     if match is None:
