@@ -672,12 +672,12 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
 
 
 @experiment.command("cligen")
-@click.argument("table", type=click.Choice(["tiers", "steps", "arithmetic", "determinism"]))
+@click.argument("table", type=click.Choice(["tiers", "steps", "levers", "arithmetic", "determinism"]))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Terminal dataset (tiers, steps). --quick records a tiny one when absent.")
+              help="Terminal dataset (tiers, steps, levers). --quick records a tiny one when absent.")
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Training steps per run.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="steps: comma-separated training seeds.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="steps, levers: comma-separated training seeds.")
 @click.option("--eval-clips", type=click.IntRange(1), default=None, help="tiers: score at most this many test clips.")
 @click.option("--model", type=click.Path(path_type=Path), default=Path("models/cligen-tiny"), show_default=True,
               help="arithmetic, determinism: the terminal model.")
@@ -687,25 +687,29 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
               help="arithmetic: held-out problems.")
 @click.option("--sample-steps", type=click.IntRange(1, 200), default=None,
               help="arithmetic, determinism: denoising steps (default: the model's).")
-@click.option("--preset", default="cligen-tiny", show_default=True)
+@click.option("--preset", default=None, help="[default: cligen-cells for levers, else cligen-tiny]")
 @click.option("--quick", is_flag=True, help="Tiny data recorded on the spot, a tiny model, a few steps: checks the "
               "pipeline from a clean clone, measures nothing.")
 @click.argument("overrides", nargs=-1)
 def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seeds: str, eval_clips: int | None,
-                      model: Path, desktop_model: Path, count: int, sample_steps: int | None, preset: str, quick: bool,
-                      overrides: tuple[str, ...]) -> None:
-    """One of the paper's CLIGen findings: caption tiers, step curves (seeds), arithmetic probe, determinism."""
+                      model: Path, desktop_model: Path, count: int, sample_steps: int | None, preset: str | None,
+                      quick: bool, overrides: tuple[str, ...]) -> None:
+    """One of the paper's CLIGen findings (caption tiers, step curves over seeds, arithmetic probe,
+    determinism), or the CellGen levers table (each design choice off alone, equal budget, seeds)."""
+    from neuralcomputer.config import preset_config
     from neuralcomputer.experiments import cligen as ex
 
+    preset = preset or ("cligen-cells" if table == "levers" else "cligen-tiny")
     extra = list(overrides)
     if quick:
-        extra = ex.QUICK_OVERRIDES + extra
+        cells = preset_config(preset)["model"]["kind"] == "cellgen"
+        extra = (ex.QUICK_CELL_OVERRIDES if cells else ex.QUICK_OVERRIDES) + extra
         steps = min(steps, ex.QUICK_STEPS)
         count, eval_clips, sample_steps = min(count, 2), min(eval_clips or 2, 2), sample_steps or 2
         seeds = ",".join(seeds.split(",")[:2])
     if table == "determinism":
         data = ex.quick_dataset(out)  # its training check: a tiny model on tiny real data, twice
-    if table in ("tiers", "steps") and data is None:
+    if table in ("tiers", "steps", "levers") and data is None:
         if not quick:
             raise NCError(f"experiment cligen {table}: give --data DATASET (or --quick to record a tiny one)")
         data = ex.quick_dataset(out)
@@ -718,6 +722,9 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
             raise NCError(f"{name} {path}: no such model folder")
     if table == "tiers":
         ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick)
+    elif table == "levers":
+        ex.levers_table(data, out, steps=steps, seeds=tuple(_int_list(seeds, "--seeds")), overrides=extra,
+                        preset=preset, eval_clips=eval_clips, quick=quick)
     elif table == "steps":
         ex.steps_table(data, out, steps=steps, seeds=tuple(_int_list(seeds, "--seeds")), overrides=extra, preset=preset, quick=quick)
     elif table == "arithmetic":

@@ -94,8 +94,14 @@ def test_quick_arithmetic_runs_every_mode_and_hybrid_captions_come_from_a_real_p
     assert list(rows) == ["native", "reprompt", "hybrid"] and rows["reprompt"]["paper"] == 0.83
     for row in rows.values():
         assert row["accuracy"]["n"] == 2 and 0 <= row["accuracy"]["lo"] <= row["accuracy"]["hi"] <= 1
-    # the sandboxed Python computed each answer, so hybrid captions equal the oracle's reprompt captions
-    assert [i["caption"] for i in rows["hybrid"]["items"]] == [i["caption"] for i in rows["reprompt"]["items"]]
+    # the sandboxed Python computed each answer, so hybrid captions place the oracle's answer where the
+    # reprompt captions do (the engine's caption also quotes the typed line, from its bare prompt)
+    from neuralcomputer.data.terminal.captions import parse_detailed
+
+    for hybrid, oracle in zip(rows["hybrid"]["items"], rows["reprompt"]["items"], strict=True):
+        h, o = parse_detailed(hybrid["caption"]), parse_detailed(oracle["caption"])
+        assert o.lines == (oracle["answer"], ">>>") and h.lines[-2:] == o.lines
+        assert h.row + len(h.lines) == o.row + len(o.lines)
     assert all(i["answer"] not in i["caption"].split("`")[-1] for i in rows["native"]["items"])
     # the example: the given frame, then each mode's last frame for the first problem, stacked
     from PIL import Image
@@ -103,6 +109,23 @@ def test_quick_arithmetic_runs_every_mode_and_hybrid_captions_come_from_a_real_p
     example = np.asarray(Image.open(quick_out / "arithmetic-example.png"))
     assert example.shape[0] == 4 * 8 * 17 + 3 * 2 and example.std() > 0
     assert "arithmetic-example.png" in (quick_out / "arithmetic.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_levers_train_each_variant_and_pair_it_with_cellgen(quick_out):
+    result = CliRunner().invoke(main, ["experiment", "cligen", "levers", "--quick", "--seeds", "0",
+                                       "--out", str(quick_out / "levers")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((quick_out / "levers" / "levers.json").read_text())
+    assert data["quick"] and data["preset"] == "cligen-cells" and data["seeds"] == [0]
+    rows = data["rows"]
+    assert list(rows) == ["cellgen", "no caption layout (caption bytes only)", "no copy prior",
+                          "cellgen, 4 masked-diffusion passes"]
+    full = rows["cellgen"]["seeds"]["0"]
+    # the copy prior and the laid-out caption already put the new text in place before training
+    assert full["changed_char_acc"]["mean"] == 1.0 and full.get("psnr_minus_cellgen") is None
+    bytes_only = rows["no caption layout (caption bytes only)"]["seeds"]["0"]
+    assert bytes_only["changed_char_acc_minus_cellgen"]["mean"] < 0  # the layout is what places it
 
 
 @pytest.mark.slow

@@ -85,12 +85,13 @@ class _Attention(nn.Module):
 class _Block(nn.Module):
     """Row attention, column attention, cross-attention to the caption, MLP."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4) -> None:
         super().__init__()
         self.row = _Attention(dim, heads)
         self.col = _Attention(dim, heads)
         self.cross = _Attention(dim, heads)
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_ratio * dim), nn.GELU(),
+                                 nn.Linear(mlp_ratio * dim, dim))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -108,13 +109,14 @@ class CellGenNet(nn.Module):
     Args:
         num_tiles: N, the codec's tiles.
         switch_classes: S, frames of a clip (class s: the cell takes its last value at frame s).
-        dim, layers, heads: the width, depth and attention heads.
+        dim, layers, heads, mlp_ratio: the width, depth, attention heads and MLP expansion.
         max_rows, max_cols, max_text: the largest grid and caption (bytes) it reads.
         copy_prior: start the tile logits as a copy of the scrolled first frame / the caption's character.
     """
 
     def __init__(self, num_tiles: int, switch_classes: int, dim: int = 128, layers: int = 4, heads: int = 4,
-                 max_rows: int = 64, max_cols: int = 256, max_text: int = 4096, copy_prior: bool = True) -> None:
+                 max_rows: int = 64, max_cols: int = 256, max_text: int = 4096, copy_prior: bool = True,
+                 mlp_ratio: int = 4) -> None:
         super().__init__()
         self.num_tiles, self.switch_classes, self.max_text = num_tiles, switch_classes, max_text
         self.copy_prior = copy_prior
@@ -126,7 +128,7 @@ class CellGenNet(nn.Module):
         self.byte = nn.Embedding(256, dim)
         self.byte_pos = nn.Embedding(max_text, dim)
         self.text_block = _Attention(dim, heads)
-        self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_ratio) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.to_tile = nn.Linear(dim, num_tiles)
         self.to_switch = nn.Linear(dim, switch_classes)

@@ -23,6 +23,7 @@ import torch
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cellgen import (
+    NO_CHAR,
     CellGenNet,
     check_grid,
     compose_frames,
@@ -34,14 +35,19 @@ from neuralcomputer.models.tile_codec import TileCodec
 
 
 @torch.no_grad()
-def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames."""
+def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1,
+                layout: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames.
+
+    ``layout=False`` (an ablation): the caption reaches the network as bytes only, nothing laid out."""
     check_grid(*first.shape, net)
     data = caption.encode()
     if len(data) > net.max_text:
         raise NCError(f"caption is {len(data)} bytes; this model reads at most {net.max_text}")
-    shifted, canvas = layout_inputs(first, caption, codec.char_tile)
+    if layout:
+        shifted, canvas = layout_inputs(first, caption, codec.char_tile)
+    else:
+        shifted, canvas = first, np.full_like(first, NO_CHAR)
     text, text_len = pad_bytes([data])
     f = torch.from_numpy(first.astype(np.int64))[None]
     s = torch.from_numpy(shifted.astype(np.int64))[None]
@@ -134,7 +140,8 @@ class CellPipeline:
         self.check_frame(first_frame)
         with deterministic_algorithms(self.deterministic):
             first = self.codec.encode(first_frame)
-            final, switch = sample_grid(self.net, self.codec, first, caption, self.steps)
+            final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
+                                        layout=bool(self.config.get("layout", True)))
         # frames past the clip the model knows keep its last screen
         grids = compose_frames(first, final, np.minimum(switch, self.num_frames - 1), num_frames)
         frames = self.codec.decode(grids)

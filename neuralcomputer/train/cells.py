@@ -21,7 +21,14 @@ from tqdm import tqdm
 
 from neuralcomputer.data.dataset import atomic_write_bytes, load_manifest
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.cellgen import CellGenNet, layout_inputs, masked_schedule, pad_bytes, switch_times
+from neuralcomputer.models.cellgen import (
+    NO_CHAR,
+    CellGenNet,
+    layout_inputs,
+    masked_schedule,
+    pad_bytes,
+    switch_times,
+)
 from neuralcomputer.models.tile_codec import TileCodec
 
 TIERS = ("semantic", "regular", "detailed")
@@ -217,7 +224,7 @@ class CellGenTask:
         batch = make_batch(self.clips, idx, tiers, self.codec, self.module.max_text, gen)
         if not self.config["model"]["layout"]:  # ablation: the caption's bytes alone
             batch["shifted"] = batch["first"]
-            batch["canvas"] = torch.full_like(batch["canvas"], -1)
+            batch["canvas"] = torch.full_like(batch["canvas"], NO_CHAR)
         return batch, batch_size
 
     def compute_loss(self, module: nn.Module, batch: dict) -> torch.Tensor:
@@ -238,9 +245,8 @@ class CellGenTask:
         for i in range(min(len(self.val.ids), self.config["train"]["val_clips"])):
             first = self.val.first[i].astype(np.int64)
             caption = self.val.captions[i]["detailed"]
-            if not self.config["model"]["layout"]:
-                caption = ""
-            final, _ = sample_grid(module, self.codec, first, caption, self.config["model"]["sample_steps"])
+            final, _ = sample_grid(module, self.codec, first, caption, self.config["model"]["sample_steps"],
+                                   layout=self.config["model"]["layout"])
             pred, true = chars[final], chars[self.val.final[i]]
             moved = true != chars[first]
             ok += int((pred == true).sum())
