@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +53,7 @@ from neuralcomputer.data.desktop.policies import (
     pointer_speed,
 )
 from neuralcomputer.data.desktop.xsession import Desktop, DesktopError, bgra_to_rgb
+from neuralcomputer.data.jobs import interruptible, pool_options, run_task, stop_workers
 from neuralcomputer.errors import NCError
 
 ATTEMPTS = 3
@@ -385,18 +384,10 @@ def manifest_for(policy: str, seed: int, shard: tuple[int, int]) -> str:
     return f"manifest-desktop-{policy}-seed{seed}" + (f"-{k:05d}-of-{n:05d}" if n > 1 else "") + ".jsonl"
 
 
-def _worker_init() -> None:
-    # SIGTERM from the parent (Ctrl-C in the parent, see collect_desktop) must unwind the worker's
-    # `with Desktop` blocks, not kill it with its desktop still running.
-    def _terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _terminate)
-
-
 def _job(args: tuple) -> dict:
     policy, seed, index, out, seconds, fps, size = args
-    return collect_episode(policy, seed, index, out, seconds=seconds, fps=fps, size=size)
+    # run_task: a worker whose job was killed tears its desktop down before it leaves (jobs.worker_init)
+    return run_task(collect_episode, policy, seed, index, out, seconds=seconds, fps=fps, size=size)
 
 
 def collect_desktop(policy: str, episodes: int, seconds: float, out: str | Path, *, workers: int = 1,
@@ -427,44 +418,37 @@ def collect_desktop(policy: str, episodes: int, seconds: float, out: str | Path,
         if result["record"] is None:
             bar.write(f"skipped {result['id']}: {result['faults'][-1] if result['faults'] else 'unknown'}")
 
-    try:
-        if workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                take(_job(job))
-        else:
-            context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                                  else "spawn")
-            pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_worker_init)
-            try:
-                futures = {pool.submit(_job, job): job for job in jobs}
-                for future in as_completed(futures):
-                    job = futures[future]
-                    try:
-                        take(future.result())
-                    except Exception as exc:  # the worker process died (OOM killer, ...)
-                        take({"id": episode_id(policy, seed, job[2]), "record": None,
-                              "faults": [f"worker died: {type(exc).__name__}: {exc}"]})
-            except BaseException:
-                # Ctrl-C / SIGTERM here: stop the workers so each tears its desktop down, then wait for
-                # them ourselves: the executor's own shutdown(wait=True) can hang once workers died
-                # mid-task (seen under load), so join with a deadline and kill what is left.
-                procs = list(getattr(pool, "_processes", {}).values())
-                for proc in procs:
-                    if proc.is_alive():
-                        os.kill(proc.pid, signal.SIGTERM)
-                deadline = time.monotonic() + 30.0
-                for proc in procs:
-                    proc.join(max(0.0, deadline - time.monotonic()))
-                for proc in procs:
-                    if proc.is_alive():  # its desktop's processes die with it (parent-death signal)
-                        proc.kill()
-                        proc.join(5.0)
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
-    finally:
-        bar.close()
-        _finish(out, summary, results, seed, shard, fps, size, seconds, time.monotonic() - started)
+    # SIGTERM unwinds like Ctrl-C: workers and desktops go, and the report of what was done is written
+    with interruptible():
+        try:
+            if workers == 1 or len(jobs) == 1:
+                for job in jobs:
+                    take(_job(job))
+            else:
+                context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                                      else "spawn")
+                # Each worker leaves, desktop torn down, when this process is gone, even after SIGKILL.
+                pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, **pool_options())
+                try:
+                    futures = {pool.submit(_job, job): job for job in jobs}
+                    for future in as_completed(futures):
+                        job = futures[future]
+                        try:
+                            take(future.result())
+                        except Exception as exc:  # the worker process died (OOM killer, ...)
+                            take({"id": episode_id(policy, seed, job[2]), "record": None,
+                                  "faults": [f"worker died: {type(exc).__name__}: {exc}"]})
+                except BaseException:
+                    # Ctrl-C / SIGTERM here: stop the workers so each tears its desktop down, then wait for
+                    # them ourselves: the executor's own shutdown(wait=True) can hang once workers died
+                    # mid-task (seen under load), so join with a deadline and kill what is left.
+                    stop_workers(list(getattr(pool, "_processes", {}).values()))
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                pool.shutdown(wait=True)
+        finally:
+            bar.close()
+            _finish(out, summary, results, seed, shard, fps, size, seconds, time.monotonic() - started)
     return summary
 
 

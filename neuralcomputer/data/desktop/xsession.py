@@ -15,12 +15,12 @@ Coordinates are pixels of the screen, x right, y down; frames ``(H, W, 3)`` uint
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from neuralcomputer.data.jobs import claim_dir, reclaim_dead, release_dir, set_parent_death_signal, shielded
 from neuralcomputer.errors import NCError
 
 MARKER_ENV = "NC_DESKTOP_SESSION"  # every process of a desktop carries this; teardown kills by it
@@ -220,13 +221,15 @@ def write_profile(home: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 # Processes
 
-_PR_SET_PDEATHSIG = 1
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """preexec: SIGTERM this child when the process that started it dies (even by SIGKILL); a parent
+    that died before the call (the signal would never come) ends the child at once."""
+    def preexec() -> None:
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
 
-
-def _die_with_parent() -> None:
-    """preexec: SIGTERM this child when the process that started it dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    return preexec
 
 
 def _spawn(argv: Sequence[str], env: dict[str, str], *, pdeathsig: bool = False, **kwargs: Any) -> subprocess.Popen:
@@ -235,7 +238,7 @@ def _spawn(argv: Sequence[str], env: dict[str, str], *, pdeathsig: bool = False,
     kwargs.setdefault("stderr", subprocess.DEVNULL)
     try:
         return subprocess.Popen(list(argv), env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent if pdeathsig else None, **kwargs)
+                                preexec_fn=_die_with_parent(os.getpid()) if pdeathsig else None, **kwargs)
     except OSError as exc:
         raise DesktopError(f"cannot start {argv[0]}: {exc} (run `make setup` to install the desktop packages)") from None
 
@@ -279,6 +282,12 @@ def _kill_group(proc: subprocess.Popen, sig: int, token: str) -> None:
 # The desktop
 
 START_ATTEMPTS = 5  # fresh desktops tried before a start-up failure is an error
+TERM_GRACE_S = 1.5  # after SIGTERM, the desktop's processes get this long (all together) before SIGKILL
+
+
+def _looks_like_profile(path: Path) -> bool:
+    """A desktop's throwaway folder (for folders made before owner files: see jobs.reclaim_dead)."""
+    return (path / "home" / ".config" / "xfce4").is_dir()
 
 
 class Desktop:
@@ -310,6 +319,7 @@ class Desktop:
         self._x_lock = threading.Lock()
         self._mss = threading.local()
         self._old_sigterm: Any = None
+        self._owner_fd = -1  # the workdir's owner lock (jobs.claim_dir): a killed run's is reclaimed
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -320,13 +330,16 @@ class Desktop:
             try:
                 self.start()
                 return self
-            except DesktopError:
+            except DesktopError as exc:
                 # xfce4-session now and then dies during start-up (killed by SIGTERM from a sender we have
                 # not found, about 1 start in 12 on a busy machine): begin again with a fresh desktop.
                 if attempt == START_ATTEMPTS - 1:
                     self.close()
                     raise
-                self._teardown()
+                # said, not hidden: the reason (with Xvfb's and the session's own last words) is the clue
+                print(f"desktop start {attempt + 1} of {START_ATTEMPTS} failed, starting afresh: {exc}",
+                      file=sys.stderr, flush=True)
+                self._teardown_held()
                 self._reset()
                 # a machine busy enough to kill a start gets time to settle: 2, 4, 8, 16 s (seen: a
                 # window of several seconds in which every start died, then none)
@@ -339,7 +352,8 @@ class Desktop:
     def _reset(self) -> None:
         """Forget a torn-down start so that :meth:`start` can run again."""
         self._xvfb = self._dbus = self._session = None
-        self._launched, self._workdir, self._x = [], None, None
+        self._launched, self._workdir, self._x, self._owner_fd = [], None, None, -1
+        self._closed = False
         self._mss = threading.local()
 
     def __exit__(self, *exc: object) -> None:
@@ -356,13 +370,21 @@ class Desktop:
     def start(self) -> None:
         """Start Xvfb, dbus and XFCE, and wait until the window manager, panel and desktop are up."""
         t0 = time.monotonic()
+        # Profiles of desktops whose process was killed (SIGKILL leaves no chance to remove them)
         if self._workdir_arg is not None:
             self._workdir_arg.mkdir(parents=True, exist_ok=True)
+            reclaim_dead(self._workdir_arg, "desktop-")
             self._workdir = Path(tempfile.mkdtemp(prefix="desktop-", dir=self._workdir_arg))
         else:
+            reclaim_dead(tempfile.gettempdir(), "nc-desktop-", looks_ours=_looks_like_profile)
             self._workdir = Path(tempfile.mkdtemp(prefix="nc-desktop-"))
+        self._owner_fd = claim_dir(self._workdir)
         home = self._workdir / "home"
         xdg = write_profile(home)
+        # Programs' own temp files (xfce4-session's .xfsm-ICE-* auth files, GTK's) stay in the profile,
+        # so they go with it, also after a kill, instead of piling up in /tmp.
+        (self._workdir / "tmp").mkdir(mode=0o700)
+        xdg["TMPDIR"] = str(self._workdir / "tmp")
         base = {
             "PATH": f"{xdg.pop('NC_SHIM_DIR')}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
             "USER": os.environ.get("USER", "root"), "LOGNAME": os.environ.get("LOGNAME", "root"),
@@ -434,7 +456,7 @@ class Desktop:
                 raise DesktopError(f"the XFCE session exited while starting (exit statuses {status}; "
                                    f"{self.log_tail()})")
             types = {w.type for w in self._try_windows()}
-            if self._wm_running() and "dock" in types and "desktop" in types:
+            if "dock" in types and "desktop" in types and self._try_wm_running():
                 break
             if time.monotonic() > deadline:
                 raise DesktopError(f"XFCE did not come up within {self._start_timeout:.0f} s (windows: {sorted(types)})")
@@ -451,6 +473,14 @@ class Desktop:
                 stable_since = time.monotonic()
             last = shot
             time.sleep(0.15)
+
+    def _try_wm_running(self) -> bool:
+        # An X server that died after the alive() check above refuses the connection: not an error
+        # here (it escaped the start's retries), the next round of the loop reports the dead desktop.
+        try:
+            return self._wm_running()
+        except Exception:
+            return False
 
     def _try_windows(self) -> list[Window]:
         try:
@@ -479,16 +509,29 @@ class Desktop:
 
     def close(self) -> None:
         """Kill every process of this desktop (idempotent) and remove the profile."""
-        if self._closed:
-            return
-        self._closed = True
-        # A second Ctrl-C or a SIGTERM from a parent must not cut the teardown short: hold them until
-        # everything is gone (they are delivered, and raise, right after).
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            self._teardown()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if not self._closed:  # set only once the teardown went through (an interrupted one runs again)
+            self._teardown_held()
+
+    def _teardown_held(self) -> None:
+        """Tear down to the end whatever signals arrive meanwhile; a KeyboardInterrupt or SystemExit
+        that came during it is raised after.
+
+        A second Ctrl-C, or the SIGTERM a job sends its workers right after their own Ctrl-C, must not
+        cut the teardown short and leave a desktop running. Inside a job the signal waits
+        (jobs.shielded); under Python's own handlers it raises, and the teardown begins again (every
+        step of it may be repeated).
+        """
+        pending: BaseException | None = None
+        with shielded():
+            for _ in range(3):
+                try:
+                    self._teardown()
+                    self._closed = True
+                    break
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    pending = exc
+        if pending is not None:
+            raise pending
 
     def _teardown(self) -> None:
         import psutil
@@ -506,13 +549,15 @@ class Desktop:
         for proc in stragglers:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, alive = psutil.wait_procs(stragglers, timeout=2.0)
-        deadline = time.monotonic() + 2.0  # one grace period for all, not 2 s each
+        # One short grace period for all (an interrupted job must be gone within 5 s): SIGTERM lets
+        # Xvfb remove its socket; nothing else of a throwaway desktop has anything to save.
+        deadline = time.monotonic() + TERM_GRACE_S
         for p in procs:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _kill_group(p, signal.SIGKILL, self.token)
+        _, alive = psutil.wait_procs(stragglers, timeout=max(0.0, deadline - time.monotonic()))
         for proc in alive + marked_processes(self.token):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -524,6 +569,9 @@ class Desktop:
                 p.stdout.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._owner_fd >= 0:
+            release_dir(self._owner_fd)
+            self._owner_fd = -1
         if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None

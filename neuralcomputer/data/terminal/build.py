@@ -28,6 +28,7 @@ from neuralcomputer.data.dataset import (
     write_manifest,
     write_report,
 )
+from neuralcomputer.data.jobs import interruptible, pool_options
 from neuralcomputer.data.terminal.asciicast import read_header
 from neuralcomputer.data.terminal.captions import Captioner, TemplateCaptioner, context_for
 from neuralcomputer.data.terminal.clips import Clip, ClipOptions, iter_clips
@@ -196,11 +197,14 @@ def render_dataset(inputs: list[str | Path], out: str | Path, options: BuildOpti
     # Largest recordings first so that no worker is left with a long one at the end.
     jobs = [(p, out, options, captioner) for p in sorted(casts, key=lambda p: -p.stat().st_size)]
     bar = tqdm(total=len(jobs), desc="render", unit="cast", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = list(_track(pool.imap_unordered(_worker, jobs), bar))
-    else:
-        results = list(_track(map(_worker, jobs), bar))
+    # SIGTERM unwinds like Ctrl-C (the pool's exit terminates its workers); a worker whose job was
+    # killed outright leaves by itself (jobs.worker_init).
+    with interruptible():
+        if workers > 1 and len(jobs) > 1:
+            with mp.get_context("spawn").Pool(workers, **pool_options()) as pool:
+                results = list(_track(pool.imap_unordered(_worker, jobs), bar))
+        else:
+            results = list(_track(map(_worker, jobs), bar))
     bar.close()
     results.sort(key=lambda r: r.source)  # a deterministic manifest whatever the finishing order
     for r in results:

@@ -30,9 +30,7 @@ import pwd
 import random
 import re
 import select
-import shutil
 import signal
-import stat
 import struct
 import subprocess
 import tempfile
@@ -47,6 +45,17 @@ from typing import Literal
 
 import psutil
 
+from neuralcomputer.data.jobs import (
+    claim_dir,
+    interruptible,
+    pool_options,
+    reclaim_dead,
+    release_dir,
+    remove_tree,
+    run_task,
+    shielded,
+    stop_workers,
+)
 from neuralcomputer.data.terminal.asciicast import CastEvent, CastHeader, CastWriter
 from neuralcomputer.data.terminal.session import SessionScript, Step
 from neuralcomputer.errors import NCError
@@ -157,17 +166,31 @@ def typing_delay(rng: random.Random, previous: str, key: str) -> float:
 # -- environment ----------------------------------------------------------------------------
 
 
-def _session_dir(script: SessionScript) -> Path:
+def _looks_like_session_dir(path: Path) -> bool:
+    """A session folder made before owner files (see :func:`neuralcomputer.data.jobs.reclaim_dead`)."""
+    return (path / "etc" / "inputrc").is_file() and (path / "home").is_dir()
+
+
+def _session_dir(script: SessionScript) -> tuple[Path, int]:
     """A throwaway directory whose name depends only on the session, so that ``pwd`` and
     tracebacks print the same path each time a session is re-recorded (a random suffix would be
-    noise a model cannot predict); falls back to a random name if it is in use."""
+    noise a model cannot predict); falls back to a random name if it is in use.
+
+    Returns the folder and its owner lock (:func:`~neuralcomputer.data.jobs.claim_dir`): folders of
+    killed runs are removed here first, so a re-recorded session gets its own name back.
+    """
     digest = hashlib.sha1(f"{script.generator}:{script.seed}:{script.index}".encode()).hexdigest()[:8]
+    reclaim_dead(tempfile.gettempdir(), "nc-", looks_ours=_looks_like_session_dir)
     base = Path(tempfile.gettempdir()) / f"nc-{digest}"
     try:
         base.mkdir(mode=0o755)
     except FileExistsError:
         base = Path(tempfile.mkdtemp(prefix="nc-"))
-    return base
+    try:
+        return base, claim_dir(base)
+    except BaseException:
+        remove_tree(base)
+        raise
 
 
 def _session_env(base: Path, home: Path) -> dict[str, str]:
@@ -253,17 +276,6 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> None:
                 os.kill(p.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-
-
-def _remove_tree(path: Path) -> None:
-    def make_writable_and_retry(func: Callable[[str], object], target: str, _: object) -> None:
-        # a session may leave read-only files or directories (git objects, chmod exercises)
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(target), stat.S_IRWXU)
-            os.chmod(target, stat.S_IRWXU)
-            func(target)
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 # -- the session player ---------------------------------------------------------------------
@@ -473,7 +485,7 @@ def record_session(
     wall_start = time.monotonic()
     timestamp = int(time.time())
 
-    base = _session_dir(script)
+    base, owner = _session_dir(script)
     master = -1
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -560,11 +572,13 @@ def record_session(
             wall_time=time.monotonic() - wall_start,
         )
     finally:
-        if proc is not None and proc.returncode is None:
-            _kill_session(proc)
-        if master >= 0:
-            os.close(master)
-        _remove_tree(base)
+        with shielded():  # a second signal (Ctrl-C, then the job's SIGTERM) must not leave the shell
+            if proc is not None and proc.returncode is None:
+                _kill_session(proc)
+            if master >= 0:
+                os.close(master)
+            remove_tree(base)
+            release_dir(owner)
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -584,7 +598,8 @@ def _record_indexed(job: tuple[str, int, int, str, Clock, int, int]) -> tuple[st
     name = cast_name(generator, seed, index)
     try:
         script = GENERATORS[generator](seed, index)
-        result = record_session(script, Path(out_dir) / name, cols=cols, rows=rows, clock=clock)
+        # run_task: a worker whose job was killed removes its shell and folder before it leaves
+        result = run_task(record_session, script, Path(out_dir) / name, cols=cols, rows=rows, clock=clock)
     except Exception as exc:  # one line per failed session in the summary
         return name, f"{type(exc).__name__}: {exc}", 0.0, 0
     return name, "", result.duration, result.timeouts
@@ -602,6 +617,30 @@ def _remove_stale_temps(out: Path, names: set[str]) -> None:
             if name in names:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+def _record_in_pool(jobs: list[tuple], workers: int, collect: Callable[[tuple[str, str, float, int]], None]) -> None:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # an executor, not multiprocessing.Pool: if a worker dies (OOM killer), Pool waits forever for
+    # its task, while the executor fails the pending futures. Each worker leaves (shell killed, folder
+    # removed) when this process is gone, even after SIGKILL.
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, **pool_options())
+    try:
+        futures = {pool.submit(_record_indexed, job): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                collect(future.result())
+            except BrokenProcessPool as exc:
+                generator, seed, index = futures[future][:3]
+                collect((cast_name(generator, seed, index), f"worker died: {exc}", 0.0, 0))
+    except BaseException:
+        # Interrupted: stop the workers within a deadline (the executor's shutdown would wait for
+        # every running session to finish), each one cleaning up after its session.
+        stop_workers(list(getattr(pool, "_processes", {}).values()))
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def record_many(
@@ -673,25 +712,16 @@ def record_many(
             summary.timeouts += timeouts
         bar.update(1)
 
-    try:
-        if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                collect(_record_indexed(job))
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            # an executor, not multiprocessing.Pool: if a worker dies (OOM killer), Pool waits
-            # forever for its task, while the executor fails the pending futures
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-                futures = {pool.submit(_record_indexed, job): job for job in jobs}
-                for future in as_completed(futures):
-                    try:
-                        collect(future.result())
-                    except BrokenProcessPool as exc:
-                        job = futures[future]
-                        collect((cast_name(generator, seed, job[2]), f"worker died: {exc}", 0.0, 0))
-    finally:
-        bar.close()
+    # SIGTERM unwinds like Ctrl-C: shells killed, temp folders and partial files removed
+    with interruptible():
+        try:
+            if workers == 1 or len(jobs) <= 1:
+                for job in jobs:
+                    collect(_record_indexed(job))
+            else:
+                _record_in_pool(jobs, workers, collect)
+        finally:
+            bar.close()
     summary.recorded.sort()
     summary.failed.sort()
     summary.wall_time = time.monotonic() - start
