@@ -120,6 +120,30 @@ def desktop():
 
 
 @needs_desktop
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace slows Xvfb's writes down for this test")
+def test_xvfb_survives_a_slow_display_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             desktop_tag: str) -> None:
+    """Xvfb writes its display number and the newline in two writes, and dies (exit status 1, "Cannot
+    write display number to fd N") when the reader has closed the pipe in between: the start-up
+    failures seen under load. Here every write of a real Xvfb waits 0.3 s (strace), so a reader that
+    stops at the number always loses the race."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "Xvfb").write_text(f"#!/bin/sh\nexec strace -f -qq -o /dev/null -e trace=write "
+                               f"-e inject=write:delay_enter=300000 {shutil.which('Xvfb')} \"$@\"\n")
+    (shim / "Xvfb").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    d = Desktop(*SIZE, start_timeout=120)
+    try:
+        d.start()  # one start, no retries
+        time.sleep(1.0)  # the newline written after the number
+        assert d.alive(), d.log_tail()
+    finally:
+        d.close()
+    _assert_no_orphans(desktop_tag)
+
+
+@needs_desktop
 def test_desktop_temp_files_stay_in_its_profile(desktop: Desktop) -> None:
     # xfce4-session's ICE auth files (.xfsm-ICE-*) went to /tmp and stayed there after every kill
     tmp = Path(desktop.env["TMPDIR"])

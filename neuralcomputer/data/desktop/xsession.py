@@ -278,6 +278,25 @@ def _kill_group(proc: subprocess.Popen, sig: int, token: str) -> None:
                 os.kill(member.pid, sig)
 
 
+def _read_display_number(fd: int, timeout: float) -> str:
+    """The display number Xvfb writes to its ``-displayfd`` once it accepts connections ("" if none).
+
+    Read up to the newline, never just the first chunk: Xvfb writes the number and the newline in two
+    write()s and treats a failed second write as fatal ("Cannot write display number to fd N", exit
+    status 1). A reader that took the number and closed the pipe before the newline came killed its
+    own X server now and then: the desktop start-ups that died under load.
+    """
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 64) if ready else b""
+        if not chunk:  # timed out, or Xvfb exited (EOF)
+            return ""
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
 # --------------------------------------------------------------------------------------------------
 # The desktop
 
@@ -331,8 +350,8 @@ class Desktop:
                 self.start()
                 return self
             except DesktopError as exc:
-                # xfce4-session now and then dies during start-up (killed by SIGTERM from a sender we have
-                # not found, about 1 start in 12 on a busy machine): begin again with a fresh desktop.
+                # A start can still fail on a busy machine (the start timeout, a program of the session
+                # exiting early): begin again with a fresh desktop.
                 if attempt == START_ATTEMPTS - 1:
                     self.close()
                     raise
@@ -394,8 +413,8 @@ class Desktop:
             "XDG_SESSION_DESKTOP": "xfce", "GTK_MODULES": "gail:atk-bridge", "NO_AT_BRIDGE": "0",
             MARKER_ENV: self.token, **xdg,
         }
-        # Xvfb's and the session's stderr: quoted when a start fails (Xvfb now and then exits with
-        # status 1 under load; its own message is the clue)
+        # Xvfb's and the session's stderr: quoted when a start fails (its own message is the clue: it
+        # named the display-number race, see _read_display_number)
         self._log = self._workdir / "session.log"
         self._start_xvfb(base)
         base["DISPLAY"] = self.display
@@ -415,9 +434,7 @@ class Desktop:
                     env, pdeathsig=True, pass_fds=(write_fd,), stderr=log)
             os.close(write_fd)
             write_fd = -1
-            # Xvfb writes the display number it bound once it accepts connections.
-            ready, _, _ = select.select([read_fd], [], [], 30.0)
-            number = os.read(read_fd, 64).decode().strip() if ready else ""
+            number = _read_display_number(read_fd, 30.0)
         finally:
             os.close(read_fd)
             if write_fd >= 0:
