@@ -677,7 +677,8 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Terminal dataset (tiers, steps, levers). --quick records a tiny one when absent.")
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Training steps per run.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="steps, levers: comma-separated training seeds.")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="steps, levers: comma-separated training seeds; tiers: the first is the training seed.")
 @click.option("--eval-clips", type=click.IntRange(1), default=None, help="tiers: score at most this many test clips.")
 @click.option("--model", type=click.Path(path_type=Path), default=Path("models/cligen-tiny"), show_default=True,
               help="arithmetic, determinism: the terminal model.")
@@ -721,7 +722,8 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
         if not path.is_dir():
             raise NCError(f"{name} {path}: no such model folder")
     if table == "tiers":
-        ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick)
+        ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick,
+                       seed=_int_list(seeds, "--seeds")[0])
     elif table == "levers":
         ex.levers_table(data, out, steps=steps, seeds=tuple(_int_list(seeds, "--seeds")), overrides=extra,
                         preset=preset, eval_clips=eval_clips, quick=quick)
