@@ -250,8 +250,11 @@ LEVERS: dict[str, list[str]] = {
     "no caption layout (caption bytes only)": ["layout=false"],
     "no copy prior": ["copy_prior=false"],
 }
-# Inference-only levers: the reference variant's weights, sampled differently.
-SAMPLING_LEVERS: dict[str, int] = {"cellgen, 4 masked-diffusion passes": 4}
+# Inference-only levers: the reference variant's weights, sampled differently (model config changes).
+SAMPLING_LEVERS: dict[str, dict[str, Any]] = {
+    "cellgen, 4 masked-diffusion passes": {"sample_steps": 4},
+    "cellgen, no text constraint at sampling": {"constrain": False},
+}
 
 
 def _clip_scores(report: dict) -> dict[str, dict[str, float]]:
@@ -280,13 +283,16 @@ def levers_table(data: Path, out: Path, *, steps: int, seeds: tuple[int, ...], o
     for seed in seeds:
         folder = out / f"seed-{seed}"
         runs = train_variants(preset, overrides + [f"seed={seed}"], data, folder, steps, LEVERS, progress)
-        variants = [(name, run, None) for name, run in runs.items()]
-        variants += [(name, runs["cellgen"], k) for name, k in SAMPLING_LEVERS.items()]
-        for i, (name, run, sample_steps) in enumerate(variants):
+        variants = [(name, run, {}) for name, run in runs.items()]
+        variants += [(name, runs["cellgen"], change) for name, change in SAMPLING_LEVERS.items()]
+        for i, (name, run, change) in enumerate(variants):
             target = folder / "eval" / f"v{i}"
             report = _finished_report(target, run, eval_clips)
             if report is None:
-                report = evaluate_models([(name, NeuralComputer.load(run, steps=sample_steps))], data, target,
+                computer = NeuralComputer.load(run)
+                computer.backend.config.update(change)  # a sampling setting of the same weights
+                computer.backend.steps = int(computer.backend.config["sample_steps"])
+                report = evaluate_models([(name, computer)], data, target,
                                          options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
                                          tier="detailed", seed=0, progress=progress)
             per_seed.setdefault(name, {})[seed] = _clip_scores(report)

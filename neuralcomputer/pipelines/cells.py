@@ -34,11 +34,50 @@ from neuralcomputer.models.cellgen import (
 from neuralcomputer.models.tile_codec import TileCodec
 
 
+def required_chars(first: np.ndarray, shifted: np.ndarray, caption: str, chars: list[str]) -> np.ndarray:
+    """``(R, C)`` the character the caption fixes in each cell ("" where it fixes none).
+
+    A detailed caption determines the last screen's text (:func:`~neuralcomputer.data.terminal.captions.
+    screen_change`): rows above its quote are the first frame scrolled, quoted rows are the quote (blank
+    past a line's end), rows below are blank; a cut quote fixes the rows up to its last whole line. Style
+    and the cursor stay the network's to choose."""
+    from neuralcomputer.data.terminal.captions import detailed_scope, parse_detailed
+
+    rows, cols = first.shape
+    out = np.full((rows, cols), "", dtype=object)
+    scope = detailed_scope(caption)
+    if not scope:
+        return out
+    change = parse_detailed(caption)
+    table = np.array([c or " " for c in chars], dtype=object)
+    out[: min(change.row, rows)] = table[shifted[: min(change.row, rows)]]
+    for i, line in enumerate(change.lines):
+        r = change.row + i
+        if r >= rows:
+            break
+        out[r] = [line[c] if c < len(line) else " " for c in range(cols)]
+    if scope == "whole":
+        out[min(change.row + len(change.lines), rows):] = " "
+        if not change.lines:  # the screen stays the same
+            out[:] = table[shifted]
+    return out
+
+
+def _char_mask(required: np.ndarray, chars: list[str]) -> torch.Tensor:
+    """``(R, C, N)`` bool: the tiles a cell may take (those drawing its required character, or all)."""
+    tile_chars = np.array([c or " " for c in chars], dtype=object)
+    allowed = required[..., None] == tile_chars[None, None]
+    free = (required == "")[..., None] | ~allowed.any(-1, keepdims=True)  # a character no tile draws: free
+    return torch.from_numpy(allowed | free)
+
+
 @torch.no_grad()
 def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1,
-                layout: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                layout: bool = True, constrain: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames.
 
+    ``constrain``: each cell chooses among the tiles that draw the character the caption fixes there
+    (:func:`required_chars`), so the text it is told is drawn exactly; the network picks style and cursor.
     ``layout=False`` (an ablation): the caption reaches the network as bytes only, nothing laid out."""
     check_grid(*first.shape, net)
     data = caption.encode()
@@ -49,6 +88,7 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     else:
         shifted, canvas = first, np.full_like(first, NO_CHAR)
     text, text_len = pad_bytes([data])
+    mask = _char_mask(required_chars(first, shifted, caption, codec.chars), codec.chars)[None] if constrain else None
     f = torch.from_numpy(first.astype(np.int64))[None]
     s = torch.from_numpy(shifted.astype(np.int64))[None]
     c = torch.from_numpy(canvas.astype(np.int64))[None]
@@ -57,6 +97,8 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     switch_logits = None
     for k in range(steps):
         logits, switch_logits = net(f, s, c, target, text, text_len)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
         probs = logits.softmax(-1)
         conf, choice = probs.max(-1)                                                          # (1, R, C)
         hidden = target < 0
@@ -144,7 +186,8 @@ class CellPipeline:
         with deterministic_algorithms(self.deterministic):
             first = self.codec.encode(first_frame)
             final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
-                                        layout=bool(self.config.get("layout", True)))
+                                        layout=bool(self.config.get("layout", True)),
+                                        constrain=bool(self.config.get("constrain", True)))
         # the clip asked for ends with the screen the caption describes: a shorter one (a session that
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
         grids = compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)

@@ -138,6 +138,21 @@ def parse_detailed(caption: str) -> ScreenChange:
     return ScreenChange(int(scroll.group(1)) if scroll else 0, row, lines)
 
 
+def detailed_scope(caption: str) -> str:
+    """How much of the last screen's text a caption determines: ``"whole"`` (a detailed caption with its
+    whole quote, or one saying the screen stays the same), ``"cut"`` (a quote the captioner cut: the rows
+    before its end), or ``""`` (other tiers: nothing)."""
+    block = _BLOCK.search(caption)
+    if block:
+        return "cut" if block.group(2).endswith(" ...") else "whole"
+    if caption.rstrip().endswith("The screen is blank.") or _SAME.search(caption):
+        return "whole"
+    return ""
+
+
+_SAME = re.compile(r"The screen stays the same, ending with `[^\n]*`\.\Z")
+
+
 def context_for(clip: Clip, task: str = "", generator: str = "") -> CaptionContext:
     """Gather the caption context of a clip (commands, intents, first/last screen text)."""
     first, last = clip.texts[clip.frame_index[0]], clip.texts[clip.frame_index[-1]]
