@@ -14,7 +14,7 @@ from neuralcomputer.errors import NCError
 from neuralcomputer.experiments import cards
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-BUNDLED = ["cligen-tiny", "guiworld-tiny"]
+BUNDLED = ["cligen-cells", "cligen-tiny", "guiworld-tiny"]
 
 
 @pytest.mark.parametrize("name", BUNDLED)

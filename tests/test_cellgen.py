@@ -152,3 +152,20 @@ def test_the_runtime_serves_a_cellgen_model_in_hybrid_mode(tmp_path):
     result = probe_hybrid(computer, ["seq 30", "python3 -c '1/0'"])  # a scroll, then a traceback
     computer.close()
     assert result["lines_exact"] == 1.0 and result["lines"] >= 24 + 6
+
+
+def test_the_detailed_caption_fixes_every_cells_character_and_other_tiers_none():
+    from neuralcomputer.pipelines.cells import required_chars
+
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ ", rows=6)
+    last_frame, last_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ seq 3\r\n1\r\n2\r\n3\r\n$ ", rows=6)
+    first = codec.encode(first_frame)
+    caption = _caption(first_text, last_text)
+    shifted, _ = layout_inputs(first, caption, codec.char_tile)
+    required = required_chars(first, shifted, caption, codec.chars)
+    assert ["".join(row).rstrip() for row in required] == [line.rstrip() for line in last_text.split("\n")]
+    assert (required_chars(first, shifted, "The user types `seq 3`.", codec.chars) == "").all()
+    same = "The user types `true`. The screen stays the same, ending with `$`."
+    assert ["".join(row).rstrip() for row in required_chars(first, first, same, codec.chars)] == \
+        [line.rstrip() for line in first_text.split("\n")]
