@@ -160,6 +160,7 @@ def test_the_detailed_caption_fixes_every_cells_character_and_other_tiers_none()
     codec = TileCodec.rendered()
     first_frame, first_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ ", rows=6)
     last_frame, last_text = _screen("a\r\nb\r\nc\r\nd\r\ne\r\n$ seq 3\r\n1\r\n2\r\n3\r\n$ ", rows=6)
+    codec.extend([first_frame, last_frame], [first_text, last_text])  # the cursor block: a tile of " "
     first = codec.encode(first_frame)
     caption = _caption(first_text, last_text)
     shifted, _ = layout_inputs(first, caption, codec.char_tile)
