@@ -92,6 +92,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "height": 408, "width": 640, "num_frames": 75, "frame_stride": 1, "fps": 15,
             "sample_steps": 1,  # masked-diffusion passes per clip
             "constrain": True,  # sampling: a cell draws the character the caption fixes there (style free)
+            "coherent_switch": True,  # sampling: per row, switch frames non-decreasing left to right
         },
         "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
                   "save_every": 250, "val_every": 250, "val_clips": 16, "caption_dropout": 0.0,

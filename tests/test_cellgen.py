@@ -170,3 +170,16 @@ def test_the_detailed_caption_fixes_every_cells_character_and_other_tiers_none()
     same = "The user types `true`. The screen stays the same, ending with `$`."
     assert ["".join(row).rstrip() for row in required_chars(first, first, same, codec.chars)] == \
         [line.rstrip() for line in first_text.split("\n")]
+
+
+def test_switch_frames_are_made_coherent_along_a_row():
+    from neuralcomputer.pipelines.cells import coherent_switch, isotonic
+
+    assert isotonic(np.array([5, 6, 40, 8, 9])).tolist() == [5, 6, 9, 9, 9]  # one late cell does not drag
+    assert isotonic(np.array([30, 30, 5, 30, 30])).tolist() == [30] * 5  # an early hole is filled
+    first = np.zeros((2, 5), dtype=np.int64)
+    final = np.array([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])
+    switch = np.array([[10, 12, 3, 14, 15], [7, 1, 9, 2, 4]])
+    out = coherent_switch(first, final, switch)
+    assert (np.diff(out[0]) >= 0).all() and out[0, 0] == 10 and out[0, -1] == 15
+    assert np.array_equal(out[1], switch[1])  # a row that does not change keeps its (unused) frames

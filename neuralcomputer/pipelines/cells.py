@@ -71,6 +71,30 @@ def _char_mask(required: np.ndarray, chars: list[str]) -> torch.Tensor:
     return torch.from_numpy(allowed | free)
 
 
+def isotonic(values: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in absolute error (pool adjacent violators with
+    block medians: one cell predicted far too early or late does not drag its neighbours)."""
+    blocks: list[list[float]] = []
+    for v in values.astype(float).tolist():
+        blocks.append([v])
+        while len(blocks) > 1 and np.median(blocks[-2]) > np.median(blocks[-1]):
+            last = blocks.pop()
+            blocks[-1].extend(last)
+    return np.concatenate([np.full(len(b), np.median(b)) for b in blocks]) if blocks else values.astype(float)
+
+
+def coherent_switch(first: np.ndarray, final: np.ndarray, switch: np.ndarray) -> np.ndarray:
+    """Per row, the switch frames of the cells that change made non-decreasing from left to right: a
+    terminal writes a row in order (typing, or output printed at once), so a cell never takes its last
+    value before the cells to its left do. Independent per-cell predictions leave holes in a line."""
+    out = switch.copy()
+    for r in range(first.shape[0]):
+        cols = np.flatnonzero(first[r] != final[r])
+        if len(cols) > 1:
+            out[r, cols] = np.rint(isotonic(switch[r, cols])).astype(switch.dtype)
+    return out
+
+
 @torch.no_grad()
 def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1,
                 layout: bool = True, constrain: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +214,8 @@ class CellPipeline:
                                         constrain=bool(self.config.get("constrain", True)))
         # the clip asked for ends with the screen the caption describes: a shorter one (a session that
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
+        if self.config.get("coherent_switch", True):
+            switch = coherent_switch(first, final, switch)
         grids = compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)
         frames = self.codec.decode(grids)
         frames[0] = first_frame
