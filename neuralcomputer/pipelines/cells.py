@@ -112,7 +112,9 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     else:
         shifted, canvas = first, np.full_like(first, NO_CHAR)
     text, text_len = pad_bytes([data])
-    mask = _char_mask(required_chars(first, shifted, caption, codec.chars), codec.chars)[None] if constrain else None
+    # the constraint places the caption's text: part of the layout (off with it in the ablation)
+    mask = (_char_mask(required_chars(first, shifted, caption, codec.chars), codec.chars)[None]
+            if constrain and layout else None)
     f = torch.from_numpy(first.astype(np.int64))[None]
     s = torch.from_numpy(shifted.astype(np.int64))[None]
     c = torch.from_numpy(canvas.astype(np.int64))[None]
