@@ -344,7 +344,11 @@ def preset_flops(preset: str, overrides: list[str] | None = None) -> dict:
     """FLOPs of a preset (with ``key=value`` overrides): for CLIGen, one training step (forward +
     backward, the preset's batch) and one sampled clip (all sampler steps, with guidance); for GUIWorld,
     one rollout frame. Transformer only, counted on the meta device."""
-    return config_flops(apply_overrides(preset_config(preset), overrides or []))
+    config = apply_overrides(preset_config(preset), overrides or [])
+    if "transformer" not in config["model"]:
+        raise NCError(f"preset {preset}: FLOPs are counted for Wan transformers; this preset has none "
+                      "(CellGen: see `ncomp bench serve` for its speed)")
+    return config_flops(config)
 
 
 def model_dir_flops(path: str) -> dict:
