@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralcomputer.data.terminal.captions import parse_detailed
+from neuralcomputer.data.terminal.captions import ScreenChange, parse_detailed
 from neuralcomputer.errors import NCError
 
 NO_CHAR = -1  # a cell the caption says nothing of
@@ -43,8 +43,13 @@ def layout_inputs(first: np.ndarray, caption: str, char_tile) -> tuple[np.ndarra
     """``(R, C)`` first-frame tile ids -> (the first frame scrolled as the caption says ``(R, C)``, the
     caption's characters as default-style tile ids where it places them ``(R, C)``: ``PAD`` past the end
     of a quoted line (the row is replaced; the captioner strips trailing spaces), ``NO_CHAR`` elsewhere)."""
+    return layout_change(first, parse_detailed(caption), char_tile)
+
+
+def layout_change(first: np.ndarray, layout: ScreenChange, char_tile) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`layout_inputs` from an already parsed caption (``parse_detailed``), for a caller that needs
+    the parse for more than the layout (sampling's text constraint)."""
     rows, cols = first.shape
-    layout = parse_detailed(caption)
     k = min(layout.scroll, rows)
     shifted = np.zeros_like(first)
     shifted[: rows - k] = first[k:]

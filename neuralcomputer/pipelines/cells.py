@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from neuralcomputer.data.terminal.captions import ScreenChange, detailed_scope, parse_detailed
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cellgen import (
@@ -27,7 +29,7 @@ from neuralcomputer.models.cellgen import (
     CellGenNet,
     check_grid,
     compose_frames,
-    layout_inputs,
+    layout_change,
     masked_schedule,
     pad_bytes,
 )
@@ -41,15 +43,36 @@ def required_chars(first: np.ndarray, shifted: np.ndarray, caption: str, chars: 
     screen_change`): rows above its quote are the first frame scrolled, quoted rows are the quote (blank
     past a line's end), rows below are blank; a cut quote fixes the rows up to its last whole line. Style
     and the cursor stay the network's to choose."""
-    from neuralcomputer.data.terminal.captions import detailed_scope, parse_detailed
+    return _required_chars(first, shifted, detailed_scope(caption), parse_detailed(caption), _char_table(chars))
 
+
+def _char_table(chars: list[str]) -> np.ndarray:
+    """``(N,)`` object array: the character each tile draws (a space for a tile that draws none)."""
+    return np.array([c or " " for c in chars], dtype=object)
+
+
+# per codec, its ``chars`` list and that list's table: sampling needs the table for every clip
+_TILE_CHARS: weakref.WeakKeyDictionary[TileCodec, tuple[list[str], np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _tile_chars(codec: TileCodec) -> np.ndarray:
+    """:func:`_char_table` of ``codec``, built once per codec (again only when ``extend`` grows it: that
+    gives the codec a new ``chars`` list)."""
+    cached = _TILE_CHARS.get(codec)
+    if cached is None or cached[0] is not codec.chars or len(cached[1]) != len(codec.chars):
+        cached = (codec.chars, _char_table(codec.chars))
+        _TILE_CHARS[codec] = cached
+    return cached[1]
+
+
+def _required_chars(first: np.ndarray, shifted: np.ndarray, scope: str, change: ScreenChange,
+                    table: np.ndarray) -> np.ndarray:
+    """:func:`required_chars` from the caption's ``detailed_scope`` and ``parse_detailed`` and the tiles'
+    :func:`_char_table`, so sampling parses the caption once for both the layout and this."""
     rows, cols = first.shape
     out = np.full((rows, cols), "", dtype=object)
-    scope = detailed_scope(caption)
     if not scope:
         return out
-    change = parse_detailed(caption)
-    table = np.array([c or " " for c in chars], dtype=object)
     out[: min(change.row, rows)] = table[shifted[: min(change.row, rows)]]
     for i, line in enumerate(change.lines):
         r = change.row + i
@@ -63,9 +86,9 @@ def required_chars(first: np.ndarray, shifted: np.ndarray, caption: str, chars: 
     return out
 
 
-def _char_mask(required: np.ndarray, chars: list[str]) -> torch.Tensor:
-    """``(R, C, N)`` bool: the tiles a cell may take (those drawing its required character, or all)."""
-    tile_chars = np.array([c or " " for c in chars], dtype=object)
+def _char_mask(required: np.ndarray, tile_chars: np.ndarray) -> torch.Tensor:
+    """``(R, C, N)`` bool: the tiles a cell may take (those drawing its required character, or all);
+    ``tile_chars``: the codec's :func:`_char_table`."""
     allowed = required[..., None] == tile_chars[None, None]
     free = (required == "")[..., None] | ~allowed.any(-1, keepdims=True)  # a character no tile draws: free
     return torch.from_numpy(allowed | free)
@@ -107,14 +130,18 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     data = caption.encode()
     if len(data) > net.max_text:
         raise NCError(f"caption is {len(data)} bytes; this model reads at most {net.max_text}")
+    mask = None
     if layout:
-        shifted, canvas = layout_inputs(first, caption, codec.char_tile)
+        change = parse_detailed(caption)  # once: the layout and the text constraint both read it
+        shifted, canvas = layout_change(first, change, codec.char_tile)
+        # the constraint places the caption's text: part of the layout (off with it in the ablation)
+        if constrain:
+            table = _tile_chars(codec)
+            required = _required_chars(first, shifted, detailed_scope(caption), change, table)
+            mask = _char_mask(required, table)[None]
     else:
         shifted, canvas = first, np.full_like(first, NO_CHAR)
     text, text_len = pad_bytes([data])
-    # the constraint places the caption's text: part of the layout (off with it in the ablation)
-    mask = (_char_mask(required_chars(first, shifted, caption, codec.chars), codec.chars)[None]
-            if constrain and layout else None)
     f = torch.from_numpy(first.astype(np.int64))[None]
     s = torch.from_numpy(shifted.astype(np.int64))[None]
     c = torch.from_numpy(canvas.astype(np.int64))[None]

@@ -94,6 +94,11 @@ def _cache_key(root: Path, split: str, codec: TileCodec) -> str:
     return hashlib.sha1((_manifest_key(root) + split).encode() + codec.tiles.tobytes()).hexdigest()[:16]
 
 
+def _cache_path(cache: Path, root: Path, split: str, codec: TileCodec) -> Path:
+    """The cached encoding of a split: named by the manifest and the codec, so either changing re-encodes."""
+    return cache / f"cells-{split}-{_cache_key(root, split, codec)}.npz"
+
+
 def cache_dir(data: Path, run: Path) -> Path:
     """Where encoded clips are cached: beside the dataset (``DATA/.cells-cache``, shared by every run on
     it: the codec grows deterministically from the train split), or in the run when the dataset is
@@ -118,7 +123,7 @@ def save_cell_clips(clips: CellClips, cache: Path, root: Path, split: str, codec
     np.savez_compressed(buf, first=clips.first.astype(np.int16), final=clips.final.astype(np.int16),
                         switch=clips.switch.astype(np.int16), meta=np.array(meta))
     cache.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cache / f"cells-{split}-{_cache_key(root, split, codec)}.npz", buf.getvalue())
+    atomic_write_bytes(_cache_path(cache, root, split, codec), buf.getvalue())
 
 
 def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path | None = None,
@@ -129,9 +134,8 @@ def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path 
     records = [r for r in load_manifest(root) if r.get("split") == split]
     if not records:
         raise NCError(f"{root}: no {split} clips")
-    path = None
     if cache is not None:
-        path = cache / f"cells-{split}-{_cache_key(root, split, codec)}.npz"
+        path = _cache_path(cache, root, split, codec)
         if path.is_file():
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
