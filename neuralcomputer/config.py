@@ -196,6 +196,22 @@ PRESETS["guiworld-base"] = {  # the paper's screen, a Wan2.1-1.3B-sized DiT: for
               "tokenizer_latent_noise": 0.1},
 }
 
+PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/deskdelta.py)
+    "model": {
+        "kind": "guiworld-delta",
+        # channels per level (48x64, 24x32, 12x16 grids at 256x192), FiLM width, blocks per level
+        "net": {"channels": [48, 96, 160], "cond_dim": 128, "blocks": 1, "heads": 4},
+        "height": 192, "width": 256, "resize_frames": True, "screen": [512, 384], "fps": 15,
+        "frame_stride": 1, "context_frames": 2,  # previous framebuffers read
+        "history": 4,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)
+        "gate_bias": -6.0,  # initial gate logit: the untrained model copies the previous framebuffer
+        "changed_boost": 8.0,  # frames whose framebuffer changes are drawn this much more often
+    },
+    "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995,
+              "weight_decay": 0.0, "save_every": 250, "val_every": 250, "val_clips": 2, "val_frames": 32,
+              "caption_dropout": 0.0, "cache_latents": False, "lr_schedule": "cosine"},
+}
+
 # Which preset to suggest when one does not fit in memory.
 SMALLER = {"wan2.1-i2v-14b": "wan2.1-i2v-1.3b", "wan2.1-i2v-1.3b": "cligen-small", "cligen-small": "cligen-tiny", "guiworld-base": "guiworld-small", "guiworld-small": "guiworld-tiny"}
 

@@ -213,9 +213,14 @@ def _policies_under_test() -> list[str]:
 def _check_episode(root: Path, record: dict) -> None:
     from neuralcomputer.eval.gui import locate_cursor
 
+    from neuralcomputer.data.desktop.episode import read_desktop_clip
+
     payload = read_clip_payload(root / record["path"])
     actions = read_actions(root / record["actions"], fps=record["fps"])
-    frames, pointer = payload["frames"], payload["pointer"]
+    # stored cursor-free, each distinct framebuffer once; the cursor is drawn in when read
+    assert record["cursor_at_read"] and not payload["cursor_drawn"].any()
+    assert len(payload["unique_frames"]) == record["unique_frames"] <= record["frames"]
+    frames, pointer = read_desktop_clip(root / record["path"]).frames(), payload["pointer"]
     t = record["frames"]
     assert frames.shape == (t, record["height"], record["width"], 3) and pointer.shape == (t, 2)
     assert len(actions) == t and payload["frame_time"].shape == (t,)
@@ -224,7 +229,7 @@ def _check_episode(root: Path, record: dict) -> None:
     assert record["action_times"] == [a.t for a in actions if a.meta]
     assert record["pointer_mismatches"] <= max(1, t // 100), record
     assert pointer_mismatches(actions) == [] or len(pointer_mismatches(actions)) == record["pointer_mismatches"]
-    # The composited cursor is where the log says the pointer was.
+    # The cursor drawn at read is where the log says the pointer was.
     sprite = cursor_sprite()
     checked = found = 0
     for i in np.linspace(0, t - 1, 12).astype(int):

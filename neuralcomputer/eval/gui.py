@@ -191,3 +191,42 @@ def cursor_hit_rate(
         if found is not None:
             distances[t] = float(np.hypot(found[0] - logged[t, 0], found[1] - logged[t, 1]))
     return {int(r): float(np.mean(distances <= r)) for r in radii}
+
+
+def changed_psnr(pred: np.ndarray, ref: np.ndarray, prev: np.ndarray) -> float | None:
+    """PSNR (dB) over the pixels where the true frame differs from the previous true frame.
+
+    ``pred``, ``ref``, ``prev`` ``(T, H, W, 3)`` uint8: the prediction of each frame, the true frame and
+    the true frame before it. The squared error is pooled over every changed pixel (all channels) of
+    all frames, so a clip where little changes weighs little. None when nothing changes. Copying the
+    previous frame scores low here by construction; a desktop model earns its keep on these pixels.
+    """
+    pred, ref, prev = (np.asarray(a) for a in (pred, ref, prev))
+    if not (pred.shape == ref.shape == prev.shape) or pred.ndim != 4:
+        raise NCError(f"expected three (T, H, W, 3) clips of one shape, got {pred.shape}, {ref.shape}, {prev.shape}")
+    changed = np.any(ref != prev, axis=-1)  # (T, H, W)
+    if not changed.any():
+        return None
+    err = (pred[changed].astype(np.float64) - ref[changed].astype(np.float64)) / 255.0  # (N, 3)
+    mse = float(np.mean(err * err))
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def changed_box(before: np.ndarray, after: np.ndarray, margin: int = 4, min_side: int = 16
+                ) -> tuple[slice, slice] | None:
+    """The bounding box ``(rows, cols)`` of the pixels that differ between two ``(H, W, 3)`` frames,
+    grown by ``margin`` and to at least ``min_side`` px a side (SSIM's window needs 11); None if equal."""
+    diff = np.any(np.asarray(before) != np.asarray(after), axis=-1)
+    if not diff.any():
+        return None
+    ys, xs = np.nonzero(diff)
+    h, w = diff.shape
+
+    def span(lo: int, hi: int, size: int) -> slice:
+        lo, hi = lo - margin, hi + 1 + margin
+        grow = max(0, min_side - (hi - lo))
+        lo, hi = lo - grow // 2, hi + grow - grow // 2
+        lo, hi = max(0, lo), min(size, hi)
+        return slice(max(0, min(lo, size - min_side)), max(hi, min(min_side, size)))
+
+    return span(int(ys.min()), int(ys.max()), h), span(int(xs.min()), int(xs.max()), w)

@@ -121,7 +121,7 @@ def _check_kind(model: Path | str) -> str:
         kind = json.loads(path.read_text()).get("kind")
     except (OSError, json.JSONDecodeError) as exc:
         raise NCError(f"{path}: not a readable model config ({exc})") from None
-    return "desktop" if kind == "guiworld" else "terminal"
+    return "desktop" if kind in ("guiworld", "guiworld-delta") else "terminal"
 
 
 def load_check(model: str | Path) -> dict:

@@ -129,24 +129,32 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     """Roll a run out on ``records`` (first ``frames`` frames each, true actions) and score it."""
     from neuralcomputer.data.desktop.actions import action_times
     from neuralcomputer.data.desktop.cursor import cursor_sprite
-    from neuralcomputer.data.desktop.episode import load_episode
+    from neuralcomputer.data.desktop.episode import episode_cursor_scale, load_episode, read_desktop_clip
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
-    from neuralcomputer.pipelines.guiworld import GUIWorldRollout
+    from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
+    from neuralcomputer.pipelines.load import load_pipeline
     from neuralcomputer.train.common import frame_scores
 
-    roll = GUIWorldRollout.load(run)
+    roll = load_pipeline(run)
     h, w = roll.size
     sw, _ = roll.screen
     scale = w / sw
+    # DeskDelta keeps cursor-free framebuffers: it starts from (and is teacher-forced on) those
+    bare = isinstance(roll, DeskDeltaRollout)
     per: dict[str, list[float]] = {}
     hits: dict[str, dict[int, list[float]]] = {"": {}, "tf_": {}}
     seconds = 0.0
     for i, r in enumerate(records):
         full, ref, actions = load_episode(data, r, frames, (h, w))
-        pred, timings = roll.rollout(ref[0], actions, seed=seed + i)
+        start, teacher = ref[0], full
+        sprite = cursor_sprite(episode_cursor_scale(r, w))  # the arrow as this episode's frames show it
+        if bare:
+            teacher = read_desktop_clip(data / r["path"], (h, w)).frames(np.arange(len(actions)), cursor=False)
+            start = teacher[0]
+        pred, timings = roll.rollout(start, actions, seed=seed + i)
         seconds += timings.context + timings.denoise + timings.decode
         # "tf_": teacher-forced, every frame from the true previous ones: one-step quality without drift
-        forced, _ = roll.rollout(ref[0], actions, seed=seed + i, true_frames=full)
+        forced, _ = roll.rollout(start, actions, seed=seed + i, true_frames=teacher)
         for prefix, clip in (("", pred), ("tf_", forced)):
             for key, value in frame_scores(clip[1:], ref[1:], text=False).items():
                 per.setdefault(f"{prefix}{key}", []).append(value)
@@ -156,13 +164,13 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
                 per.setdefault(f"{prefix}plus15_ssim", []).append(p15["ssim"])
             if scale >= 0.5:
                 pointer = np.asarray([a.pointer for a in actions], np.float64)[1:] * scale
-                for radius, rate in cursor_hit_rate(clip[1:], pointer, cursor_sprite(scale), radii=(2, 5, 10)).items():
+                for radius, rate in cursor_hit_rate(clip[1:], pointer, sprite, radii=(2, 5, 10)).items():
                     hits[prefix].setdefault(radius, []).append(rate)
         # the same instrument on the true frames: its ceiling at this resolution
         if scale >= 0.5 and i == 0:
             pointer = np.asarray([a.pointer for a in actions], np.float64)[1:] * scale
             per.setdefault("cursor_hit_ceiling_5px", []).append(
-                cursor_hit_rate(ref[1:], pointer, cursor_sprite(scale), radii=(5,))[5])
+                cursor_hit_rate(ref[1:], pointer, sprite, radii=(5,))[5])
     out: dict[str, Any] = {k: (float(np.mean(v)) if v else None) for k, v in per.items()}
     for key in ("psnr", "ssim", "plus15_psnr", "plus15_ssim", "tf_psnr", "tf_ssim", "tf_plus15_psnr", "tf_plus15_ssim"):
         out.setdefault(key, None)

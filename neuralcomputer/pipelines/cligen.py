@@ -28,8 +28,8 @@ from neuralcomputer.diffusion.sampling import deterministic_algorithms, guided, 
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cligen import CLIGenModel, read_model_config
 
-# The weights file that marks a model directory, per model family (Wan DiT / desktop, CellGen).
-WEIGHT_FILES = ("transformer.safetensors", "cellgen.safetensors")
+# The weights file that marks a model directory, per model family (Wan DiT / desktop, CellGen, DeskDelta).
+WEIGHT_FILES = ("transformer.safetensors", "cellgen.safetensors", "deskdelta.safetensors")
 
 
 def resolve_model_dir(path: str | Path) -> Path:

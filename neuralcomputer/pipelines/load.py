@@ -19,6 +19,10 @@ def load_pipeline(path: str | Path, **kwargs) -> Any:
         from neuralcomputer.pipelines.guiworld import GUIWorldRollout
 
         return GUIWorldRollout.load(model_dir, **kwargs)
+    if kind == "guiworld-delta":
+        from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
+
+        return DeskDeltaRollout.load(model_dir, **kwargs)
     if kind == "cellgen":
         from neuralcomputer.pipelines.cells import CellPipeline
 

@@ -275,6 +275,8 @@ class NeuralComputer:
             self._latents = {0: latents}
             w, h = self.screen
             self._records = [FrameActions(0, 0.0, tuple(pointer) if pointer is not None else (w // 2, h // 2))]
+            if hasattr(self.backend, "show"):  # a model of cursor-free framebuffers: draw the arrow in
+                self._frame = self.backend.show(self._frame, self._records[0].pointer)
         return self.frame
 
     def step(self, action: dict[str, Any], callback: Callable[[np.ndarray], None] | None = None) -> StepResult:

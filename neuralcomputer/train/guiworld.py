@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralcomputer.data.dataset import read_clip_payload
 from neuralcomputer.data.desktop.actions import read_actions
-from neuralcomputer.data.desktop.episode import load_episode
-from neuralcomputer.data.torch_dataset import frames_to_tensor, resize_frames
+from neuralcomputer.data.desktop.episode import load_episode, read_desktop_clip
+from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.diffusion.flow import NUM_TRAIN_TIMESTEPS, noisy_latents, sample_sigmas, velocity_target
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import features_to_tensors, featurize
@@ -74,13 +73,12 @@ class GUIWorldTask:
         """One episode: latents of its frames and cursor references, its actions and cursor coverage."""
         m = self.config["model"]
         h, w = self.size
-        payload = read_clip_payload(self.data / record["path"])
         actions = read_actions(self.data / record["actions"], float(record["fps"]))
-        frames = payload["frames"]
+        frames = read_desktop_clip(self.data / record["path"], (h, w)).frames()  # (T, h, w, 3), cursor in
         if len(actions) != len(frames):
             raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(frames)} frames")
         tok = self.module.tokenizer
-        latents = np.concatenate([tok.encode(frames_to_tensor(resize_frames(frames[i:i + 32], h, w))[None])[0]
+        latents = np.concatenate([tok.encode(frames_to_tensor(frames[i:i + 32])[None])[0]
                                   .transpose(0, 1).numpy().astype(np.float16) for i in range(0, len(frames), 32)])
         pointer = np.asarray([a.pointer for a in actions], np.float32)
         refs = cursor_reference(pointer, self.screen, (w, h))  # (T, H, W, 3)

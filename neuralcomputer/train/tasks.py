@@ -8,7 +8,8 @@ data-parallel wrapper's forward so that DDP sees every parameter the loss touche
   L1 over character cells, a fixed share of them with ink (blank cells are easy and would dominate).
 * :class:`~neuralcomputer.train.cligen.CLIGenTask` -- the CLIGen model: Wan's rectified-flow loss on clip
   latents, caption dropout for classifier-free guidance, validation by sampling held-out clips.
-* :class:`~neuralcomputer.train.guiworld.GUIWorldTask` -- the desktop model.
+* :class:`~neuralcomputer.train.guiworld.GUIWorldTask` -- the desktop model (Wan-style DiT on latents).
+* :class:`~neuralcomputer.train.deskdelta.DeskDeltaTask` -- DeskDelta, the CPU desktop model (a copy prior).
 
 :func:`make_task` picks one by the config's model kind.
 
@@ -39,4 +40,8 @@ def make_task(config: dict[str, Any], data: Path, run: Path, progress: bool = Tr
         from neuralcomputer.train.guiworld import GUIWorldTask
 
         return GUIWorldTask(config, data, run, progress)
+    if kind == "guiworld-delta":
+        from neuralcomputer.train.deskdelta import DeskDeltaTask
+
+        return DeskDeltaTask(config, data, run, progress)
     raise NCError(f"preset {config['preset']}: unknown model kind {kind!r}")

@@ -4,11 +4,12 @@ One episode = one clip: a fresh :class:`~neuralcomputer.data.desktop.xsession.De
 thread grabbing frames on a fixed schedule (frame ``i`` due at ``t0 + i / fps``) and reading back the
 pointer at each grab, and the policy driving an :class:`~neuralcomputer.data.desktop.actor.Actor` in the main
 thread. Afterwards the actor's timestamped raw events and meta-actions are bucketed into frames
-(:class:`~neuralcomputer.data.desktop.actions.FrameActions`), the cursor sprite is composited at the read-back
-pointer, and the clip is written::
+(:class:`~neuralcomputer.data.desktop.actions.FrameActions`), and the clip is written::
 
-    clips/<id>.npz               frames_delta (U,H,W,3), frame_index (T,), cursor (T,3) = x, y, visible,
-                                 pointer (T,2) int16, frame_time (T,) float64 seconds since frame 0
+    clips/<id>.npz               frames_delta (U,H,W,3) distinct cursor-free framebuffers, frame_index (T,),
+                                 cursor (T,3) = x, y, visible, pointer (T,2) int16, frame_time (T,) float64
+                                 seconds since frame 0, cursor_drawn (T,) 0: readers draw the cursor in
+                                 (data.desktop.episode.desktop_frames) at the size they read at
     clips/<id>.actions.jsonl     one FrameActions per frame (neuralcomputer.data.desktop.actions)
     manifest-desktop-<policy>-seed<S>.jsonl    kind "desktop", policy, seed, fps, size, frames,
                                  action_times, dropped_frames, px_per_frame, actions_per_s, ...
@@ -45,7 +46,6 @@ from neuralcomputer.data.dataset import (
 )
 from neuralcomputer.data.desktop.actions import FrameActions, action_times, write_actions
 from neuralcomputer.data.desktop.actor import Actor, ActorCancelled
-from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 from neuralcomputer.data.desktop.policies import (
     actions_per_second,
     default_captions,
@@ -288,16 +288,14 @@ def write_episode(out: Path, clip_id: str, episode: Episode, *, policy: str, see
                   captions: dict[str, str]) -> dict:
     """Write an episode's payload and actions (atomically) and return its manifest record."""
     cap = episode.capture
-    sprite = cursor_sprite()
-    # Each distinct (framebuffer, pointer) pair is one stored frame: the cursor makes it distinct.
-    keys: dict[tuple[int, int, int], int] = {}
-    frame_index = np.empty(len(cap), dtype=np.int32)
-    for i, (b, (x, y)) in enumerate(zip(cap.buffer_index, cap.pointer, strict=True)):
-        frame_index[i] = keys.setdefault((b, x, y), len(keys))
-    height, width = cap.buffers[0].shape[:2]
-    unique = np.empty((len(keys), height, width, 3), dtype=np.uint8)  # (U, H, W, 3)
-    for (b, x, y), u in keys.items():
-        unique[u] = composite_cursor(cap.buffers[b], x, y, sprite)
+    # The framebuffers are stored cursor-free (each distinct one once) and the cursor is drawn in when
+    # the clip is read (data.desktop.episode.desktop_frames): at whatever size a reader wants, so a
+    # model at 256x192 sees a crisp arrow instead of a 3x5 px smudge of the screen-size one.
+    used = sorted(set(cap.buffer_index))
+    remap = {b: u for u, b in enumerate(used)}
+    frame_index = np.asarray([remap[b] for b in cap.buffer_index], dtype=np.int32)  # (T,)
+    unique = np.stack([cap.buffers[b] for b in used])  # (U, H, W, 3) uint8, cursor-free
+    height, width = unique.shape[1:3]
     pointer = np.asarray(cap.pointer, dtype=np.int16).reshape(-1, 2)               # (T, 2)
     frame_time = np.asarray(cap.times, dtype=np.float64) - cap.t0                  # (T,)
     cursor = np.concatenate([pointer, np.ones((len(cap), 1), np.int16)], axis=1)   # (T, 3): x, y, visible
@@ -305,7 +303,8 @@ def write_episode(out: Path, clip_id: str, episode: Episode, *, policy: str, see
     actions_rel = f"clips/{clip_id}.actions.jsonl"
     write_actions(out / actions_rel, episode.frames)
     write_clip_payload(out / rel, unique, frame_index, [""] * len(unique), cursor,
-                       extra={"pointer": pointer, "frame_time": frame_time})
+                       extra={"pointer": pointer, "frame_time": frame_time,
+                              "cursor_drawn": np.zeros(len(cap), np.uint8)})
     return clip_record(
         id=clip_id, session=clip_id, source=f"xfce:{policy}", kind="desktop", split=split_for(clip_id),
         variant=policy, generator=f"desktop-{policy}", policy=policy, seed=seed, fps=cap.fps, width=width,
@@ -313,7 +312,7 @@ def write_episode(out: Path, clip_id: str, episode: Episode, *, policy: str, see
         action_times=action_times(episode.frames), dropped_frames=cap.dropped,
         px_per_frame=round(episode.px_per_frame, 2), actions_per_s=round(episode.actions_per_s, 3),
         pointer_mismatches=len(episode.mismatches), start_seconds=round(episode.start_seconds, 2),
-        cut=episode.fault is not None, fault=episode.fault, unique_frames=len(unique),
+        cut=episode.fault is not None, fault=episode.fault, unique_frames=len(unique), cursor_at_read=True,
     )
 
 

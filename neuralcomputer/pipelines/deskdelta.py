@@ -1,0 +1,109 @@
+"""DeskDelta rollouts: the desktop generated frame by frame, the cursor composited at the pointer.
+
+The same API as :class:`~neuralcomputer.pipelines.guiworld.GUIWorldRollout` (``ncomp rollout``, eval
+and the runtime use either): ``encode_first`` takes a screenshot (X screenshots carry no cursor) and
+the "latents" a rollout keeps are the model's own cursor-free framebuffers ``(3, H, W)`` in [0, 1];
+each returned frame is that framebuffer with the arrow drawn at the step's pointer
+(:data:`~neuralcomputer.data.desktop.episode.READ_CURSOR_SCALE`, as the training data shows it).
+
+One network pass per frame and no noise: the rollout is deterministic by construction (``seed`` is
+accepted for the common API and ignored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuralcomputer.data.desktop.actions import FrameActions
+from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
+from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
+from neuralcomputer.diffusion.sampling import deterministic_algorithms
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, context_ids, step_window
+from neuralcomputer.pipelines.cligen import resolve_model_dir
+from neuralcomputer.pipelines.guiworld import GUIWorldRollout, RolloutTimings
+
+
+class DeskDeltaRollout(GUIWorldRollout):
+    """Generate desktop frames with a :class:`DeskDeltaModel` (see the module docstring)."""
+
+    def __init__(self, model: DeskDeltaModel, device: torch.device | str = "cpu", deterministic: bool = True,
+                 **_: object) -> None:
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.steps = 1  # one pass per frame (the runtime's steps control has nothing to trade here)
+        self.sampler = "none"
+        self.context_noise = 0.0
+        self.deterministic = deterministic
+        self.cache = False
+        self.sprite = cursor_sprite(READ_CURSOR_SCALE)
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> DeskDeltaRollout:
+        """From a run folder (its latest model), a checkpoint or an exported model directory."""
+        return cls(DeskDeltaModel.from_pretrained(resolve_model_dir(path)), **kwargs)
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """``(T, H, W, 3)`` uint8 at model size -> framebuffers ``(T, 3, H, W)`` float in [0, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(frames)).float().div(255).permute(0, 3, 1, 2).to(self.device)
+
+    def pointer_at_size(self, pointer: tuple[int, int] | Sequence[float]) -> tuple[float, float]:
+        """A screen-pixel pointer as pixels of the generated frame."""
+        (sw, sh), (h, w) = self.screen, self.size
+        return pointer[0] * w / sw, pointer[1] * h / sh
+
+    def show(self, framebuffer: torch.Tensor | np.ndarray, pointer: tuple[int, int]) -> np.ndarray:
+        """A framebuffer ``(3, H, W)`` float or ``(H, W, 3)`` uint8 with the arrow at ``pointer`` (screen px)."""
+        if isinstance(framebuffer, torch.Tensor):
+            framebuffer = (framebuffer.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return composite_cursor(framebuffer, *self.pointer_at_size(pointer), self.sprite)
+
+    def generate_frame(self, latents: dict[int, torch.Tensor], actions: Sequence[FrameActions], target: int,
+                       seed: int, timings: RolloutTimings | None = None, keep: bool = True) -> np.ndarray:
+        """Frame ``target`` ``(H, W, 3)`` uint8 from the framebuffers before it and the recent input.
+
+        ``latents`` maps frame index -> framebuffer ``(3, H, W)`` and must hold the ``context_frames``
+        before ``target``; ``actions`` needs records up to ``target``. With ``keep`` the new framebuffer
+        joins ``latents``.
+        """
+        cfg = self.model.config
+        t0 = time.perf_counter()
+        ctx = torch.stack([latents[i] for i in context_ids(target, cfg["context_frames"])])[None]  # (1, K, 3, H, W)
+        maps, vectors = action_inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
+                                      self.screen, self.model.grid)
+        t1 = time.perf_counter()
+        logits, colour = self.model(ctx, torch.from_numpy(maps).to(self.device), torch.from_numpy(vectors).to(self.device))
+        fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True)[0]
+        if keep:
+            latents[target] = fb
+        t2 = time.perf_counter()
+        frame = self.show(fb, actions[target].pointer)
+        t3 = time.perf_counter()
+        if timings is not None:
+            timings.context += t1 - t0
+            timings.denoise += t2 - t1
+            timings.decode += t3 - t2
+            timings.per_frame.append(t3 - t0)
+        return frame
+
+    @torch.no_grad()
+    def rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int = 0,
+                callback: Callable[[int, int], None] | None = None,
+                true_frames: np.ndarray | None = None) -> tuple[np.ndarray, RolloutTimings]:
+        """Frames ``(T, H, W, 3)`` uint8 (cursor drawn in) for ``T = len(actions)`` action records.
+
+        ``first_frame`` is a cursor-free screenshot; ``true_frames`` ``(T, H0, W0, 3)``, when given, are
+        the true cursor-free framebuffers and each frame is predicted from them (teacher forcing).
+        """
+        if not len(actions):
+            raise NCError("rollout: no action records (expected one per frame)")
+        with deterministic_algorithms(self.deterministic):
+            frames, timings = self._rollout(first_frame, actions, seed, callback, true_frames)
+        frames[0] = self.show(frames[0], actions[0].pointer)  # frame 0 is the screenshot: add the arrow
+        return frames, timings
+

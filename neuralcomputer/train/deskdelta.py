@@ -1,0 +1,127 @@
+"""Training DeskDelta (``guiworld-delta`` preset): next cursor-free framebuffer from the previous ones.
+
+Episodes are read once at the model's size as their distinct framebuffers (a mostly static desktop
+has few), so an hour of episodes fits in memory. An example is (episode, frame t >= 1). Frames where
+the framebuffer changes are drawn ``changed_boost`` times as often as the rest (NeuralOS trains on
+state changes more often too): most steps of a desktop show nothing but the cursor moving, which the
+compositor, not the model, draws.
+
+Loss, on the pixels of the 256x192 frame:
+* the gate: binary cross-entropy against "this pixel differs from the previous framebuffer";
+* the colour: L1 to the true pixel, over the pixels that change;
+* the blended frame: L1 to the true framebuffer (keeps the two consistent where the gate is unsure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from neuralcomputer.data.desktop.actions import read_actions
+from neuralcomputer.data.desktop.episode import read_desktop_clip
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, context_ids, step_window
+from neuralcomputer.train.data import check_dataset
+
+
+class DeskDeltaTask:
+    """Train DeskDelta in the one training loop (see the module docstring)."""
+
+    def __init__(self, config: dict[str, Any], data: Path, run: Path, progress: bool = True) -> None:
+        self.config, self.data, self.run = config, Path(data), Path(run)
+        m = config["model"]
+        self.size = (m["height"], m["width"])
+        self.screen = tuple(m["screen"])
+        self.records = check_dataset(self.data, m, None, ())
+        self.val_records = check_dataset(self.data, m, None, (), split="val", required=False)
+        if any("actions" not in r for r in self.records):
+            raise NCError(f"{self.data}: not a desktop dataset (records without actions)")
+        self.module = DeskDeltaModel(m)
+        self.episodes = [self._load(r) for r in tqdm(self.records, desc="read episodes", unit="episode",
+                                                     disable=not progress)]
+        weights, self.examples = [], []
+        for e, ep in enumerate(self.episodes):
+            for t in range(1, len(ep["index"])):
+                changed = ep["index"][t] != ep["index"][t - 1]
+                self.examples.append((e, t))
+                weights.append(m["changed_boost"] if changed else 1.0)
+        if not self.examples:
+            raise NCError(f"{self.data}: the episodes have no frame after their first")
+        self.weights = torch.tensor(weights, dtype=torch.double)
+
+    def _load(self, record: dict) -> dict[str, Any]:
+        clip = read_desktop_clip(self.data / record["path"], self.size)
+        if clip.cursor_drawn:
+            raise NCError(f"{self.data}/{record['path']}: recorded with the cursor drawn in; DeskDelta needs "
+                          "cursor-free framebuffers (collect again with this version)")
+        actions = read_actions(self.data / record["actions"], float(record["fps"]))
+        if len(actions) != len(clip):
+            raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(clip)} frames")
+        return {"framebuffers": clip.framebuffers, "index": clip.index, "actions": actions}
+
+    def _example(self, e: int, t: int) -> tuple[np.ndarray, np.ndarray, list]:
+        ep, m = self.episodes[e], self.config["model"]
+        ctx = ep["framebuffers"][ep["index"][context_ids(t, m["context_frames"])]]  # (K, H, W, 3)
+        return ctx, ep["framebuffers"][ep["index"][t]], step_window(ep["actions"], t, m["history"])
+
+    def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
+        from neuralcomputer.train.common import step_generator
+
+        gen = step_generator(self.config["train"]["seed"], step, rank * 1000 + micro)
+        picks = torch.multinomial(self.weights, batch_size, replacement=True, generator=gen).tolist()
+        ctx, tgt, windows = zip(*(self._example(*self.examples[i]) for i in picks), strict=True)
+        maps, vectors = action_inputs(windows, self.screen, self.module.grid)
+        to_t = lambda a: torch.from_numpy(np.stack(a)).float().div(255)  # noqa: E731
+        frames = to_t(ctx).permute(0, 1, 4, 2, 3)     # (B, K, 3, H, W)
+        target = to_t(tgt).permute(0, 3, 1, 2)        # (B, 3, H, W)
+        return {"frames": frames, "target": target, "maps": torch.from_numpy(maps),
+                "vectors": torch.from_numpy(vectors)}, batch_size
+
+    def compute_loss(self, module: DeskDeltaModel, batch: dict) -> torch.Tensor:
+        device = next(module.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits, colour = module(batch["frames"], batch["maps"], batch["vectors"])
+        prev, target = batch["frames"][:, -1], batch["target"]
+        changed = ((target - prev).abs().amax(1, keepdim=True) > 0.5 / 255).float()  # (B, 1, H, W)
+        gate = F.binary_cross_entropy_with_logits(logits, changed)
+        colour_l1 = ((colour - target).abs() * changed).sum() / (3 * changed.sum()).clamp(min=1)
+        blend = (module.combine(prev, logits, colour, hard=False) - target).abs().mean()
+        return gate + colour_l1 + blend
+
+    @torch.no_grad()
+    def validate(self, module: DeskDeltaModel, step: int) -> dict[str, float]:
+        """One-step PSNR on the val episodes' frames that change, beside copying the previous framebuffer."""
+        from neuralcomputer.eval.image_metrics import psnr
+
+        if not self.val_records:
+            return {}
+        module.eval()
+        m = self.config["model"]
+        preds, copies, trues = [], [], []
+        for r in self.val_records[: self.config["train"]["val_clips"]]:
+            ep = self._load(r)
+            changed = [t for t in range(1, len(ep["index"])) if ep["index"][t] != ep["index"][t - 1]]
+            for t in changed[: self.config["train"]["val_frames"]]:
+                ctx = ep["framebuffers"][ep["index"][context_ids(t, m["context_frames"])]]
+                maps, vectors = action_inputs([step_window(ep["actions"], t, m["history"])], self.screen,
+                                              module.grid)
+                frames = torch.from_numpy(ctx).float().div(255).permute(0, 3, 1, 2)[None]
+                logits, colour = module(frames, torch.from_numpy(maps), torch.from_numpy(vectors))
+                out = module.combine(frames[:, -1], logits, colour, hard=True)[0]
+                preds.append((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+                copies.append(ctx[-1])
+                trues.append(ep["framebuffers"][ep["index"][t]])
+        module.train()
+        if not trues:
+            return {}
+        return {"val_changed_psnr": psnr(np.stack(preds), np.stack(trues)),
+                "val_copy_psnr": psnr(np.stack(copies), np.stack(trues))}
+
+    def export(self, module: nn.Module, path: Path) -> None:
+        module.save_pretrained(path)

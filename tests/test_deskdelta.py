@@ -1,0 +1,189 @@
+"""DeskDelta (the CPU desktop model), cursor-free desktop clips drawn at read, and the new desktop metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcomputer.config import preset_config
+from neuralcomputer.data.dataset import write_clip_payload
+from neuralcomputer.data.desktop.actions import FrameActions
+from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
+from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE, read_desktop_clip
+from neuralcomputer.eval.gui import changed_box, changed_psnr, cursor_hit_rate, locate_cursor
+from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs
+from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
+from neuralcomputer.pipelines.load import load_pipeline
+from neuralcomputer.runtime.computer import NeuralComputer
+
+
+def _screens(rng: np.random.Generator, n: int, h: int = 384, w: int = 512) -> np.ndarray:
+    """``n`` distinct flat-ish desktop screens with a few windows ``(n, h, w, 3)`` uint8."""
+    out = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        out[i] = rng.integers(40, 90, 3)
+        for _ in range(3):
+            y, x = rng.integers(0, h - 60), rng.integers(0, w - 80)
+            out[i, y:y + 60, x:x + 80] = rng.integers(120, 250, 3)
+    return out
+
+
+def _clip(path: Path, screens: np.ndarray, index: np.ndarray, pointer: np.ndarray, drawn: bool) -> None:
+    cursor = np.concatenate([pointer, np.ones((len(index), 1))], axis=1).astype(np.int16)
+    extra = {"pointer": pointer.astype(np.int16)}
+    if not drawn:
+        extra["cursor_drawn"] = np.zeros(len(index), np.uint8)
+    write_clip_payload(path, screens, index, [""] * len(screens), cursor, extra=extra)
+
+
+def test_cursor_free_clips_get_a_crisp_cursor_at_the_read_size(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    screens = _screens(rng, 2)
+    index = np.array([0, 0, 1, 1, 1], np.int32)
+    pointer = np.array([[100, 80], [104, 84], [300, 200], [301, 201], [480, 360]])
+    _clip(tmp_path / "c.npz", screens, index, pointer, drawn=False)
+    clip = read_desktop_clip(tmp_path / "c.npz", (192, 256))
+    assert not clip.cursor_drawn and clip.cursor_scale == READ_CURSOR_SCALE and clip.framebuffers.shape == (2, 192, 256, 3)
+    np.testing.assert_allclose(clip.pointer, pointer / 2)
+    frames = clip.frames()
+    assert frames.shape == (5, 192, 256, 3)
+    # the instrument finds every arrow where the log says, at the model's size
+    assert cursor_hit_rate(frames, clip.pointer, clip.sprite, radii=(2,))[2] == 1.0
+    # the bare framebuffers carry no arrow
+    assert locate_cursor(clip.frames([2], cursor=False)[0], clip.sprite) is None
+
+
+def test_clips_recorded_with_the_cursor_drawn_in_read_as_before(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    screens = _screens(rng, 1)
+    sprite = cursor_sprite()
+    drawn = composite_cursor(screens[0], 200, 150, sprite)[None]
+    _clip(tmp_path / "old.npz", drawn, np.zeros(3, np.int32), np.array([[200, 150]] * 3), drawn=True)
+    clip = read_desktop_clip(tmp_path / "old.npz")
+    assert clip.cursor_drawn and clip.cursor_scale == 1.0
+    assert (clip.frames() == drawn[0]).all()
+    assert read_desktop_clip(tmp_path / "old.npz", (192, 256)).cursor_scale == 0.5
+
+
+def test_changed_psnr_scores_only_the_pixels_that_change() -> None:
+    prev = np.zeros((1, 16, 16, 3), np.uint8)
+    ref = prev.copy()
+    ref[0, 4:8, 4:8] = 255
+    assert changed_psnr(prev, ref, prev) == 0.0  # copying the previous frame gets every changed pixel wrong
+    assert changed_psnr(ref, ref, prev) == float("inf")
+    half = ref.copy()
+    half[0, 4:8, 4:6] = 0  # half the changed pixels right: MSE 0.5 -> 3.01 dB
+    assert changed_psnr(half, ref, prev) == pytest.approx(10 * np.log10(2))
+    assert changed_psnr(prev, prev, prev) is None
+    rows, cols = changed_box(prev[0], ref[0], margin=0, min_side=4)
+    assert (rows, cols) == (slice(4, 8), slice(4, 8))
+    rows, cols = changed_box(prev[0], ref[0], margin=0, min_side=16)
+    assert rows.stop - rows.start == 16 and cols.stop - cols.start == 16
+
+
+def _records(points: list[tuple[int, int]], click_at: int | None = None) -> list[FrameActions]:
+    recs = [FrameActions(i, i / 15, p) for i, p in enumerate(points)]
+    if click_at is not None:
+        recs[click_at].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+        recs[click_at].meta.append({"type": "click", "x": points[click_at][0], "y": points[click_at][1],
+                                    "button": 1, "count": 1})
+    return recs
+
+
+def test_action_maps_put_the_pointer_and_the_click_where_they_happen() -> None:
+    recs = _records([(0, 0), (511, 383), (256, 192)], click_at=1)
+    from neuralcomputer.models.deskdelta import step_window
+
+    maps, vectors = action_inputs([step_window(recs, 2, 2)], (512, 384), (48, 64))
+    assert maps.shape == (1, 6, 48, 64) and vectors.shape[0] == 1
+    # step 1 (frame 1 -> 2): pointer splatted around the centre, weights sum to 1; the click of record 1
+    # belongs to the step that leads to frame 2, at frame 2's pointer
+    assert maps[0, 3].sum() == pytest.approx(1.0) and maps[0, 4].sum() == pytest.approx(1.0)
+    y, x = np.unravel_index(maps[0, 3].argmax(), (48, 64))
+    assert abs(y - 23.5) <= 1 and abs(x - 31.5) <= 1
+    # step 0 (frame 0 -> 1): pointer at the bottom-right corner, no button
+    assert maps[0, 0, 47, 63] == pytest.approx(1.0) and maps[0, 1].sum() == 0
+
+
+def _tiny_config() -> dict:
+    cfg = preset_config("guiworld-delta")["model"]
+    cfg.update(height=96, width=128, screen=[256, 192])
+    cfg["net"] = {"channels": [16, 16, 16], "cond_dim": 16, "blocks": 1, "heads": 2}
+    return cfg
+
+
+def test_untrained_deskdelta_is_copy_previous_framebuffer_with_the_arrow(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    DeskDeltaModel(_tiny_config()).save_pretrained(tmp_path / "m")
+    roll = load_pipeline(tmp_path / "m")
+    assert isinstance(roll, DeskDeltaRollout) and roll.model.window == 3
+    first = _screens(np.random.default_rng(2), 1, 96, 128)[0]
+    points = [(10, 10), (40, 30), (200, 150), (255, 191)]
+    frames, _ = roll.rollout(first, _records(points, click_at=1))
+    sprite = cursor_sprite(READ_CURSOR_SCALE)
+    for t, (x, y) in enumerate(points):
+        assert (frames[t] == composite_cursor(first, x / 2, y / 2, sprite)).all()
+    # the runtime steps the same model frame by frame, bit for bit
+    c = NeuralComputer.load(tmp_path / "m")
+    c.reset(first, pointer=points[0])
+    live = [c.frame]
+    for i, p in enumerate(points[1:]):
+        r = c.step({"type": "frame", "events": [], "meta": [], "pointer": list(p)}) if i != 0 else \
+            c.step({"type": "frame", "events": [{"type": "down", "button": 1}, {"type": "up", "button": 1}],
+                    "meta": [], "pointer": list(p)})
+        live.append(r.frames[-1])
+    assert all((a == b).all() for a, b in zip(live, frames, strict=True))
+
+
+@pytest.mark.slow
+def test_deskdelta_learns_what_a_click_opens(tmp_path: Path) -> None:
+    """Overfit a toy desktop: a click on the button (top-left) opens a 'menu' under it on the next frame.
+    After training the model draws the menu after a click and leaves the screen alone after a move."""
+    from neuralcomputer.models.deskdelta import step_window
+
+    torch.manual_seed(0)
+    cfg = _tiny_config()
+    model = DeskDeltaModel(cfg)
+    closed = np.full((96, 128, 3), 60, np.uint8)
+    closed[:8, :24] = 200  # the button
+    opened = closed.copy()
+    opened[8:48, :40] = 230  # the menu
+    rng = np.random.default_rng(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def example(click: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        p = (int(rng.integers(0, 40)), int(rng.integers(0, 14))) if click else \
+            (int(rng.integers(0, 256)), int(rng.integers(0, 192)))
+        recs = _records([p, p, p], click_at=1 if click else None)
+        maps, vec = action_inputs([step_window(recs, 2, cfg["history"])], (256, 192), model.grid)
+        target = opened if click else closed
+        frames = torch.from_numpy(np.stack([closed, closed])).float().div(255).permute(0, 3, 1, 2)
+        return frames, maps[0], vec[0], target
+
+    for _ in range(250):
+        batch = [example(bool(i % 2)) for i in range(8)]
+        frames = torch.stack([b[0] for b in batch])
+        maps = torch.from_numpy(np.stack([b[1] for b in batch]))
+        vec = torch.from_numpy(np.stack([b[2] for b in batch]))
+        target = torch.from_numpy(np.stack([b[3] for b in batch])).float().div(255).permute(0, 3, 1, 2)
+        logits, colour = model(frames, maps, vec)
+        prev = frames[:, -1]
+        changed = ((target - prev).abs().amax(1, keepdim=True) > 0).float()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, changed)
+                + ((colour - target).abs() * changed).mean() + (model.combine(prev, logits, colour, False) - target).abs().mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for click, target in ((True, opened), (False, closed)):
+            frames, maps, vec, _ = example(click)
+            logits, colour = model(frames[None], torch.from_numpy(maps[None]), torch.from_numpy(vec[None]))
+            out = model.combine(frames[None, -1], logits, colour, hard=True)[0]
+            out = (out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            err = np.abs(out.astype(int) - target.astype(int)).mean()
+            copy_err = np.abs(closed.astype(int) - target.astype(int)).mean()  # 22 after a click, 0 after a move
+            assert err < 0.15 * copy_err if click else err < 1.0, (click, err, copy_err)
