@@ -203,7 +203,7 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
         "net": {"channels": [48, 96, 160], "cond_dim": 128, "blocks": 1, "heads": 4},
         "height": 192, "width": 256, "resize_frames": True, "screen": [512, 384], "fps": 15,
         "frame_stride": 1, "context_frames": 2,  # previous framebuffers read
-        "history": 4,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)
+        "history": 8,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)
         "gate_bias": -6.0,  # initial gate logit: the untrained model copies the previous framebuffer
         "changed_boost": 8.0,  # frames whose framebuffer changes are drawn this much more often
     },

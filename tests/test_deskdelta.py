@@ -187,3 +187,19 @@ def test_deskdelta_learns_what_a_click_opens(tmp_path: Path) -> None:
             err = np.abs(out.astype(int) - target.astype(int)).mean()
             copy_err = np.abs(closed.astype(int) - target.astype(int)).mean()  # 22 after a click, 0 after a move
             assert err < 0.15 * copy_err if click else err < 1.0, (click, err, copy_err)
+
+
+def test_the_screen_cursor_view_is_what_clips_stored_before(tmp_path: Path) -> None:
+    """GUIWorld DiT models were trained on the arrow drawn at screen size and shrunk with the frame;
+    cursor="screen" gives exactly that view of a cursor-free clip."""
+    from neuralcomputer.data.torch_dataset import resize_frames
+
+    rng = np.random.default_rng(3)
+    screens = _screens(rng, 2)
+    index = np.array([0, 0, 1], np.int32)
+    pointer = np.array([[100, 80], [140, 90], [300, 200]])
+    _clip(tmp_path / "c.npz", screens, index, pointer, drawn=False)
+    clip = read_desktop_clip(tmp_path / "c.npz", (192, 256), cursor="screen")
+    old = np.stack([composite_cursor(screens[b], x, y, cursor_sprite()) for b, (x, y) in zip(index, pointer, strict=True)])
+    assert clip.cursor_drawn and clip.cursor_scale == 0.5
+    assert (clip.frames() == resize_frames(old, 192, 256)).all()

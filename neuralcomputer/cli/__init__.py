@@ -339,6 +339,28 @@ def eval_desktop(model: Path, dataset: Path, out: Path, split: str, episodes: in
     click.echo(f"report: {out / 'report.json'}, {out / 'report.md'}", err=True)
 
 
+@eval.command("desktop-targets")
+@click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Desktop model: run folder, checkpoint or model directory.")
+@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Desktop dataset recorded cursor-free (this version's collect-desktop).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
+@click.option("--split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
+@click.option("--episodes", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--frames", type=click.IntRange(16), default=150, show_default=True,
+              help="Rollout length (frames from each episode's start).")
+def eval_desktop_targets(model: Path, dataset: Path, out: Path, split: str, episodes: int, frames: int) -> None:
+    """Issue 17's desktop targets beside their baselines: the cursor instrument's ceiling, one-step
+    PSNR/SSIM/changed_psnr, 31- and 150-frame rollouts, cursor hit rate and the action effect."""
+    from neuralcomputer.data.dataset import atomic_write_bytes
+    from neuralcomputer.experiments.desktop_targets import targets_markdown, targets_report
+
+    result = targets_report(model, dataset, out, split, episodes, long_frames=frames)
+    atomic_write_bytes(out / "targets.md", targets_markdown(result).encode())
+    click.echo(targets_markdown(result))
+    click.echo(f"report: {out / 'targets.json'}, {out / 'targets.md'}", err=True)
+
+
 @main.group(cls=_Group)
 def probe() -> None:
     """Probes: arithmetic (can the model compute?) and determinism (same inputs, same frames?)."""

@@ -63,7 +63,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
     roll = load_pipeline(model)
     bare = isinstance(roll, DeskDeltaRollout)  # starts from cursor-free screenshots
     size = roll.size
-    records = [r for r in load_manifest(data) if r["split"] == split and r.get("cursor_at_read")]
+    records = [r for r in load_manifest(data) if split in ("all", r["split"]) and r.get("cursor_at_read")]
     if not records:
         raise NCError(f"{data}: no cursor-free desktop episodes in the {split} split (collect with this version)")
     records = records[:episodes]

@@ -145,9 +145,10 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     hits: dict[str, dict[int, list[float]]] = {"": {}, "tf_": {}}
     seconds = 0.0
     for i, r in enumerate(records):
-        full, ref, actions = load_episode(data, r, frames, (h, w))
+        full, ref, actions = load_episode(data, r, frames, (h, w), cursor="read" if bare else "screen")
         start, teacher = ref[0], full
-        sprite = cursor_sprite(episode_cursor_scale(r, w))  # the arrow as this episode's frames show it
+        # the arrow as this episode's frames show it (read-size for DeskDelta, else shrunk with the frame)
+        sprite = cursor_sprite(episode_cursor_scale(r, w) if bare else scale)
         if bare:
             teacher = read_desktop_clip(data / r["path"], (h, w)).frames(np.arange(len(actions)), cursor=False)
             start = teacher[0]
@@ -187,9 +188,11 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     return out
 
 
-def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int]) -> dict[str, dict[str, float]]:
+def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int], cursor: str = "screen"
+              ) -> dict[str, dict[str, float]]:
     """Trivial predictors on the same episodes: copy the first frame (for rollouts) and copy the previous
-    frame (for one-step prediction). A model below them has not learned the desktop's dynamics yet."""
+    frame (for one-step prediction). A model below them has not learned the desktop's dynamics yet.
+    ``cursor``: how the frames show the cursor (as the model scored beside them sees it)."""
     from neuralcomputer.data.desktop.actions import action_times
     from neuralcomputer.data.desktop.episode import load_episode
     from neuralcomputer.eval.gui import plus15_scores
@@ -197,7 +200,7 @@ def baselines(data: Path, records: list[dict], frames: int, size: tuple[int, int
 
     scores: dict[str, dict[str, list[float]]] = {"copy first frame": {}, "copy previous frame": {}}
     for r in records:
-        _, ref, actions = load_episode(data, r, frames, size)
+        _, ref, actions = load_episode(data, r, frames, size, cursor)
         times = action_times(actions)
         guesses = {"copy first frame": np.repeat(ref[:1], len(ref), 0),
                    "copy previous frame": np.concatenate([ref[:1], ref[:-1]])}
@@ -373,14 +376,15 @@ def desktop_report(model: Path, data: Path, out: Path, split: str = "test", epis
     from neuralcomputer.pipelines.cligen import resolve_model_dir
 
     cfg = json.loads((resolve_model_dir(model) / "config.json").read_text())
-    if cfg.get("kind") != "guiworld":
+    if cfg.get("kind") not in ("guiworld", "guiworld-delta"):
         raise NCError(f"{model}: not a GUIWorld (desktop) model; score terminal models with ncomp eval --model")
     size = (cfg["model"]["height"], cfg["model"]["width"])
     records = _eval_episodes(data, split, episodes)
     row = {"final_loss": None, **evaluate_run(model, data, records, frames, seed),
            "paper": PAPER["injection"]["internal"]}
     result = {"title": f"GUIWorld evaluation: {model}", "model": str(model), "eval_data": str(data),
-              "eval_split": split, "rows": {Path(model).name: row}, "baselines": baselines(data, records, frames, size)}
+              "eval_split": split, "rows": {Path(model).name: row},
+              "baselines": baselines(data, records, frames, size, "read" if cfg["kind"] == "guiworld-delta" else "screen")}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "report.json", json.dumps(result, indent=2).encode())
     atomic_write_bytes(out / "report.md", markdown_table(result).encode())

@@ -74,7 +74,7 @@ class GUIWorldTask:
         m = self.config["model"]
         h, w = self.size
         actions = read_actions(self.data / record["actions"], float(record["fps"]))
-        frames = read_desktop_clip(self.data / record["path"], (h, w)).frames()  # (T, h, w, 3), cursor in
+        frames = read_desktop_clip(self.data / record["path"], (h, w), cursor="screen").frames()  # (T, h, w, 3)
         if len(actions) != len(frames):
             raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(frames)} frames")
         tok = self.module.tokenizer

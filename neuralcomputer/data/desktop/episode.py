@@ -2,7 +2,7 @@
 and the per-frame actions. Shapes: frames ``(T, H, W, 3)`` uint8; pointers ``(T, 2)`` ``(x, y)`` pixels.
 
 Episodes collected since 2026-12 store cursor-free framebuffers (manifest ``"cursor_at_read": true``)
-and the cursor is drawn here, after resizing, at :data:`READ_CURSOR_SCALE` of the read size: a model
+and the cursor is drawn here; by default after resizing, at :data:`READ_CURSOR_SCALE` of the read size: a model
 at 256x192 then sees (and must draw) a crisp 12x19 px arrow that the cursor instrument finds exactly,
 not the 3x5 px smudge a screen-size arrow becomes when a 1024x768 frame is shrunk. Older episodes
 have the cursor drawn in at screen size; they read as before (and their cursor scales with the frame).
@@ -19,6 +19,7 @@ from neuralcomputer.data.dataset import read_clip_payload
 from neuralcomputer.data.desktop.actions import FrameActions, read_actions
 from neuralcomputer.data.desktop.cursor import CursorSprite, composite_cursor, cursor_sprite
 from neuralcomputer.data.torch_dataset import resize_frames
+from neuralcomputer.errors import NCError
 
 READ_CURSOR_SCALE = 1.0  # the arrow's scale at the read size (1.0: ~12x19 px), whatever that size is
 
@@ -52,17 +53,31 @@ class DesktopClip:
         return np.stack([composite_cursor(f, *self.pointer[t], sprite) for f, t in zip(out, ids, strict=True)])
 
 
-def read_desktop_clip(path: str | Path, size: tuple[int, int] | None = None) -> DesktopClip:
-    """A desktop clip payload read at ``size`` = (H, W) (default: as recorded)."""
+def read_desktop_clip(path: str | Path, size: tuple[int, int] | None = None, cursor: str = "read") -> DesktopClip:
+    """A desktop clip payload read at ``size`` = (H, W) (default: as recorded).
+
+    ``cursor="read"``: the arrow is drawn after resizing, at :data:`READ_CURSOR_SCALE` (DeskDelta, the
+    targets report). ``cursor="screen"``: drawn at the recorded size and shrunk with the frame, as
+    clips were stored before 2026-12 (the GUIWorld DiT models were trained on that view; their data
+    reads the same either way). Clips stored with the cursor drawn in read as stored.
+    """
+    if cursor not in ("read", "screen"):
+        raise NCError(f"cursor={cursor!r}: expected read or screen")
     payload = read_clip_payload(Path(path))
-    unique = payload["unique_frames"]
+    unique, index = payload["unique_frames"], payload["frame_index"]
     h0, w0 = unique.shape[1:3]
     h, w = size or (h0, w0)
     drawn = "cursor_drawn" not in payload or bool(np.any(payload["cursor_drawn"]))
-    pointer = np.asarray(payload["cursor"][:, :2], np.float64) * (w / w0, h / h0)
+    screen_xy = np.asarray(payload["cursor"][:, :2], np.float64)
+    if not drawn and cursor == "screen":  # draw at screen size, one frame per distinct (framebuffer, pointer)
+        keys: dict[tuple[int, int, int], int] = {}
+        new_index = np.asarray([keys.setdefault((int(b), int(x), int(y)), len(keys))
+                                for b, (x, y) in zip(index, screen_xy, strict=True)], np.int32)
+        sprite = cursor_sprite()
+        unique = np.stack([composite_cursor(unique[b], x, y, sprite) for (b, x, y) in keys])
+        index, drawn = new_index, True
     resized = unique if (h, w) == (h0, w0) else resize_frames(unique, h, w)
-    return DesktopClip(resized, payload["frame_index"], pointer, drawn,
-                       w / w0 if drawn else READ_CURSOR_SCALE)
+    return DesktopClip(resized, index, screen_xy * (w / w0, h / h0), drawn, w / w0 if drawn else READ_CURSOR_SCALE)
 
 
 def episode_cursor_scale(record: dict, width: int) -> float:
@@ -70,16 +85,17 @@ def episode_cursor_scale(record: dict, width: int) -> float:
     return READ_CURSOR_SCALE if record.get("cursor_at_read") else width / float(record["width"])
 
 
-def load_episode(root: str | Path, record: dict, frames: int, size: tuple[int, int]
+def load_episode(root: str | Path, record: dict, frames: int, size: tuple[int, int], cursor: str = "screen"
                  ) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
     """The first ``frames`` frames of a desktop episode and their action records.
 
     Returns ``(recorded, resized, actions)``: frames ``(T, H0, W0, 3)`` as recorded, the same resized to
     ``size`` = (H, W), and ``T`` :class:`FrameActions` (T = ``frames`` or the episode's length). Both
-    frame arrays show the cursor (drawn at read for new episodes, see the module docstring).
+    show the cursor, drawn as ``cursor`` says (see :func:`read_desktop_clip`; the recorded frames at
+    screen size have it at scale 1 either way).
     """
     root = Path(root)
     actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
-    n = min(frames, len(actions))
-    recorded = read_desktop_clip(root / record["path"]).frames(np.arange(n))
-    return recorded, read_desktop_clip(root / record["path"], size).frames(np.arange(n)), actions
+    ids = np.arange(min(frames, len(actions)))
+    recorded = read_desktop_clip(root / record["path"]).frames(ids)
+    return recorded, read_desktop_clip(root / record["path"], size, cursor).frames(ids), actions
