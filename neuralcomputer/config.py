@@ -200,7 +200,9 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
     "model": {
         "kind": "guiworld-delta",
         # channels per level (48x64, 24x32, 12x16 grids at 256x192), FiLM width, blocks per level
-        "net": {"channels": [48, 96, 160], "cond_dim": 128, "blocks": 1, "heads": 4},
+        "net": {"channels": [48, 96, 160], "cond_dim": 128, "blocks": 1, "heads": 4,
+                "attention": True},  # self-attention over the 12x16 grid (ablation: False)
+        "copy_prior": True,  # gate over the previous framebuffer (ablation: False, the frame regressed whole)
         "height": 192, "width": 256, "resize_frames": True, "screen": [512, 384], "fps": 15,
         "frame_stride": 1, "context_frames": 2,  # previous framebuffers read
         "history": 8,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)

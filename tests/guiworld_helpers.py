@@ -26,18 +26,21 @@ def tiny_gui_config(extra: list[str] | None = None) -> dict:
     return apply_overrides(preset_config("guiworld-tiny"), TINY_GUI + (extra or []))
 
 
-def _frame(width: int, height: int, window_open: bool, pointer: tuple[int, int]) -> np.ndarray:
+def _frame(width: int, height: int, window_open: bool, pointer: tuple[int, int], cursor: bool = True) -> np.ndarray:
     f = np.full((height, width, 3), 90, np.uint8)
     f[-8:] = (40, 40, 48)  # panel
     if window_open:
         f[20:60, 30:100] = (50, 90, 200)
         f[20:26, 30:100] = (220, 220, 220)  # title bar
-    return composite_cursor(f, *pointer, cursor_sprite())
+    return composite_cursor(f, *pointer, cursor_sprite()) if cursor else f
 
 
 def make_desktop_dataset(root: Path, episodes: int = 3, frames: int = 16, width: int = 128, height: int = 96,
-                         val: int = 1, seed: int = 0) -> Path:
-    """Write ``episodes`` synthetic desktop episodes as a dataset; the last ``val`` go to the val split."""
+                         val: int = 1, seed: int = 0, cursor_free: bool = False) -> Path:
+    """Write ``episodes`` synthetic desktop episodes as a dataset; the last ``val`` go to the val split.
+
+    ``cursor_free``: stored as the collector stores them now (framebuffers without the arrow, which
+    readers draw in), else with the arrow drawn in (the format of older recordings)."""
     rng = np.random.default_rng(seed)
     ds = root / "desktop"
     records = []
@@ -46,7 +49,7 @@ def make_desktop_dataset(root: Path, episodes: int = 3, frames: int = 16, width:
         open_ = False
         images, acts = [], []
         for f in range(frames):
-            images.append(_frame(width, height, open_, pointer))
+            images.append(_frame(width, height, open_, pointer, cursor=not cursor_free))
             events, meta = [], []
             if f % 4 == 3:  # a click: toggles the window
                 events = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
@@ -58,13 +61,17 @@ def make_desktop_dataset(root: Path, episodes: int = 3, frames: int = 16, width:
             acts[-1].events.insert(0, {"type": "move", "x": nxt[0], "y": nxt[1]})
             pointer = nxt
         clip_id = f"synthetic-{seed}-{e}"
+        xy = np.asarray([a.pointer for a in acts], np.int16)
+        extra = {"pointer": xy, "cursor_drawn": np.zeros(frames, np.uint8)} if cursor_free else None
+        cursor = np.concatenate([xy, np.ones((frames, 1), np.int16)], axis=1) if cursor_free else np.zeros((frames, 3), np.int16)
         write_clip_payload(ds / "clips" / f"{clip_id}.npz", np.stack(images), np.arange(frames), [""] * frames,
-                           np.zeros((frames, 3), np.int16))
+                           cursor, extra=extra)
         write_actions(ds / "clips" / f"{clip_id}.actions.jsonl", acts)
         records.append(clip_record(
             id=clip_id, session=clip_id, source="synthetic", split="val" if e >= episodes - val else "train",
             variant="desktop", kind="desktop", policy="synthetic", fps=15, width=width, height=height, frames=frames,
             grid=None, captions={"semantic": "a synthetic desktop", "regular": "", "detailed": ""},
-            path=f"clips/{clip_id}.npz", actions=f"clips/{clip_id}.actions.jsonl", action_times=action_times(acts)))
+            path=f"clips/{clip_id}.npz", actions=f"clips/{clip_id}.actions.jsonl", action_times=action_times(acts),
+            unique_frames=frames, **({"cursor_at_read": True} if cursor_free else {})))
     write_manifest(ds / "manifest.jsonl", records)
     return ds

@@ -203,3 +203,58 @@ def test_the_screen_cursor_view_is_what_clips_stored_before(tmp_path: Path) -> N
     old = np.stack([composite_cursor(screens[b], x, y, cursor_sprite()) for b, (x, y) in zip(index, pointer, strict=True)])
     assert clip.cursor_drawn and clip.cursor_scale == 0.5
     assert (clip.frames() == resize_frames(old, 192, 256)).all()
+
+
+TINY_DELTA = ["height=48", "width=64", "screen=[128, 96]", "channels=[16, 16, 16]", "cond_dim=16", "heads=2",
+              "batch_size=4", "threads=1", "log_every=1", "val_every=1000", "save_every=1000", "warmup_steps=0"]
+
+
+def test_train_score_and_serve_a_deskdelta_on_a_synthetic_desktop(tmp_path: Path) -> None:
+    """The whole path on cursor-free data: train (and resume from the frame cache), the targets report
+    with every metric and its baselines, and a runtime session of the exported model."""
+    from neuralcomputer.config import apply_overrides
+    from neuralcomputer.experiments.desktop_targets import targets_markdown, targets_report
+    from neuralcomputer.train.loop import train
+    from tests.guiworld_helpers import make_desktop_dataset
+
+    ds = make_desktop_dataset(tmp_path, episodes=3, frames=20, cursor_free=True)
+    cfg = apply_overrides(preset_config("guiworld-delta"), [*TINY_DELTA, "steps=3"])
+    run = train(cfg, ds, tmp_path / "run", progress=False)
+    assert (ds / ".deskdelta-cache" / "48x64").is_dir()  # frames decoded once, shared by later runs
+    result = targets_report(run, ds, tmp_path / "report", split="all", episodes=3, long_frames=16, short_frames=8)
+    m = result["metrics"]
+    assert m["instrument_2px"]["mean"] >= 0.9  # the arrow read at 64x48 is found where the log says
+    for key in ("onestep_psnr", "copyprev_psnr", "compositor_psnr", "onestep_changed_psnr", "rollout31_ssim",
+                "copyfirst150_ssim", "rollout_cursor_hit_5px"):
+        assert m[key]["mean"] is not None and m[key]["n"] == 3, key
+    assert m["rollout_cursor_hit_5px"]["mean"] >= 0.9  # the compositor draws it where the pointer is
+    # a click here toggles the window every 4 frames, so 15 frames later it is back as it was: no case
+    assert result["action_effect"]["n"] == 0 and (tmp_path / "report" / "targets.json").is_file()
+    assert "| one step changed_psnr (dB) |" in targets_markdown(result)
+    c = NeuralComputer.load(run)
+    first = c.reset(np.full((96, 128, 3), 90, np.uint8), pointer=(64, 48))
+    assert c.kind == "desktop" and first.shape == (48, 64, 3)
+    assert locate_cursor(first, cursor_sprite(READ_CURSOR_SCALE)) is not None
+    assert c.step({"type": "click", "x": 10, "y": 10, "button": 1, "count": 1}).frames.shape[1:] == (48, 64, 3)
+
+
+@pytest.mark.slow
+def test_levers_table_trains_each_variant_at_each_seed_and_pairs_it_with_full(tmp_path: Path) -> None:
+    from neuralcomputer.experiments.desktop_levers import run_levers
+    from tests.guiworld_helpers import make_desktop_dataset
+
+    ds = make_desktop_dataset(tmp_path, episodes=3, frames=20, cursor_free=True)
+    out = tmp_path / "levers"
+    result = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=TINY_DELTA, split="all", episodes=2,
+                        frames=16, variants=["no copy prior"])
+    assert set(result["rows"]) == {"full", "no copy prior"}
+    row = result["rows"]["no copy prior"]["onestep_psnr"]
+    assert row["n"] == 4 and row["diff_vs_full"] is not None and len(row["diff_ci95"]) == 2
+    assert result["rows"]["full"]["onestep_psnr"]["diff_vs_full"] is None
+    assert "| no copy prior |" in (out / "levers.md").read_text()
+    # an interrupted table resumes: nothing is trained or scored again
+    stamp = (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns
+    again = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=TINY_DELTA, split="all", episodes=2,
+                       frames=16, variants=["no copy prior"])
+    assert again["rows"] == result["rows"]
+    assert (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns == stamp

@@ -615,6 +615,35 @@ def experiment() -> None:
     """Reproduce the paper's tables at tiny scale (train the variants, evaluate, write the table)."""
 
 
+@experiment.command("desktop-levers")
+@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Desktop dataset to train on (cursor-free recordings).")
+@click.option("--eval-data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Held-out desktop dataset every variant is scored on.")
+@click.option("--eval-split", default="all", show_default=True, help="train, val, test or all.")
+@click.option("--eval-episodes", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--eval-frames", type=click.IntRange(16), default=150, show_default=True, help="Rollout length.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
+@click.option("--steps", type=click.IntRange(1), default=600, show_default=True, help="Training steps per run.")
+@click.option("--seeds", default="0,1", show_default=True, metavar="S,S,...")
+@click.option("--variant", "variants", multiple=True, help="Only these variants (the full design always runs).")
+@click.argument("overrides", nargs=-1)
+def experiment_desktop_levers(dataset: Path, eval_data: Path, eval_split: str, eval_episodes: int, eval_frames: int,
+                              out: Path, steps: int, seeds: str, variants: tuple[str, ...],
+                              overrides: tuple[str, ...]) -> None:
+    """DeskDelta's levers (copy prior, change curriculum, input history, coarse attention) each switched
+    off at equal budget and seeds, scored by the desktop targets report; writes OUT/levers.md."""
+    from neuralcomputer.experiments.desktop_levers import levers_markdown, run_levers
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise NCError(f"--seeds {seeds}: expected integers separated by commas") from None
+    result = run_levers(dataset, eval_data, out, steps, seed_list, list(overrides), eval_split, eval_episodes,
+                        eval_frames, list(variants) or None)
+    click.echo(levers_markdown(result))
+
+
 @experiment.command("guiworld")
 @click.argument("table", type=click.Choice(["injection", "cursor", "actions", "data"]))
 @click.option("--data", "datasets", multiple=True, metavar="[NAME=]DATASET",

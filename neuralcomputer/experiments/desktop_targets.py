@@ -128,6 +128,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
         "model": str(model), "data": str(data), "split": split, "episodes": [r["id"] for r in records],
         "frames": {"short": short_frames, "long": long_frames}, "model_kind": type(roll).__name__,
         "metrics": {k: _summary(v) for k, v in per.items()},
+        "per_episode": per,  # one value per episode, in the order of "episodes" (for paired comparisons)
         "action_effect": {"success_rate": float(np.mean(success)) if success else None,
                           "ci95": bootstrap(success), "n": len(effects), "cases": effects},
     }

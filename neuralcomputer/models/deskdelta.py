@@ -40,6 +40,7 @@ from neuralcomputer.errors import NCError
 from neuralcomputer.models.actions import RAW_FEATURES, featurize
 
 FOLD = 4  # pixels per grid cell side
+OPEN_GATE = 30.0  # the gate logit of "always take the predicted colour" (the no-copy-prior ablation)
 MAPS_PER_STEP = 3  # pointer, button down, button up
 
 
@@ -141,7 +142,8 @@ class DeskDeltaModel(nn.Module):
         self.enc1 = nn.ModuleList(FiLMBlock(c1, cond) for _ in range(net["blocks"]))
         self.down2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
         self.mid = nn.ModuleList(FiLMBlock(c2, cond) for _ in range(net["blocks"]))
-        self.attn = CoarseAttention(c2, net["heads"])
+        self.attn = CoarseAttention(c2, net["heads"]) if net.get("attention", True) else None
+        self.copy_prior = bool(config.get("copy_prior", True))
         self.pos = nn.Parameter(torch.zeros(1, c2, self.grid[0] // 4, self.grid[1] // 4))
         self.up2 = nn.Conv2d(c2 + c1, c1, 3, padding=1)
         self.dec1 = nn.ModuleList(FiLMBlock(c1, cond) for _ in range(net["blocks"]))
@@ -175,7 +177,8 @@ class DeskDeltaModel(nn.Module):
         h2 = self.down2(h1) + self.pos
         for blk in self.mid:
             h2 = blk(h2, cond)
-        h2 = self.attn(h2)
+        if self.attn is not None:
+            h2 = self.attn(h2)
         u1 = self.up2(torch.cat([F.interpolate(h2, size=h1.shape[-2:], mode="nearest"), h1], dim=1))
         for blk in self.dec1:
             u1 = blk(u1, cond)
@@ -183,6 +186,8 @@ class DeskDeltaModel(nn.Module):
         for blk in self.dec0:
             u0 = blk(u0, cond)
         out = F.pixel_shuffle(self.head(F.silu(u0)), FOLD)  # (B, 4, H, W)
+        if not self.copy_prior:  # ablation: the whole frame predicted, every pixel "changes"
+            return torch.full_like(out[:, :1], OPEN_GATE), (out[:, 1:].tanh() + 1) / 2
         prev = frames[:, -1]
         colour = (prev + out[:, 1:]).clamp(0, 1)  # a colour change relative to the previous pixel
         return out[:, :1], colour

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from neuralcomputer.models.cellgen import (
     switch_times,
 )
 from neuralcomputer.models.tile_codec import TileCodec
+from neuralcomputer.train.common import cache_dir
 
 TIERS = ("semantic", "regular", "detailed")
 
@@ -97,21 +97,6 @@ def _cache_key(root: Path, split: str, codec: TileCodec) -> str:
 def _cache_path(cache: Path, root: Path, split: str, codec: TileCodec) -> Path:
     """The cached encoding of a split: named by the manifest and the codec, so either changing re-encodes."""
     return cache / f"cells-{split}-{_cache_key(root, split, codec)}.npz"
-
-
-def cache_dir(data: Path, run: Path) -> Path:
-    """Where encoded clips are cached: beside the dataset (``DATA/.cells-cache``, shared by every run on
-    it: the codec grows deterministically from the train split), or in the run when the dataset is
-    read-only."""
-    shared = Path(data) / ".cells-cache"
-    try:
-        shared.mkdir(exist_ok=True)
-        probe = shared / f".probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-        return shared
-    except OSError:
-        return Path(run) / "cache"
 
 
 def save_cell_clips(clips: CellClips, cache: Path, root: Path, split: str, codec: TileCodec) -> None:
@@ -200,7 +185,7 @@ class CellGenTask:
         self.config, self.data, self.run = config, Path(data), Path(run)
         m, t = config["model"], config["train"]
         self.tiers = list(TIERS) if t["tier"] == "mixed" else [t["tier"]]
-        cache = cache_dir(self.data, self.run)
+        cache = cache_dir(self.data, self.run, ".cells-cache")
         codec_dir = cache / f"codec-{_manifest_key(self.data)}"
         if (codec_dir / "tiles.safetensors").is_file():
             self.codec = TileCodec.load(codec_dir)

@@ -5,6 +5,8 @@ resumed run repeats exactly what an uninterrupted one does, and the frame scores
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,3 +35,17 @@ def _grid_ocr():
     from neuralcomputer.eval.grid_ocr import GridOCR
 
     return GridOCR()
+
+
+def cache_dir(data: Path, run: Path, name: str) -> Path:
+    """Where a task caches what it derives from a dataset: beside it (``DATA/<name>``, shared by every
+    run on it), or in the run (``RUN/cache``) when the dataset is read-only."""
+    shared = Path(data) / name
+    try:
+        shared.mkdir(exist_ok=True)
+        probe = shared / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return shared
+    except OSError:
+        return Path(run) / "cache"

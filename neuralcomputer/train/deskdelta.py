@@ -14,6 +14,7 @@ Loss, on the pixels of the 256x192 frame:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.data.desktop.actions import read_actions
 from neuralcomputer.data.desktop.episode import read_desktop_clip
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, context_ids, step_window
+from neuralcomputer.train.common import cache_dir
 from neuralcomputer.train.data import check_dataset
 
 
@@ -43,6 +46,7 @@ class DeskDeltaTask:
         if any("actions" not in r for r in self.records):
             raise NCError(f"{self.data}: not a desktop dataset (records without actions)")
         self.module = DeskDeltaModel(m)
+        self.cache = cache_dir(self.data, self.run, ".deskdelta-cache")
         self.episodes = [self._load(r) for r in tqdm(self.records, desc="read episodes", unit="episode",
                                                      disable=not progress)]
         weights, self.examples = [], []
@@ -54,16 +58,29 @@ class DeskDeltaTask:
         if not self.examples:
             raise NCError(f"{self.data}: the episodes have no frame after their first")
         self.weights = torch.tensor(weights, dtype=torch.double)
+        self._val: list[dict[str, Any]] | None = None  # the val episodes, read on first use
 
     def _load(self, record: dict) -> dict[str, Any]:
-        clip = read_desktop_clip(self.data / record["path"], self.size)
-        if clip.cursor_drawn:
-            raise NCError(f"{self.data}/{record['path']}: recorded with the cursor drawn in; DeskDelta needs "
-                          "cursor-free framebuffers (collect again with this version)")
+        """An episode's distinct framebuffers at the model's size (cached: decoding and resizing a
+        512x384 episode takes seconds), their per-frame index and the action records."""
+        h, w = self.size
+        cached = self.cache / f"{h}x{w}" / f"{record['id']}-{record['unique_frames']}.npz"
+        if cached.is_file():
+            with np.load(cached) as z:
+                framebuffers, index = z["framebuffers"], z["index"]
+        else:
+            clip = read_desktop_clip(self.data / record["path"], self.size)
+            if clip.cursor_drawn:
+                raise NCError(f"{self.data}/{record['path']}: recorded with the cursor drawn in; DeskDelta needs "
+                              "cursor-free framebuffers (collect again with this version)")
+            framebuffers, index = clip.framebuffers, clip.index
+            buf = io.BytesIO()
+            np.savez(buf, framebuffers=framebuffers, index=index)  # uncompressed: loads at disk speed
+            atomic_write_bytes(cached, buf.getvalue())
         actions = read_actions(self.data / record["actions"], float(record["fps"]))
-        if len(actions) != len(clip):
-            raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(clip)} frames")
-        return {"framebuffers": clip.framebuffers, "index": clip.index, "actions": actions}
+        if len(actions) != len(index):
+            raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(index)} frames")
+        return {"framebuffers": framebuffers, "index": index, "actions": actions}
 
     def _example(self, e: int, t: int) -> tuple[np.ndarray, np.ndarray, list]:
         ep, m = self.episodes[e], self.config["model"]
@@ -88,6 +105,8 @@ class DeskDeltaTask:
         batch = {k: v.to(device) for k, v in batch.items()}
         logits, colour = module(batch["frames"], batch["maps"], batch["vectors"])
         prev, target = batch["frames"][:, -1], batch["target"]
+        if not module.copy_prior:  # ablation: a plain frame regression
+            return (colour - target).abs().mean()
         changed = ((target - prev).abs().amax(1, keepdim=True) > 0.5 / 255).float()  # (B, 1, H, W)
         gate = F.binary_cross_entropy_with_logits(logits, changed)
         colour_l1 = ((colour - target).abs() * changed).sum() / (3 * changed.sum()).clamp(min=1)
@@ -104,8 +123,9 @@ class DeskDeltaTask:
         module.eval()
         m = self.config["model"]
         preds, copies, trues = [], [], []
-        for r in self.val_records[: self.config["train"]["val_clips"]]:
-            ep = self._load(r)
+        if self._val is None:
+            self._val = [self._load(r) for r in self.val_records[: self.config["train"]["val_clips"]]]
+        for ep in self._val:
             changed = [t for t in range(1, len(ep["index"])) if ep["index"][t] != ep["index"][t - 1]]
             for t in changed[: self.config["train"]["val_frames"]]:
                 ctx = ep["framebuffers"][ep["index"][context_ids(t, m["context_frames"])]]
