@@ -208,6 +208,7 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
         "history": 8,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)
         "gate_bias": -6.0,  # initial gate logit: the untrained model copies the previous framebuffer
         "changed_boost": 8.0,  # frames whose framebuffer changes are drawn this much more often
+        "gate_threshold": 0.0,  # sampling: a pixel changes where its gate logit exceeds this
     },
     "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995,
               "weight_decay": 0.0, "save_every": 250, "val_every": 250, "val_clips": 2, "val_frames": 32,

@@ -193,10 +193,12 @@ class DeskDeltaModel(nn.Module):
         return out[:, :1], colour
 
     @staticmethod
-    def combine(prev: torch.Tensor, gate_logits: torch.Tensor, colour: torch.Tensor, hard: bool) -> torch.Tensor:
-        """The next framebuffer: soft blend for training, an exact copy where the gate is shut for sampling."""
+    def combine(prev: torch.Tensor, gate_logits: torch.Tensor, colour: torch.Tensor, hard: bool,
+                threshold: float = 0.0) -> torch.Tensor:
+        """The next framebuffer: soft blend for training; for sampling an exact copy wherever the gate
+        logit is at or below ``threshold`` (the config's ``gate_threshold``, chosen on validation data)."""
         if hard:
-            return torch.where(gate_logits > 0, colour, prev)
+            return torch.where(gate_logits > threshold, colour, prev)
         g = torch.sigmoid(gate_logits)
         return prev + g * (colour - prev)
 

@@ -33,7 +33,7 @@ class DeskDeltaRollout(GUIWorldRollout):
     """Generate desktop frames with a :class:`DeskDeltaModel` (see the module docstring)."""
 
     def __init__(self, model: DeskDeltaModel, device: torch.device | str = "cpu", deterministic: bool = True,
-                 **_: object) -> None:
+                 gate_threshold: float | None = None, **_: object) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.steps = 1  # one pass per frame (the runtime's steps control has nothing to trade here)
@@ -42,6 +42,8 @@ class DeskDeltaRollout(GUIWorldRollout):
         self.deterministic = deterministic
         self.cache = False
         self.sprite = cursor_sprite(READ_CURSOR_SCALE)
+        self.gate_threshold = float(model.config.get("gate_threshold", 0.0) if gate_threshold is None
+                                    else gate_threshold)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> DeskDeltaRollout:
@@ -78,7 +80,10 @@ class DeskDeltaRollout(GUIWorldRollout):
                                       self.screen, self.model.grid)
         t1 = time.perf_counter()
         logits, colour = self.model(ctx, torch.from_numpy(maps).to(self.device), torch.from_numpy(vectors).to(self.device))
-        fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True)[0]
+        # back on the 8-bit grid at every step, as a real framebuffer: a sub-level colour change where the
+        # gate opened needlessly vanishes instead of adding up over a long rollout
+        fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True, threshold=self.gate_threshold)[0]
+        fb = (fb * 255).round() / 255
         if keep:
             latents[target] = fb
         t2 = time.perf_counter()

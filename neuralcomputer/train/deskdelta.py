@@ -7,7 +7,8 @@ state changes more often too): most steps of a desktop show nothing but the curs
 compositor, not the model, draws.
 
 Loss, on the pixels of the 256x192 frame:
-* the gate: binary cross-entropy against "this pixel differs from the previous framebuffer";
+* the gate: binary cross-entropy against "this pixel differs from the previous framebuffer", the
+  changed and unchanged pixels weighted equally;
 * the colour: L1 to the true pixel, over the pixels that change;
 * the blended frame: L1 to the true framebuffer (keeps the two consistent where the gate is unsure).
 """
@@ -108,7 +109,13 @@ class DeskDeltaTask:
         if not module.copy_prior:  # ablation: a plain frame regression
             return (colour - target).abs().mean()
         changed = ((target - prev).abs().amax(1, keepdim=True) > 0.5 / 255).float()  # (B, 1, H, W)
-        gate = F.binary_cross_entropy_with_logits(logits, changed)
+        # balanced: the changed pixels (often under 1% of a frame) weigh as much as the rest, so the gate
+        # learns to open; opening it where nothing changes costs little, the colour is a residual on the
+        # previous pixel
+        bce = F.binary_cross_entropy_with_logits(logits, changed, reduction="none")
+        n_changed = changed.sum()
+        gate = 0.5 * ((bce * changed).sum() / n_changed.clamp(min=1)
+                      + (bce * (1 - changed)).sum() / (changed.numel() - n_changed).clamp(min=1))
         colour_l1 = ((colour - target).abs() * changed).sum() / (3 * changed.sum()).clamp(min=1)
         blend = (module.combine(prev, logits, colour, hard=False) - target).abs().mean()
         return gate + colour_l1 + blend
@@ -133,7 +140,7 @@ class DeskDeltaTask:
                                               module.grid)
                 frames = torch.from_numpy(ctx).float().div(255).permute(0, 3, 1, 2)[None]
                 logits, colour = module(frames, torch.from_numpy(maps), torch.from_numpy(vectors))
-                out = module.combine(frames[:, -1], logits, colour, hard=True)[0]
+                out = module.combine(frames[:, -1], logits, colour, hard=True, threshold=m["gate_threshold"])[0]
                 preds.append((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
                 copies.append(ctx[-1])
                 trues.append(ep["framebuffers"][ep["index"][t]])
