@@ -9,7 +9,8 @@ compositor, not the model, draws.
 Loss, on the pixels of the 256x192 frame:
 * the gate: binary cross-entropy against "this pixel differs from the previous framebuffer", the
   changed and unchanged pixels weighted equally;
-* the colour: L1 to the true pixel, over the pixels that change;
+* the colour: L1 to the true pixel, changed and unchanged pixels weighted equally (where nothing
+  changes the colour must stay the previous one, so a gate opened in error is harmless);
 * the blended frame: L1 to the true framebuffer (keeps the two consistent where the gate is unsure).
 """
 
@@ -112,11 +113,19 @@ class DeskDeltaTask:
         # balanced: the changed pixels (often under 1% of a frame) weigh as much as the rest, so the gate
         # learns to open; opening it where nothing changes costs little, the colour is a residual on the
         # previous pixel
-        bce = F.binary_cross_entropy_with_logits(logits, changed, reduction="none")
         n_changed = changed.sum()
-        gate = 0.5 * ((bce * changed).sum() / n_changed.clamp(min=1)
-                      + (bce * (1 - changed)).sum() / (changed.numel() - n_changed).clamp(min=1))
-        colour_l1 = ((colour - target).abs() * changed).sum() / (3 * changed.sum()).clamp(min=1)
+
+        def balanced(per_pixel: torch.Tensor) -> torch.Tensor:
+            """Mean over the changed pixels and mean over the rest, weighted equally."""
+            per_pixel = per_pixel.mean(1, keepdim=True)
+            return 0.5 * ((per_pixel * changed).sum() / n_changed.clamp(min=1)
+                          + (per_pixel * (1 - changed)).sum() / (changed.numel() - n_changed).clamp(min=1))
+
+        gate = balanced(F.binary_cross_entropy_with_logits(logits, changed, reduction="none"))
+        # the colour is also held to the previous pixel where nothing changes: a gate opened there in
+        # error (it is trained to open generously) then changes nothing (seen: unconstrained colours there
+        # drew a dotted white and magenta pattern wherever the gate strayed)
+        colour_l1 = balanced((colour - target).abs())
         blend = (module.combine(prev, logits, colour, hard=False) - target).abs().mean()
         return gate + colour_l1 + blend
 
