@@ -205,6 +205,7 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
         "copy_prior": True,  # gate over the previous framebuffer (ablation: False, the frame regressed whole)
         "height": 192, "width": 256, "resize_frames": True, "screen": [512, 384], "fps": 15,
         "frame_stride": 1, "context_frames": 2,  # previous framebuffers read
+        "memory": 0,  # > 0: also read the framebuffer this many steps back (what a closing menu covered)
         "history": 8,  # steps of input drawn on the grid and summarised (a menu opens a few frames late)
         "gate_bias": -6.0,  # initial gate logit: the untrained model copies the previous framebuffer
         "changed_boost": 8.0,  # frames whose framebuffer changes are drawn this much more often

@@ -119,7 +119,7 @@ def test_untrained_deskdelta_is_copy_previous_framebuffer_with_the_arrow(tmp_pat
     torch.manual_seed(0)
     DeskDeltaModel(_tiny_config()).save_pretrained(tmp_path / "m")
     roll = load_pipeline(tmp_path / "m")
-    assert isinstance(roll, DeskDeltaRollout) and roll.model.window == 3
+    assert isinstance(roll, DeskDeltaRollout) and roll.model.window == 9
     first = _screens(np.random.default_rng(2), 1, 96, 128)[0]
     points = [(10, 10), (40, 30), (200, 150), (255, 191)]
     frames, _ = roll.rollout(first, _records(points, click_at=1))
@@ -258,3 +258,32 @@ def test_levers_table_trains_each_variant_at_each_seed_and_pairs_it_with_full(tm
                        frames=16, variants=["no copy prior"])
     assert again["rows"] == result["rows"]
     assert (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns == stamp
+
+
+def test_a_runtime_session_with_memory_equals_the_offline_rollout(tmp_path: Path) -> None:
+    """With a memory frame the step reads far back: the runtime must keep it (its window) and give the
+    offline rollout's frames bit for bit; random weights with an open-ish gate so frames really change."""
+    from neuralcomputer.models.deskdelta import context_ids
+
+    assert context_ids(10, 2, memory=5) == [5, 8, 9] and context_ids(1, 2, memory=5) == [0, 0, 0]
+    torch.manual_seed(1)
+    cfg = {**_tiny_config(), "memory": 5, "gate_bias": 0.0}
+    model = DeskDeltaModel(cfg)
+    with torch.no_grad():
+        model.head.weight.normal_(std=0.05)  # an untrained head would copy: make the frames move
+    model.save_pretrained(tmp_path / "m")
+    assert model.window == 9  # the 8 steps of input history reach furthest
+    first = _screens(np.random.default_rng(4), 1, 96, 128)[0]
+    rng = np.random.default_rng(5)
+    points = [(int(x), int(y)) for x, y in rng.integers(0, 190, (12, 2))]
+    records = _records(points, click_at=3)
+    offline, _ = load_pipeline(tmp_path / "m").rollout(first, records)
+    assert len({f.tobytes() for f in offline}) > 6  # the frames differ
+    c = NeuralComputer.load(tmp_path / "m")
+    c.reset(first, pointer=points[0])
+    live = [c.frame]
+    for i in range(len(records) - 1):
+        r = records[i]
+        live.append(c.step({"type": "frame", "events": r.events, "meta": r.meta,
+                            "pointer": list(records[i + 1].pointer)}).frames[-1])
+    assert all((a == b).all() for a, b in zip(live, offline, strict=True))

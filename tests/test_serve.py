@@ -772,3 +772,58 @@ def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
     lines = [line.rstrip() for line in GridOCR().read(np.asarray(Image.open(shot).convert("RGB"))).split("\n")]
     start = next(i for i, line in enumerate(lines) if line.endswith("# echo hello world; seq 3"))
     assert lines[start + 1:start + 5] == ["hello world", "1", "2", "3"]
+
+
+# The Applications button of the XFCE panel and the menu it opens, in the bundled desktop model's
+# 512x384 input space and 256x192 drawing (measured on the recordings: the menu spans x 0-86, y 8-122).
+APPLICATIONS_XY = (40, 7)
+MENU_BOX = (slice(24, 110), slice(4, 80))  # rows, columns of the drawn frame, inside the menu
+DESKTOP_MODEL = Path(__file__).resolve().parent.parent / "models" / "guiworld-delta"
+
+
+def _menu_like(frame: np.ndarray) -> float:
+    """Share of the menu's box that is menu-white (a light, nearly grey pixel), in ``(H, W, 3)`` uint8."""
+    box = frame[MENU_BOX].astype(int)
+    light = (box.min(-1) > 200) & (box.max(-1) - box.min(-1) < 30)
+    return float(light.mean())
+
+
+@pytest.mark.slow
+def test_a_click_on_applications_opens_a_menu_in_the_bundled_desktop_model_in_chromium(tmp_path):
+    """The bundled desktop model answers the mouse: on its start screen (a plain desktop), a click on the
+    panel's Applications button draws something menu-like below it within 15 frames, read off the canvas."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import base64
+
+    with serving("--model", f"desk={DESKTOP_MODEL}") as (_, url), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.select_option("#model", "desk")
+            page.wait_for_function("document.body.classList.contains('desktop') && "
+                                   "+document.getElementById('screen').dataset.frames >= 1")
+            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
+
+            def canvas() -> np.ndarray:
+                data = page.evaluate("() => document.getElementById('screen').toDataURL('image/png')")
+                return np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB"))
+
+            before = canvas()
+            box = page.locator("#screen").bounding_box()
+            x, y = APPLICATIONS_XY
+            page.mouse.click(box["x"] + box["width"] * x / 512, box["y"] + box["height"] * y / 384)
+            start = int(page.get_attribute("#screen", "data-frames"))
+            # the page keeps stepping for a second after the click (15 frames at 15 fps)
+            page.wait_for_function(f"+document.getElementById('screen').dataset.frames >= {start + 15}",
+                                   timeout=60_000)
+            page.wait_for_function(SETTLED, polling=100, timeout=60_000)
+            after = canvas()
+            Image.fromarray(np.concatenate([before, after], axis=1)).save(tmp_path / "menu.png")
+            shutil.copy(tmp_path / "menu.png", "/tmp/serve-screenshot-desktop-menu.png")  # for a human to look at
+        finally:
+            browser.close()
+    assert _menu_like(before) < 0.1, "the start screen already shows a menu there"
+    assert _menu_like(after) > 0.5, f"no menu below Applications: {_menu_like(after):.2f} of the box is menu-white"

@@ -49,9 +49,12 @@ def step_window(actions: list, target: int, history: int) -> list:
     return [step_actions(actions, max(0, i - 1), max(0, i)) for i in range(target - history + 1, target + 1)]
 
 
-def context_ids(target: int, context: int) -> list[int]:
-    """The frames before ``target`` the model reads, oldest first, padded with frame 0."""
-    return [max(0, target - context + j) for j in range(context)]
+def context_ids(target: int, context: int, memory: int = 0) -> list[int]:
+    """The frames before ``target`` the model reads, oldest first, padded with frame 0: with ``memory``
+    > 0, first the frame ``memory`` steps back (what a menu or window that closes now was covering),
+    then the last ``context`` frames."""
+    recent = [max(0, target - context + j) for j in range(context)]
+    return ([max(0, target - memory)] if memory > 0 else []) + recent
 
 
 def action_inputs(steps: Sequence[Sequence[FrameActions]], screen: tuple[int, int], grid: tuple[int, int]
@@ -131,10 +134,11 @@ class DeskDeltaModel(nn.Module):
             raise NCError(f"DeskDelta needs a frame size divisible by {FOLD * 4}, got {w}x{h}")
         self.grid = (h // FOLD, w // FOLD)
         self.context = int(config["context_frames"])
+        self.memory = int(config.get("memory", 0))
         self.history = int(config["history"])
         c0, c1, c2 = net["channels"]
         cond = net["cond_dim"]
-        fold_in = 3 * FOLD * FOLD * self.context
+        fold_in = 3 * FOLD * FOLD * (self.context + (self.memory > 0))
         self.cond = nn.Sequential(nn.Linear(self.history * RAW_FEATURES, cond), nn.SiLU(), nn.Linear(cond, cond))
         self.stem = nn.Conv2d(fold_in + MAPS_PER_STEP * self.history, c0, 3, padding=1)
         self.enc0 = nn.ModuleList(FiLMBlock(c0, cond) for _ in range(net["blocks"]))
@@ -158,8 +162,13 @@ class DeskDeltaModel(nn.Module):
 
     @property
     def window(self) -> int:
-        """Frames a step reads, the new one included (the runtime keeps this many)."""
-        return self.context + 1
+        """Frames back a step reaches, the new one included: its framebuffers and its input history
+        (the runtime keeps the records and framebuffers of this many)."""
+        return max(self.context, self.memory, self.history) + 1
+
+    def context_ids(self, target: int) -> list[int]:
+        """The frames the step to ``target`` reads (:func:`context_ids` with this model's settings)."""
+        return context_ids(target, self.context, self.memory)
 
     def forward(self, frames: torch.Tensor, maps: torch.Tensor, vectors: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, context_ids, step_window
+from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
 from neuralcomputer.pipelines.cligen import resolve_model_dir
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout, RolloutTimings
 
@@ -69,13 +69,13 @@ class DeskDeltaRollout(GUIWorldRollout):
                        seed: int, timings: RolloutTimings | None = None, keep: bool = True) -> np.ndarray:
         """Frame ``target`` ``(H, W, 3)`` uint8 from the framebuffers before it and the recent input.
 
-        ``latents`` maps frame index -> framebuffer ``(3, H, W)`` and must hold the ``context_frames``
-        before ``target``; ``actions`` needs records up to ``target``. With ``keep`` the new framebuffer
+        ``latents`` maps frame index -> framebuffer ``(3, H, W)`` and must hold the frames the model
+        reads (:meth:`DeskDeltaModel.context_ids`); ``actions`` needs records up to ``target``. With ``keep`` the new framebuffer
         joins ``latents``.
         """
         cfg = self.model.config
         t0 = time.perf_counter()
-        ctx = torch.stack([latents[i] for i in context_ids(target, cfg["context_frames"])])[None]  # (1, K, 3, H, W)
+        ctx = torch.stack([latents[i] for i in self.model.context_ids(target)])[None]  # (1, K, 3, H, W)
         maps, vectors = action_inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
                                       self.screen, self.model.grid)
         t1 = time.perf_counter()

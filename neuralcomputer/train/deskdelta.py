@@ -30,7 +30,7 @@ from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.data.desktop.actions import read_actions
 from neuralcomputer.data.desktop.episode import read_desktop_clip
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, context_ids, step_window
+from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
 from neuralcomputer.train.common import cache_dir
 from neuralcomputer.train.data import check_dataset
 
@@ -86,7 +86,7 @@ class DeskDeltaTask:
 
     def _example(self, e: int, t: int) -> tuple[np.ndarray, np.ndarray, list]:
         ep, m = self.episodes[e], self.config["model"]
-        ctx = ep["framebuffers"][ep["index"][context_ids(t, m["context_frames"])]]  # (K, H, W, 3)
+        ctx = ep["framebuffers"][ep["index"][self.module.context_ids(t)]]  # (K, H, W, 3)
         return ctx, ep["framebuffers"][ep["index"][t]], step_window(ep["actions"], t, m["history"])
 
     def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
@@ -144,7 +144,7 @@ class DeskDeltaTask:
         for ep in self._val:
             changed = [t for t in range(1, len(ep["index"])) if ep["index"][t] != ep["index"][t - 1]]
             for t in changed[: self.config["train"]["val_frames"]]:
-                ctx = ep["framebuffers"][ep["index"][context_ids(t, m["context_frames"])]]
+                ctx = ep["framebuffers"][ep["index"][module.context_ids(t)]]
                 maps, vectors = action_inputs([step_window(ep["actions"], t, m["history"])], self.screen,
                                               module.grid)
                 frames = torch.from_numpy(ctx).float().div(255).permute(0, 3, 1, 2)[None]
