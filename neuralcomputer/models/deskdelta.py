@@ -173,7 +173,8 @@ class DeskDeltaModel(nn.Module):
     def forward(self, frames: torch.Tensor, maps: torch.Tensor, vectors: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """``frames`` ``(B, K, 3, H, W)`` (oldest first), maps ``(B, 3*history, gh, gw)``, vectors
-        ``(B, history*RAW)`` -> gate logits ``(B, 1, H, W)`` and colours ``(B, 3, H, W)`` in [0, 1]."""
+        ``(B, history*RAW)`` -> gate logits ``(B, 1, H, W)`` and colours ``(B, 3, H, W)`` (about [0, 1];
+        :meth:`combine` clamps them when sampling)."""
         b, k = frames.shape[:2]
         x = F.pixel_unshuffle(frames.flatten(1, 2) * 2 - 1, FOLD)  # (B, K*3*16, gh, gw)
         cond = self.cond(vectors)
@@ -197,9 +198,10 @@ class DeskDeltaModel(nn.Module):
         out = F.pixel_shuffle(self.head(F.silu(u0)), FOLD)  # (B, 4, H, W)
         if not self.copy_prior:  # ablation: the whole frame predicted, every pixel "changes"
             return torch.full_like(out[:, :1], OPEN_GATE), (out[:, 1:].tanh() + 1) / 2
-        prev = frames[:, -1]
-        colour = (prev + out[:, 1:]).clamp(0, 1)  # a colour change relative to the previous pixel
-        return out[:, :1], colour
+        # a colour change relative to the previous pixel; not clamped here: a clamp has no gradient
+        # outside [0, 1], and colours that overshot there stayed black or white for good (seen at 1,750
+        # steps: colours further from the truth than the previous frame, even where nothing changes)
+        return out[:, :1], frames[:, -1] + out[:, 1:]
 
     @staticmethod
     def combine(prev: torch.Tensor, gate_logits: torch.Tensor, colour: torch.Tensor, hard: bool,
@@ -207,7 +209,7 @@ class DeskDeltaModel(nn.Module):
         """The next framebuffer: soft blend for training; for sampling an exact copy wherever the gate
         logit is at or below ``threshold`` (the config's ``gate_threshold``, chosen on validation data)."""
         if hard:
-            return torch.where(gate_logits > threshold, colour, prev)
+            return torch.where(gate_logits > threshold, colour.clamp(0, 1), prev)
         g = torch.sigmoid(gate_logits)
         return prev + g * (colour - prev)
 
