@@ -110,7 +110,7 @@ def test_action_maps_put_the_pointer_and_the_click_where_they_happen() -> None:
 
 def _tiny_config() -> dict:
     cfg = preset_config("guiworld-delta")["model"]
-    cfg.update(height=96, width=128, screen=[256, 192])
+    cfg.update(height=96, width=128, screen=[256, 192], memory=0)
     cfg["net"] = {"channels": [16, 16, 16], "cond_dim": 16, "blocks": 1, "heads": 2}
     return cfg
 

@@ -211,9 +211,8 @@ def _policies_under_test() -> list[str]:
 
 
 def _check_episode(root: Path, record: dict) -> None:
-    from neuralcomputer.eval.gui import locate_cursor
-
     from neuralcomputer.data.desktop.episode import read_desktop_clip
+    from neuralcomputer.eval.gui import locate_cursor
 
     payload = read_clip_payload(root / record["path"])
     actions = read_actions(root / record["actions"], fps=record["fps"])

@@ -170,10 +170,15 @@ def export_model(source: str | Path, out: str | Path) -> Path:
     import shutil
 
     src = resolve_model_dir(source)
-    if read_model_config(src).get("kind") == "guiworld":  # refuse to export something that does not load
+    kind = read_model_config(src).get("kind")
+    if kind == "guiworld":  # refuse to export something that does not load
         from neuralcomputer.models.guiworld import GUIWorldModel
 
         GUIWorldModel.from_pretrained(src)
+    elif kind == "guiworld-delta":
+        from neuralcomputer.models.deskdelta import DeskDeltaModel
+
+        DeskDeltaModel.from_pretrained(src)
     else:
         CLIGenModel.from_pretrained(src)
     out = Path(out)
