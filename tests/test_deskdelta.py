@@ -231,6 +231,11 @@ def test_train_score_and_serve_a_deskdelta_on_a_synthetic_desktop(tmp_path: Path
     # a click here toggles the window every 4 frames, so 15 frames later it is back as it was: no case
     assert result["action_effect"]["n"] == 0 and (tmp_path / "report" / "targets.json").is_file()
     assert "| one step changed_psnr (dB) |" in targets_markdown(result)
+    # the DiT's report (ncomp eval desktop, the cards) scores it too, from cursor-free starts
+    from neuralcomputer.experiments.guiworld import desktop_report
+
+    row = next(iter(desktop_report(run, ds, tmp_path / "dit-report", split="all", episodes=2, frames=8)["rows"].values()))
+    assert row["tf_psnr"] is not None and row["cursor_hit"]["5"] >= 0.9
     c = NeuralComputer.load(run)
     first = c.reset(np.full((96, 128, 3), 90, np.uint8), pointer=(64, 48))
     assert c.kind == "desktop" and first.shape == (48, 64, 3)

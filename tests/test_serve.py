@@ -671,7 +671,10 @@ def test_the_page_drives_terminal_and_desktop_models_in_chromium(served, tmp_pat
             shutil.copy(shot, "/tmp/serve-screenshot.png")  # for a human to look at
 
             # A desktop more than a second behind skips ahead, yet shows the newest picture it skipped
-            # (the "same" frames after it repeat it) and closes the others.
+            # (the "same" frames after it repeat it) and closes the others. First let the second of
+            # input-free steps that follows the last key run out, so that only the queued pictures count.
+            page.wait_for_function("s.settle === 0 && !s.unanswered.size", timeout=30_000)
+            page.wait_for_function(SETTLED, polling=100, timeout=30_000)
             before = page.evaluate(QUEUE_PICTURES, [0, 20])
             page.wait_for_function("!s.ready.length", timeout=15_000)
             assert page.evaluate("s.shown") - before <= 16
