@@ -12,7 +12,8 @@ appears there. The cursor is not part of the framebuffer: the runtime draws it a
 X server composites its hardware cursor), which is the paper's "cursor reference" made exact rather
 than learned. The learned part is everything else the input does to the screen.
 
-Network: the two previous framebuffers are folded 4x4 into channels (a 48x64 grid at 256x192), the
+Network: the two previous framebuffers (and, with ``memory`` > 0, the one ``memory`` steps back: what a
+closing menu covered) are folded 4x4 into channels (a 48x64 grid at 256x192), the
 input of the last ``history`` steps is drawn on that grid (pointer, button down and up, bilinearly
 splatted at the pointer) and also summarised as a vector (buttons, keys, wheel) that scales and
 shifts every block (FiLM). A small U-Net (48x64 -> 24x32 -> 12x16 with self-attention over the 192
