@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "kind": "cellgen",
             # width and depth sized for 2 CPU cores: ~2 s per step of 8 clips (15k cell tokens) on one thread
             "net": {"dim": 96, "layers": 3, "heads": 4, "mlp_ratio": 2, "max_rows": 64, "max_cols": 256,
-                    "max_text": 4096, "copy_prior": True},
+                    "max_text": 4096, "copy_prior": True, "timing_input": True},
             "text": {"kind": "bytes", "max_len": 4096},  # the caption bytes the network reads
             "layout": True,  # the caption's scroll and quoted lines laid out in cells (ablation: False)
             "changed_weight": 4.0,  # loss weight of the cells that change, beside 1 for those that stay
@@ -93,6 +93,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "sample_steps": 1,  # masked-diffusion passes per clip
             "constrain": True,  # sampling: a cell draws the character the caption fixes there (style free)
             "coherent_switch": True,  # sampling: per row, switch frames non-decreasing left to right
+            "timing": True,  # sampling: a changed cell switches within its row's window, where the caption times it
+            "timing_dropout": 0.25,  # training: share of captions with their timing sentence removed
         },
         "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,
                   "save_every": 250, "val_every": 250, "val_clips": 16, "caption_dropout": 0.0,

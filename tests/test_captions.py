@@ -7,11 +7,15 @@ from hypothesis import strategies as st
 
 from neuralcomputer.data.terminal.captions import (
     CaptionContext,
+    RowTiming,
     TemplateCaptioner,
     context_for,
     new_screen_lines,
     parse_detailed,
+    parse_timing,
+    row_timing,
     screen_change,
+    timing_sentence,
 )
 from neuralcomputer.data.terminal.clips import iter_clips
 from tests.helpers import make_cast
@@ -93,6 +97,37 @@ def test_the_detailed_tier_says_the_scroll_and_keeps_indentation():
                          full_screen=False)
     caption = TemplateCaptioner().detailed(ctx)
     assert caption == "The user types `ls`. The screen scrolls up 2 lines. From line 5 the screen reads:\n  indented\n$"
+
+
+def test_row_timing_says_when_each_row_settles():
+    """Typing spreads a row over frames (its first and last settled character); output printed at once
+    gives one frame for a run of rows, which the sentence groups."""
+    texts = ["$", "$ l", "$ ls", "$ ls", "$ ls\na b\nc\n$", "$ ls\na b\nc\n$"]
+    timing = row_timing(texts)
+    assert timing == (RowTiming(0, 0, 1, 2), RowTiming(1, 3, 4, 4))
+    sentence = timing_sentence(timing, fps=15.0)
+    assert sentence == "Timing: line 1 from 0.07 s to 0.13 s; lines 2-4 at 0.27 s."
+    assert row_timing(["a\nb", "a\nb"]) == ()  # nothing changes: no timing
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5), st.integers(0, 74), st.integers(0, 10)),
+                min_size=1, max_size=6))
+def test_timing_reads_back_to_the_same_frames(items):
+    """Seconds with two decimals carry every frame of a 15 fps clip exactly."""
+    timing = tuple(RowTiming(r, r + n, s, s + d) for r, n, s, d in items)
+    caption = "The user types `echo Timing: x.`. " + timing_sentence(timing, 15.0) + " From line 1 the screen reads:\nTiming: line 1 at 9.00 s."
+    assert parse_timing(caption, 15.0) == timing
+    assert parse_timing("The user types `ls`. From line 1 the screen reads:\n$ ls", 15.0) == ()
+
+
+def test_the_detailed_tier_gives_timing_and_still_reads_as_the_same_change(tmp_path):
+    clip = next(iter_clips(_authored_cast(tmp_path / "a.cast")))
+    ctx = context_for(clip, fps=15.0)
+    caption = TemplateCaptioner().detailed(ctx)
+    assert "Timing: " in caption and parse_timing(caption, 15.0) == ctx.timing
+    assert parse_detailed(caption) == screen_change(ctx.first_text, ctx.last_text)
+    # `ls` is typed at 0.3-0.4 s (frames 5-6 settle), its output printed at 0.5 s (frame 8)
+    assert ctx.timing[0] == RowTiming(0, 0, 5, 6) and any(t.start == t.end == 8 for t in ctx.timing)
 
 
 class ShoutingCaptioner:

@@ -97,6 +97,32 @@ def test_an_untrained_model_copies_what_it_is_given():
     assert np.array_equal(without, codec.encode(first_frame))  # nothing placed: copy the first frame
 
 
+def test_a_timed_caption_bounds_each_rows_switch_frames():
+    """``Timing: line 1 from 0.20 s to 0.27 s; ...``: every changed cell of a timed row switches in its
+    row's window, whatever the (untrained) network guesses; rows it does not time keep the guess."""
+    from neuralcomputer.data.terminal.captions import RowTiming, timing_sentence
+
+    torch.manual_seed(0)
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("$ ", rows=4)
+    _, last_text = _screen("$ echo hi\r\nhi\r\n$ ", rows=4)
+    caption = _caption(first_text, last_text)
+    timing = (RowTiming(0, 0, 3, 4), RowTiming(1, 2, 6, 6))
+    timed = caption.replace(" From line", " " + timing_sentence(timing, 15.0) + " From line")
+    for timing_input in (False, True):
+        net = CellGenNet(len(codec), 8, dim=32, layers=1, heads=2, timing_input=timing_input)
+        first = codec.encode(first_frame)
+        final, free = sample_grid(net, codec, first, caption)
+        final_t, switch = sample_grid(net, codec, first, timed, fps=15.0)
+        assert np.array_equal(final, final_t)  # timing moves frames, never text
+        changed = first != final
+        assert ((switch[0] >= 3) & (switch[0] <= 4))[changed[0]].all()
+        assert (switch[1:3][changed[1:3]] == 6).all()
+        assert np.array_equal(switch[3], free[3])  # row 4 is not timed
+        untimed, _ = sample_grid(net, codec, first, timed)  # no fps: the network's own timing
+        assert np.array_equal(untimed, final)
+
+
 def test_the_model_overfits_one_change(tmp_path):
     """A few dozen steps on one clip learn what the copy prior cannot: the cursor's new place."""
     from neuralcomputer.train.cells import CellClips, cell_loss, make_batch

@@ -120,7 +120,9 @@ def test_quick_levers_train_each_variant_and_pair_it_with_cellgen(quick_out):
     assert data["quick"] and data["preset"] == "cligen-cells" and data["seeds"] == [0]
     rows = data["rows"]
     assert list(rows) == ["cellgen", "no caption layout (caption bytes only)", "no copy prior",
-                          "cellgen, 4 masked-diffusion passes", "cellgen, no text constraint at sampling"]
+                          "no timing input (the network never reads the row windows)",
+                          "cellgen, 4 masked-diffusion passes", "cellgen, no text constraint at sampling",
+                          "cellgen, captions' timing ignored at sampling"]
     full = rows["cellgen"]["seeds"]["0"]
     # the copy prior and the laid-out caption already put the new text in place before training
     assert full["changed_char_acc"]["mean"] == 1.0 and full.get("psnr_minus_cellgen") is None

@@ -249,11 +249,13 @@ LEVERS: dict[str, list[str]] = {
     "cellgen": [],
     "no caption layout (caption bytes only)": ["layout=false"],
     "no copy prior": ["copy_prior=false"],
+    "no timing input (the network never reads the row windows)": ["timing_input=false"],
 }
 # Inference-only levers: the reference variant's weights, sampled differently (model config changes).
 SAMPLING_LEVERS: dict[str, dict[str, Any]] = {
     "cellgen, 4 masked-diffusion passes": {"sample_steps": 4},
     "cellgen, no text constraint at sampling": {"constrain": False},
+    "cellgen, captions' timing ignored at sampling": {"timing": False},
 }
 
 

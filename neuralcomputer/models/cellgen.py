@@ -11,6 +11,8 @@ The network predicts both from:
   reads:``), each character embedded through the same tile table as the screen (its default-style
   tile), so a cell finds its character by position, not by counting bytes;
 * the caption's bytes (cross-attention: commands and summaries of the regular/semantic tiers);
+* when each row settles, where the caption says (``Timing: line 3 from 0.40 s to 1.13 s``): the row's
+  first and last switch frame, embedded and added to its cells (a caption without timing gives "none");
 * the target's own tiles where they are already decided (masked/absorbing discrete diffusion: training
   hides a random share of them; sampling reveals the most confident cells over a few steps).
 
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralcomputer.data.terminal.captions import ScreenChange, parse_detailed
+from neuralcomputer.data.terminal.captions import RowTiming, ScreenChange, parse_detailed
 from neuralcomputer.errors import NCError
 
 NO_CHAR = -1  # a cell the caption says nothing of
@@ -62,6 +64,15 @@ def layout_change(first: np.ndarray, layout: ScreenChange, char_tile) -> tuple[n
         for c, ch in enumerate(line[:cols]):
             canvas[r, c] = char_tile(ch)
     return shifted, canvas
+
+
+def row_windows(timing: tuple[RowTiming, ...], rows: int, frames: int) -> np.ndarray:
+    """A caption's row timing -> ``(R, 2)`` each row's first and last switch frame (clamped to the clip),
+    ``frames`` (the "no timing" index) for rows it does not time."""
+    out = np.full((rows, 2), frames, dtype=np.int64)
+    for t in timing:
+        out[t.first: t.last + 1] = (min(t.start, frames - 1), min(t.end, frames - 1))
+    return out
 
 
 class _Attention(nn.Module):
@@ -117,11 +128,13 @@ class CellGenNet(nn.Module):
         dim, layers, heads, mlp_ratio: the width, depth, attention heads and MLP expansion.
         max_rows, max_cols, max_text: the largest grid and caption (bytes) it reads.
         copy_prior: start the tile logits as a copy of the scrolled first frame / the caption's character.
+        timing_input: read each row's switch window from the caption's timing (``window`` in
+            :meth:`forward`); off in models trained before captions gave timing.
     """
 
     def __init__(self, num_tiles: int, switch_classes: int, dim: int = 128, layers: int = 4, heads: int = 4,
                  max_rows: int = 64, max_cols: int = 256, max_text: int = 4096, copy_prior: bool = True,
-                 mlp_ratio: int = 4) -> None:
+                 mlp_ratio: int = 4, timing_input: bool = False) -> None:
         super().__init__()
         self.num_tiles, self.switch_classes, self.max_text = num_tiles, switch_classes, max_text
         self.copy_prior = copy_prior
@@ -137,6 +150,10 @@ class CellGenNet(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.to_tile = nn.Linear(dim, num_tiles)
         self.to_switch = nn.Linear(dim, switch_classes)
+        self.timing_input = timing_input
+        if timing_input:  # a row's first and last switch frame; index S = the caption does not say
+            self.window_start = nn.Embedding(switch_classes + 1, dim)
+            self.window_end = nn.Embedding(switch_classes + 1, dim)
         # copy prior: logit bonus for the scrolled first frame's tile and for the caption's tile
         self.copy_scale = nn.Parameter(torch.tensor(8.0 if copy_prior else 0.0))
         self.caption_scale = nn.Parameter(torch.tensor(12.0 if copy_prior else 0.0))
@@ -152,9 +169,11 @@ class CellGenNet(nn.Module):
         return self.text_block(h, mask=mask), mask
 
     def forward(self, first: torch.Tensor, shifted: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor,
-                text: torch.Tensor, text_len: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                text: torch.Tensor, text_len: torch.Tensor, window: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """first, shifted, canvas, target: ``(B, R, C)`` ids (canvas: NO_CHAR, PAD; target: -1 = masked);
-        text ``(B, L)`` bytes, text_len ``(B,)``. Returns tile logits ``(B, R, C, N)``, switch ``(B, R, C, S)``."""
+        text ``(B, L)`` bytes, text_len ``(B,)``; window ``(B, R, 2)`` each row's switch window
+        (:func:`row_windows`; None: no timing). Returns tile logits ``(B, R, C, N)``, switch ``(B, R, C, S)``."""
         b, r, c = first.shape
         canvas_in = torch.where(canvas == PAD, torch.full_like(canvas, self.pad_id),
                                 torch.where(canvas < 0, torch.full_like(canvas, self.no_char), canvas))
@@ -163,6 +182,10 @@ class CellGenNet(nn.Module):
         x = self.mix(x)                                                                        # (B, R, C, D)
         x = x + self.row_pos(torch.arange(r, device=x.device))[None, :, None]
         x = x + self.col_pos(torch.arange(c, device=x.device))[None, None, :]
+        if self.timing_input:
+            if window is None:
+                window = torch.full((b, r, 2), self.switch_classes, dtype=torch.int64, device=x.device)
+            x = x + (self.window_start(window[..., 0]) + self.window_end(window[..., 1]))[:, :, None]
         t, t_mask = self.encode_text(text, text_len)                                          # (B, L, D)
         for block in self.blocks:
             x = block(x, t, t_mask)

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuralcomputer.data.terminal.captions import ScreenChange, detailed_scope, parse_detailed
+from neuralcomputer.data.terminal.captions import (
+    RowTiming,
+    ScreenChange,
+    detailed_scope,
+    parse_detailed,
+    parse_timing,
+)
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cellgen import (
@@ -32,6 +38,7 @@ from neuralcomputer.models.cellgen import (
     layout_change,
     masked_schedule,
     pad_bytes,
+    row_windows,
 )
 from neuralcomputer.models.tile_codec import TileCodec
 
@@ -118,14 +125,34 @@ def coherent_switch(first: np.ndarray, final: np.ndarray, switch: np.ndarray) ->
     return out
 
 
+def switch_window(first: np.ndarray, final: np.ndarray, timing: tuple[RowTiming, ...], frames: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, C)`` first and last tile ids + a caption's row timing -> ``(R, C)`` earliest and latest switch
+    frame of each cell: the caption's interval for the cells of a timed row that change, ``[0, frames-1]``
+    elsewhere (the network's own guess)."""
+    lo = np.zeros(first.shape, dtype=np.int64)
+    hi = np.full(first.shape, frames - 1, dtype=np.int64)
+    changed = first != final
+    for t in timing:
+        rows = slice(t.first, min(t.last + 1, first.shape[0]))
+        lo[rows] = np.where(changed[rows], min(t.start, frames - 1), lo[rows])
+        hi[rows] = np.where(changed[rows], min(t.end, frames - 1), hi[rows])
+    return lo, hi
+
+
 @torch.no_grad()
 def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1,
-                layout: bool = True, constrain: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                layout: bool = True, constrain: bool = True, fps: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames.
 
     ``constrain``: each cell chooses among the tiles that draw the character the caption fixes there
     (:func:`required_chars`), so the text it is told is drawn exactly; the network picks style and cursor.
-    ``layout=False`` (an ablation): the caption reaches the network as bytes only, nothing laid out."""
+    ``layout=False`` (an ablation): the caption reaches the network as bytes only, nothing laid out.
+    ``fps``: the clip's frame rate, to read the caption's timing sentence (``Timing: line 3 from 0.40 s
+    to 1.13 s``): each changed cell of a timed row switches within its row's interval (the median of the
+    network's switch distribution over those frames); a network trained with ``timing_input`` also reads
+    the windows. None: the network's timing alone."""
     check_grid(*first.shape, net)
     data = caption.encode()
     if len(data) > net.max_text:
@@ -142,6 +169,9 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     else:
         shifted, canvas = first, np.full_like(first, NO_CHAR)
     text, text_len = pad_bytes([data])
+    frames = net.switch_classes
+    timing = parse_timing(caption, fps) if fps and layout else ()
+    window = torch.from_numpy(row_windows(timing, first.shape[0], frames))[None]
     f = torch.from_numpy(first.astype(np.int64))[None]
     s = torch.from_numpy(shifted.astype(np.int64))[None]
     c = torch.from_numpy(canvas.astype(np.int64))[None]
@@ -149,7 +179,7 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     cells = first.size
     switch_logits = None
     for k in range(steps):
-        logits, switch_logits = net(f, s, c, target, text, text_len)
+        logits, switch_logits = net(f, s, c, target, text, text_len, window)
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
         probs = logits.softmax(-1)
@@ -167,9 +197,14 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
         target = flat.view_as(target)
     # the median of the predicted switch frame, not its mode: it minimises the expected number of frames
     # a cell shows the wrong value (|predicted - true| frames), and typing speeds make the mode noisy
+    final = target[0].numpy()
+    if timing:
+        lo, hi = (torch.from_numpy(a)[None, ..., None] for a in switch_window(first, final, timing, frames))
+        k = torch.arange(frames)
+        switch_logits = switch_logits.masked_fill((k < lo) | (k > hi), float("-inf"))
     cdf = switch_logits.softmax(-1).cumsum(-1)
-    switch = (cdf < 0.5).sum(-1).clamp(max=switch_logits.shape[-1] - 1)[0].numpy()
-    return target[0].numpy(), switch
+    switch = (cdf < 0.5).sum(-1).clamp(max=frames - 1)[0].numpy()
+    return final, switch
 
 
 class CellPipeline:
@@ -240,7 +275,8 @@ class CellPipeline:
             first = self.codec.encode(first_frame)
             final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
                                         layout=bool(self.config.get("layout", True)),
-                                        constrain=bool(self.config.get("constrain", True)))
+                                        constrain=bool(self.config.get("constrain", True)),
+                                        fps=self.fps if self.config.get("timing", True) else None)
         # the clip asked for ends with the screen the caption describes: a shorter one (a session that
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
         if self.config.get("coherent_switch", True):

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuralcomputer.data.dataset import atomic_write_bytes, load_manifest
+from neuralcomputer.data.terminal.captions import parse_timing, strip_timing
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.cellgen import (
     NO_CHAR,
@@ -26,6 +27,7 @@ from neuralcomputer.models.cellgen import (
     layout_inputs,
     masked_schedule,
     pad_bytes,
+    row_windows,
     switch_times,
 )
 from neuralcomputer.models.tile_codec import TileCodec
@@ -86,8 +88,9 @@ def encode_clips(root: Path, records: list[dict], codec: TileCodec, *, grow: boo
 
 
 def _manifest_key(root: Path) -> str:
-    manifest = "".join(p.read_text() for p in sorted(root.glob("manifest*.jsonl")))
-    return hashlib.sha1(manifest.encode()).hexdigest()[:16]
+    """The dataset's clips, captions aside: re-captioning a dataset (a new captioner) keeps its encoding."""
+    records = [{k: v for k, v in r.items() if k != "captions"} for r in load_manifest(root)]
+    return hashlib.sha1(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _cache_key(root: Path, split: str, codec: TileCodec) -> str:
@@ -114,7 +117,8 @@ def save_cell_clips(clips: CellClips, cache: Path, root: Path, split: str, codec
 def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path | None = None,
                     progress: bool = True, grow: bool = False) -> CellClips:
     """A split of a terminal dataset as :class:`CellClips`, cached under ``cache`` (keyed by the
-    manifest and the codec, so a changed dataset or codec re-encodes)."""
+    manifest's clips and the codec, so a changed dataset or codec re-encodes; captions are read from the
+    manifest, so a re-captioned dataset does not)."""
     root = Path(root)
     records = [r for r in load_manifest(root) if r.get("split") == split]
     if not records:
@@ -124,8 +128,9 @@ def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path 
         if path.is_file():
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
-                return CellClips(meta["ids"], z["first"], z["final"], z["switch"], meta["captions"],
-                                 meta["num_frames"])
+                captions = {r["id"]: {t: r["captions"][t] for t in TIERS} for r in records}  # the manifest's own
+                return CellClips(meta["ids"], z["first"], z["final"], z["switch"],
+                                 [captions[i] for i in meta["ids"]], meta["num_frames"])
     clips = encode_clips(root, records, codec, grow=grow, progress=progress)
     if cache is not None:
         save_cell_clips(clips, cache, root, split, codec)
@@ -133,16 +138,23 @@ def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path 
 
 
 def make_batch(clips: CellClips, indices: np.ndarray, tiers: list[str], codec: TileCodec, max_text: int,
-               gen: torch.Generator) -> dict[str, torch.Tensor]:
+               gen: torch.Generator, fps: float = 15.0, timing_dropout: float = 0.0) -> dict[str, torch.Tensor]:
     """One training batch: model inputs for the clips at ``indices`` with the given caption tiers, a random
-    share of each target hidden (masked diffusion: the share is ``masked_schedule(U(0, 1))``)."""
-    shifted, canvas, texts = [], [], []
-    for i, tier in zip(indices.tolist(), tiers, strict=True):
+    share of each target hidden (masked diffusion: the share is ``masked_schedule(U(0, 1))``).
+
+    ``timing_dropout``: the share of captions whose timing sentence is removed (bytes and row windows), so
+    the model also draws from captions that do not say when (hybrid mode, a user's own caption)."""
+    shifted, canvas, texts, windows = [], [], [], []
+    drop = (torch.rand(len(indices), generator=gen) < timing_dropout).tolist()
+    for i, tier, no_timing in zip(indices.tolist(), tiers, drop, strict=True):
         caption = clips.captions[i][tier]
+        if no_timing:
+            caption = strip_timing(caption)
         s, c = layout_inputs(clips.first[i], caption, codec.char_tile)
         shifted.append(s)
         canvas.append(c)
         texts.append(caption.encode()[:max_text])
+        windows.append(row_windows(parse_timing(caption, fps), s.shape[0], clips.num_frames))
     first = torch.from_numpy(clips.first[indices].astype(np.int64))
     final = torch.from_numpy(clips.final[indices].astype(np.int64))
     switch = torch.from_numpy(clips.switch[indices].astype(np.int64))
@@ -153,7 +165,7 @@ def make_batch(clips: CellClips, indices: np.ndarray, tiers: list[str], codec: T
     return {"first": first, "shifted": torch.from_numpy(np.stack(shifted).astype(np.int64)),
             "canvas": torch.from_numpy(np.stack(canvas).astype(np.int64)),
             "target": torch.where(hidden, torch.full_like(final, -1), final), "final": final, "switch": switch,
-            "hidden": hidden, "text": text, "text_len": text_len}
+            "hidden": hidden, "text": text, "text_len": text_len, "window": torch.from_numpy(np.stack(windows))}
 
 
 def cell_loss(net: CellGenNet, batch: dict[str, torch.Tensor], changed_weight: float = 4.0
@@ -161,7 +173,7 @@ def cell_loss(net: CellGenNet, batch: dict[str, torch.Tensor], changed_weight: f
     """Cross-entropy on the hidden cells' tiles (changed cells weighted up: most cells only copy) plus the
     switch frame of the changed cells. Returns the loss and its parts."""
     logits, switch_logits = net(batch["first"], batch["shifted"], batch["canvas"], batch["target"],
-                                batch["text"], batch["text_len"])
+                                batch["text"], batch["text_len"], batch.get("window"))
     changed = batch["final"] != batch["first"]
     weight = batch["hidden"].float() * (1.0 + changed_weight * changed.float())
     ce = F.cross_entropy(logits.permute(0, 3, 1, 2), batch["final"], reduction="none")
@@ -210,7 +222,9 @@ class CellGenTask:
         gen = step_generator(self.config["train"]["seed"], step, rank * 1000 + micro)
         idx = torch.randint(len(self.clips.ids), (batch_size,), generator=gen).numpy()
         tiers = [self.tiers[int(k)] for k in torch.randint(len(self.tiers), (batch_size,), generator=gen)]
-        batch = make_batch(self.clips, idx, tiers, self.codec, self.module.max_text, gen)
+        m = self.config["model"]
+        batch = make_batch(self.clips, idx, tiers, self.codec, self.module.max_text, gen, fps=float(m["fps"]),
+                           timing_dropout=float(m.get("timing_dropout", 0.0)))
         if not self.config["model"]["layout"]:  # ablation: the caption's bytes alone
             batch["shifted"] = batch["first"]
             batch["canvas"] = torch.full_like(batch["canvas"], NO_CHAR)
@@ -235,7 +249,7 @@ class CellGenTask:
             first = self.val.first[i].astype(np.int64)
             caption = self.val.captions[i]["detailed"]
             final, _ = sample_grid(module, self.codec, first, caption, self.config["model"]["sample_steps"],
-                                   layout=self.config["model"]["layout"])
+                                   layout=self.config["model"]["layout"], fps=float(self.config["model"]["fps"]))
             pred, true = chars[final], chars[self.val.final[i]]
             moved = true != chars[first]
             ok += int((pred == true).sum())

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from neuralcomputer.data.terminal.clips import Clip
 
 TIERS = ("semantic", "regular", "detailed")
@@ -50,6 +52,8 @@ class CaptionContext:
     full_screen: bool
     generator: str = ""
     extra: dict = field(default_factory=dict)
+    timing: tuple[RowTiming, ...] = ()
+    fps: float = 15.0
 
 
 class Captioner(Protocol):
@@ -115,6 +119,102 @@ def screen_change(first: str, last: str) -> ScreenChange:
     return ScreenChange(best_scroll, best_row, tuple(b[best_row:end]) if best_row < end else ())
 
 
+@dataclass(frozen=True)
+class RowTiming:
+    """When rows of the screen change: rows ``first``..``last`` (0-based, the last screen's rows) take
+    their last text between frames ``start`` and ``end`` of the clip (the frame the first of their
+    characters settles, and the frame the last one does: typing spreads a row over frames)."""
+
+    first: int
+    last: int
+    start: int
+    end: int
+
+
+def row_timing(texts: list[str]) -> tuple[RowTiming, ...]:
+    """Per frame screen texts (``T`` strings, rows joined by newlines) -> when each row settles.
+
+    A character cell settles at the frame after the last one where it differs from the last screen
+    (:func:`~neuralcomputer.models.cellgen.switch_times` in text); a row's interval runs from its first
+    settled cell to its last. Rows that never change are left out; runs of rows with one interval are one
+    :class:`RowTiming` (output printed at once)."""
+    if not texts:
+        return ()
+    rows = max(len(t.split("\n")) for t in texts)
+    cols = max((len(line) for t in texts for line in t.split("\n")), default=0)
+    if cols == 0:
+        return ()
+    grid = np.full((len(texts), rows, cols), " ", dtype="<U1")
+    for k, text in enumerate(texts):
+        for r, line in enumerate(text.split("\n")):
+            if line:
+                grid[k, r, : len(line)] = list(line)
+    differs = grid != grid[-1][None]                                                       # (T, R, C)
+    changed = differs.any(0)
+    settle = np.where(changed, len(texts) - np.argmax(differs[::-1], axis=0), 0)           # (R, C)
+    out: list[RowTiming] = []
+    for r in range(rows):
+        if not changed[r].any():
+            continue
+        start, end = int(settle[r][changed[r]].min()), int(settle[r][changed[r]].max())
+        if out and out[-1].last == r - 1 and (out[-1].start, out[-1].end) == (start, end):
+            out[-1] = RowTiming(out[-1].first, r, start, end)
+        else:
+            out.append(RowTiming(r, r, start, end))
+    return tuple(out)
+
+
+def _seconds(frame: int, fps: float) -> str:
+    return f"{frame / fps:.2f} s"
+
+
+def timing_sentence(timing: tuple[RowTiming, ...], fps: float) -> str:
+    """``Timing: line 3 from 0.40 s to 1.13 s; lines 4-9 at 1.20 s.`` (1-based lines, seconds from the
+    clip's first frame; :func:`parse_timing` reads it back to frames at the same ``fps``)."""
+    parts = []
+    for t in timing:
+        rows = f"line {t.first + 1}" if t.first == t.last else f"lines {t.first + 1}-{t.last + 1}"
+        when = (f"at {_seconds(t.start, fps)}" if t.start == t.end
+                else f"from {_seconds(t.start, fps)} to {_seconds(t.end, fps)}")
+        parts.append(f"{rows} {when}")
+    return "Timing: " + "; ".join(parts) + "." if parts else ""
+
+
+_TIMING = re.compile(r"Timing: ([^\n]*?)\.(?: |\n|\Z)")
+_TIMING_ITEM = re.compile(r"lines? (\d+)(?:-(\d+))? (?:at (\d+(?:\.\d+)?) s|from (\d+(?:\.\d+)?) s to (\d+(?:\.\d+)?) s)\Z")
+
+
+def parse_timing(caption: str, fps: float) -> tuple[RowTiming, ...]:
+    """The :func:`timing_sentence` of a caption, in frames at ``fps`` (``()`` when it has none; an item
+    that does not read as one is skipped: timing is a hint, the quote is what fixes the screen)."""
+    # the last sentence before the quoted screen text (a command could quote the word too)
+    found = _TIMING.findall(caption.partition("From line ")[0])
+    if not found:
+        return ()
+    out = []
+    for item in found[-1].split("; "):
+        m = _TIMING_ITEM.match(item.strip())
+        if not m:
+            continue
+        first = int(m.group(1)) - 1
+        last = int(m.group(2)) - 1 if m.group(2) else first
+        start_s, end_s = (m.group(3), m.group(3)) if m.group(3) else (m.group(4), m.group(5))
+        start, end = round(float(start_s) * fps), round(float(end_s) * fps)
+        if 0 <= first <= last and 0 <= start <= end:
+            out.append(RowTiming(first, last, start, end))
+    return tuple(out)
+
+
+def strip_timing(caption: str) -> str:
+    """The caption without its timing sentence (what a caption that does not know the timing says)."""
+    head, sep, quote = caption.partition("From line ")
+    found = list(_TIMING.finditer(head))
+    if not found:
+        return caption
+    m = found[-1]  # the sentence takes its trailing space with it
+    return head[: m.start()] + head[m.end():] + sep + quote
+
+
 _SCROLL = re.compile(r"The screen scrolls up (\d+) lines?\.")
 _BLOCK = re.compile(r"From line (\d+) the screen reads:\n(.*)\Z", re.S)
 
@@ -153,13 +253,15 @@ def detailed_scope(caption: str) -> str:
 _SAME = re.compile(r"The screen stays the same, ending with `[^\n]*`\.\Z")
 
 
-def context_for(clip: Clip, task: str = "", generator: str = "") -> CaptionContext:
-    """Gather the caption context of a clip (commands, intents, first/last screen text)."""
+def context_for(clip: Clip, task: str = "", generator: str = "", fps: float = 15.0) -> CaptionContext:
+    """Gather the caption context of a clip (commands, intents, first/last screen text, when rows change;
+    ``fps``: the clip's frame rate)."""
     first, last = clip.texts[clip.frame_index[0]], clip.texts[clip.frame_index[-1]]
     return CaptionContext(
         commands=[c.text for c in clip.commands], intents=list(clip.intents), task=task,
         first_text=first, last_text=last, new_lines=new_screen_lines(first, last),
         full_screen=clip.alt_screen_frames > clip.num_frames // 2, generator=generator,
+        timing=row_timing([clip.texts[i] for i in clip.frame_index]), fps=fps,
     )
 
 
@@ -218,15 +320,18 @@ class TemplateCaptioner:
         return " ".join(parts)
 
     def detailed(self, ctx: CaptionContext) -> str:
-        """The literal commands, then the whole change of the screen: how many lines it scrolled, and every
-        line from the first one that changed, verbatim (indentation kept, repeated lines repeated), so the
-        caption alone determines the last screen given the first (:func:`screen_change`)."""
+        """The literal commands, then the whole change of the screen: how many lines it scrolled, when each
+        changed row settles (:func:`timing_sentence`, when the context knows), and every line from the
+        first one that changed, verbatim (indentation kept, repeated lines repeated), so the caption alone
+        determines the last screen given the first (:func:`screen_change`), and when it gets there."""
         parts = []
         if ctx.commands:
             parts.append("The user types " + _join([f"`{c}`" for c in ctx.commands]) + ".")
         change = screen_change(ctx.first_text, ctx.last_text)
         if change.scroll:
             parts.append(f"The screen scrolls up {change.scroll} line{'s' if change.scroll != 1 else ''}.")
+        if (change.lines or change.scroll) and ctx.timing:
+            parts.append(timing_sentence(ctx.timing, ctx.fps))
         if change.lines:
             text = "\n".join(change.lines)
             if len(text) > self.max_detailed_chars:
