@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from neuralcomputer.cli.bench import bench
-from neuralcomputer.cli.common import _Group, _int_list, _model_specs, _size
+from neuralcomputer.cli.common import _Group, _int_list, _model_specs, _size, desktop_eval_options
 from neuralcomputer.errors import NCError
 
 
@@ -318,13 +318,7 @@ def eval_card(model: Path, work: Path | None, card: Path | None, write: bool) ->
 
 
 @eval.command("desktop")
-@click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
-              help="GUIWorld run folder, checkpoint or model directory.")
-@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Desktop dataset (episodes with actions).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
-@click.option("--split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
-@click.option("--episodes", type=click.IntRange(1), default=4, show_default=True)
+@desktop_eval_options(4, "Desktop dataset (episodes with actions).")
 @click.option("--frames", type=click.IntRange(2), default=31, show_default=True, help="First frames of each episode.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def eval_desktop(model: Path, dataset: Path, out: Path, split: str, episodes: int, frames: int, seed: int) -> None:
@@ -340,13 +334,7 @@ def eval_desktop(model: Path, dataset: Path, out: Path, split: str, episodes: in
 
 
 @eval.command("desktop-targets")
-@click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Desktop model: run folder, checkpoint or model directory.")
-@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Desktop dataset recorded cursor-free (this version's collect-desktop).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
-@click.option("--split", default="test", show_default=True, help="train, val, test or all (a held-out dataset).")
-@click.option("--episodes", type=click.IntRange(1), default=8, show_default=True)
+@desktop_eval_options(8, "Desktop dataset recorded cursor-free (this version's collect-desktop).")
 @click.option("--frames", type=click.IntRange(16), default=150, show_default=True,
               help="Rollout length (frames from each episode's start).")
 def eval_desktop_targets(model: Path, dataset: Path, out: Path, split: str, episodes: int, frames: int) -> None:

@@ -52,3 +52,23 @@ def _size(value: str) -> tuple[int, int]:
     if not (64 <= w <= 8192 and 64 <= h <= 8192):
         raise click.BadParameter(f"{value!r}: width and height must be within 64..8192")
     return w, h
+
+
+def desktop_eval_options(episodes: int, data_help: str):
+    """The options every desktop evaluation shares (model, held-out data, report folder, split, how many
+    episodes), so ``ncomp eval desktop`` and ``ncomp eval desktop-targets`` read alike."""
+    def wrap(f):
+        for option in reversed((
+            click.option("--model", required=True, type=click.Path(exists=True, path_type=Path),
+                         help="Desktop model: run folder, checkpoint or model directory."),
+            click.option("--data", "dataset", required=True,
+                         type=click.Path(exists=True, file_okay=False, path_type=Path), help=data_help),
+            click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                         help="Report folder."),
+            click.option("--split", default="test", show_default=True,
+                         help="train, val, test or all (a held-out dataset)."),
+            click.option("--episodes", type=click.IntRange(1), default=episodes, show_default=True),
+        )):
+            f = option(f)
+        return f
+    return wrap

@@ -129,7 +129,7 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     """Roll a run out on ``records`` (first ``frames`` frames each, true actions) and score it."""
     from neuralcomputer.data.desktop.actions import action_times
     from neuralcomputer.data.desktop.cursor import cursor_sprite
-    from neuralcomputer.data.desktop.episode import episode_cursor_scale, load_episode, read_desktop_clip
+    from neuralcomputer.data.desktop.episode import episode_cursor_scale, load_bare_episode, load_episode
     from neuralcomputer.eval.gui import cursor_hit_rate, plus15_scores
     from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
     from neuralcomputer.pipelines.load import load_pipeline
@@ -145,13 +145,13 @@ def evaluate_run(run: Path, data: Path, records: list[dict], frames: int, seed: 
     hits: dict[str, dict[int, list[float]]] = {"": {}, "tf_": {}}
     seconds = 0.0
     for i, r in enumerate(records):
-        full, ref, actions = load_episode(data, r, frames, (h, w), cursor="read" if bare else "screen")
-        start, teacher = ref[0], full
+        if bare:  # teacher-forced on the bare framebuffers, scored against frames with the arrow
+            teacher, ref, actions = load_bare_episode(data, r, frames, (h, w))
+        else:
+            teacher, ref, actions = load_episode(data, r, frames, (h, w), cursor="screen")
+        start = teacher[0] if bare else ref[0]
         # the arrow as this episode's frames show it (read-size for DeskDelta, else shrunk with the frame)
         sprite = cursor_sprite(episode_cursor_scale(r, w) if bare else scale)
-        if bare:
-            teacher = read_desktop_clip(data / r["path"], (h, w)).frames(np.arange(len(actions)), cursor=False)
-            start = teacher[0]
         pred, timings = roll.rollout(start, actions, seed=seed + i)
         seconds += timings.context + timings.denoise + timings.decode
         # "tf_": teacher-forced, every frame from the true previous ones: one-step quality without drift

@@ -90,10 +90,7 @@ class DeskDeltaRollout(GUIWorldRollout):
         frame = self.show(fb, actions[target].pointer)
         t3 = time.perf_counter()
         if timings is not None:
-            timings.context += t1 - t0
-            timings.denoise += t2 - t1
-            timings.decode += t3 - t2
-            timings.per_frame.append(t3 - t0)
+            timings.record(t0, t1, t2, t3)
         return frame
 
     @torch.no_grad()

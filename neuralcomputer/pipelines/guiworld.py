@@ -42,6 +42,13 @@ class RolloutTimings:
     frames: int = 0
     per_frame: list[float] = field(default_factory=list)
 
+    def record(self, t0: float, t1: float, t2: float, t3: float) -> None:
+        """One frame's stage boundaries (``perf_counter`` readings): context, denoise, decode."""
+        self.context += t1 - t0
+        self.denoise += t2 - t1
+        self.decode += t3 - t2
+        self.per_frame.append(t3 - t0)
+
 
 def window_ids(target: int, window: int, stride: int) -> list[int]:
     """Frame indices of the window ending at ``target``, padded with frame 0 before the start."""
@@ -160,10 +167,7 @@ class GUIWorldRollout:
         frame = to_uint8_frames(self.model.tokenizer.decode(x, size=(h, w))[0])[0]
         t3 = time.perf_counter()
         if timings is not None:
-            timings.context += t1 - t0
-            timings.denoise += t2 - t1
-            timings.decode += t3 - t2
-            timings.per_frame.append(t3 - t0)
+            timings.record(t0, t1, t2, t3)
         return frame
 
     def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,

@@ -61,9 +61,15 @@ def read_desktop_clip(path: str | Path, size: tuple[int, int] | None = None, cur
     clips were stored before 2026-12 (the GUIWorld DiT models were trained on that view; their data
     reads the same either way). Clips stored with the cursor drawn in read as stored.
     """
+    return desktop_clip(read_clip_payload(Path(path)), size, cursor)
+
+
+def desktop_clip(payload: dict[str, np.ndarray], size: tuple[int, int] | None = None, cursor: str = "read"
+                 ) -> DesktopClip:
+    """:func:`read_desktop_clip` from a payload already read (``read_clip_payload``): one decode serves
+    several read sizes or cursor views."""
     if cursor not in ("read", "screen"):
         raise NCError(f"cursor={cursor!r}: expected read or screen")
-    payload = read_clip_payload(Path(path))
     unique, index = payload["unique_frames"], payload["frame_index"]
     h0, w0 = unique.shape[1:3]
     h, w = size or (h0, w0)
@@ -97,5 +103,17 @@ def load_episode(root: str | Path, record: dict, frames: int, size: tuple[int, i
     root = Path(root)
     actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
     ids = np.arange(min(frames, len(actions)))
-    recorded = read_desktop_clip(root / record["path"]).frames(ids)
-    return recorded, read_desktop_clip(root / record["path"], size, cursor).frames(ids), actions
+    payload = read_clip_payload(root / record["path"])  # decoded once for both sizes
+    return desktop_clip(payload).frames(ids), desktop_clip(payload, size, cursor).frames(ids), actions
+
+
+def load_bare_episode(root: str | Path, record: dict, frames: int, size: tuple[int, int]
+                      ) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """A cursor-free episode (``cursor_at_read``) at ``size`` = (H, W): its framebuffers ``(T, H, W, 3)``
+    without the arrow (what DeskDelta rolls forward), the same with the arrow drawn at read size, and
+    the ``T`` :class:`FrameActions`."""
+    root = Path(root)
+    actions = read_actions(root / record["actions"], float(record["fps"]))[:frames]
+    ids = np.arange(min(frames, len(actions)))
+    clip = read_desktop_clip(root / record["path"], size)
+    return clip.frames(ids, cursor=False), clip.frames(ids), actions
