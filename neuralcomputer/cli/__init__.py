@@ -687,18 +687,20 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
 
 
 @experiment.command("cligen")
-@click.argument("table", type=click.Choice(["tiers", "steps", "levers", "arithmetic", "determinism"]))
+@click.argument("table", type=click.Choice(["tiers", "tier-captions", "steps", "levers", "arithmetic",
+                                           "determinism"]))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for runs and table.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Terminal dataset (tiers, steps, levers). --quick records a tiny one when absent.")
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Training steps per run.")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="steps, levers: comma-separated training seeds; tiers: the first is the training seed.")
-@click.option("--eval-clips", type=click.IntRange(1), default=None, help="tiers: score at most this many test clips.")
+@click.option("--eval-clips", type=click.IntRange(1), default=None, help="tiers, tier-captions, levers: score at most this many test clips.")
 @click.option("--model", type=click.Path(path_type=Path), default=Path("models/cligen-tiny"), show_default=True,
               help="arithmetic, determinism: the terminal model.")
 @click.option("--desktop-model", type=click.Path(path_type=Path), default=Path("models/guiworld-tiny"),
               show_default=True, help="determinism: the desktop model.")
+@click.option("--models", multiple=True, help="tier-captions: NAME=MODEL, once per trained seed.")
 @click.option("--n", "count", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="arithmetic: held-out problems.")
 @click.option("--sample-steps", type=click.IntRange(1, 200), default=None,
@@ -708,8 +710,8 @@ def experiment_guiworld(table: str, datasets: tuple[str, ...], quick: bool, out:
               "pipeline from a clean clone, measures nothing.")
 @click.argument("overrides", nargs=-1)
 def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seeds: str, eval_clips: int | None,
-                      model: Path, desktop_model: Path, count: int, sample_steps: int | None, preset: str | None,
-                      quick: bool, overrides: tuple[str, ...]) -> None:
+                      model: Path, desktop_model: Path, models: tuple[str, ...], count: int,
+                      sample_steps: int | None, preset: str | None, quick: bool, overrides: tuple[str, ...]) -> None:
     """One of the paper's CLIGen findings (caption tiers, step curves over seeds, arithmetic probe,
     determinism), or the CellGen levers table (each design choice off alone, equal budget, seeds)."""
     from neuralcomputer.config import preset_config
@@ -725,7 +727,7 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
         seeds = ",".join(seeds.split(",")[:2])
     if table == "determinism":
         data = ex.quick_dataset(out)  # its training check: a tiny model on tiny real data, twice
-    if table in ("tiers", "steps", "levers") and data is None:
+    if table in ("tiers", "tier-captions", "steps", "levers") and data is None:
         if not quick:
             raise NCError(f"experiment cligen {table}: give --data DATASET (or --quick to record a tiny one)")
         data = ex.quick_dataset(out)
@@ -736,7 +738,11 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
     for path, name in needed:
         if not path.is_dir():
             raise NCError(f"{name} {path}: no such model folder")
-    if table == "tiers":
+    if table == "tier-captions":
+        if not models:
+            raise NCError("experiment cligen tier-captions: give --models NAME=MODEL (once per seed)")
+        ex.caption_tiers_table(_model_specs(models), data, out, eval_clips=eval_clips)
+    elif table == "tiers":
         ex.tiers_table(data, out, steps=steps, overrides=extra, preset=preset, eval_clips=eval_clips, quick=quick,
                        seed=_int_list(seeds, "--seeds")[0])
     elif table == "levers":
