@@ -121,6 +121,7 @@ def test_quick_levers_train_each_variant_and_pair_it_with_cellgen(quick_out):
     rows = data["rows"]
     assert list(rows) == ["cellgen", "no caption layout (caption bytes only)", "no copy prior",
                           "no timing input (the network never reads the row windows)",
+                          "no timing at all (captions' timing never read)",
                           "cellgen, 4 masked-diffusion passes", "cellgen, no text constraint at sampling",
                           "cellgen, captions' timing ignored at sampling"]
     full = rows["cellgen"]["seeds"]["0"]

@@ -312,6 +312,7 @@ LEVERS: dict[str, list[str]] = {
     "no caption layout (caption bytes only)": ["layout=false"],
     "no copy prior": ["copy_prior=false"],
     "no timing input (the network never reads the row windows)": ["timing_input=false"],
+    "no timing at all (captions' timing never read)": ["timing_input=false", "timing_dropout=1.0", "timing=false"],
 }
 # Inference-only levers: the reference variant's weights, sampled differently (model config changes).
 SAMPLING_LEVERS: dict[str, dict[str, Any]] = {

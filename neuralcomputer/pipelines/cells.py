@@ -27,6 +27,7 @@ from neuralcomputer.data.terminal.captions import (
     detailed_scope,
     parse_detailed,
     parse_timing,
+    strip_timing,
 )
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
@@ -271,12 +272,15 @@ class CellPipeline:
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
         """``(H, W, 3)`` uint8 first frame + caption -> ``(num_frames, H, W, 3)`` uint8; frame 0 is the given one."""
         self.check_frame(first_frame)
+        timing = bool(self.config.get("timing", True))
+        if not timing:  # a model that does not read timing sees the caption as if it had none
+            caption = strip_timing(caption)
         with deterministic_algorithms(self.deterministic):
             first = self.codec.encode(first_frame)
             final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
                                         layout=bool(self.config.get("layout", True)),
                                         constrain=bool(self.config.get("constrain", True)),
-                                        fps=self.fps if self.config.get("timing", True) else None)
+                                        fps=self.fps if timing else None)
         # the clip asked for ends with the screen the caption describes: a shorter one (a session that
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
         if self.config.get("coherent_switch", True):
