@@ -221,7 +221,7 @@ def caption_tiers_table(models: dict[str, Path], data: Path, out: Path, *, eval_
     rows: dict[str, Any] = {}
     for name, path in models.items():
         per_tier: dict[str, dict[str, dict[str, float]]] = {}
-        for tier in CAPTION_TIERS:
+        for tier in reversed(CAPTION_TIERS):  # detailed first: the headline figure soonest
             folder = out / "eval" / name / tier
             report = _finished_report(folder, path, eval_clips)
             if report is None:
@@ -230,7 +230,8 @@ def caption_tiers_table(models: dict[str, Path], data: Path, out: Path, *, eval_
                                          tier=tier, seed=0, progress=progress)
             per_tier[tier] = _clip_scores(report)
         row: dict[str, Any] = {"model": str(path), "tiers": {}}
-        for tier, clips in per_tier.items():
+        for tier in CAPTION_TIERS:
+            clips = per_tier[tier]
             row["tiers"][tier] = {key: mean_ci([c[key] for c in clips.values() if c[key] is not None])
                                   for key in ("psnr", "ssim", "char_acc", "line_acc")} | {"clips": len(clips)}
         for hi, lo in (("detailed", "regular"), ("regular", "semantic")):
