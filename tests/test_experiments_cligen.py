@@ -123,7 +123,8 @@ def test_quick_levers_train_each_variant_and_pair_it_with_cellgen(quick_out):
                           "no timing input (the network never reads the row windows)",
                           "no timing at all (captions' timing never read)",
                           "cellgen, 4 masked-diffusion passes", "cellgen, no text constraint at sampling",
-                          "cellgen, captions' timing ignored at sampling"]
+                          "cellgen, captions' timing ignored at sampling",
+                          "cellgen, typed rows not placed key by key"]
     full = rows["cellgen"]["seeds"]["0"]
     # the copy prior and the laid-out caption already put the new text in place before training
     assert full["changed_char_acc"]["mean"] == 1.0 and full.get("psnr_minus_cellgen") is None

@@ -320,6 +320,7 @@ SAMPLING_LEVERS: dict[str, dict[str, Any]] = {
     "cellgen, 4 masked-diffusion passes": {"sample_steps": 4},
     "cellgen, no text constraint at sampling": {"constrain": False},
     "cellgen, captions' timing ignored at sampling": {"timing": False},
+    "cellgen, typed rows not placed key by key": {"typing": False},
 }
 
 

@@ -25,6 +25,7 @@ from neuralcomputer.data.terminal.captions import (
     RowTiming,
     ScreenChange,
     detailed_scope,
+    parse_commands,
     parse_detailed,
     parse_timing,
     strip_timing,
@@ -139,6 +140,48 @@ def switch_window(first: np.ndarray, final: np.ndarray, timing: tuple[RowTiming,
         lo[rows] = np.where(changed[rows], min(t.start, frames - 1), lo[rows])
         hi[rows] = np.where(changed[rows], min(t.end, frames - 1), hi[rows])
     return lo, hi
+
+
+def _typed_length(text: str, commands: tuple[str, ...]) -> int:
+    """How many characters at the end of a row were typed: the longest command, or start of one (a clip
+    can end mid-typing), that the row ends with after a space or from the row's start; 0 for none."""
+    best = 0
+    for command in commands:
+        for k in range(min(len(command), len(text)), best, -1):
+            if text.endswith(command[:k]) and (k == len(text) or text[-k - 1] == " "):
+                best = k
+                break
+    return best
+
+
+def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing: tuple[RowTiming, ...],
+               change: ScreenChange, commands: tuple[str, ...]) -> np.ndarray:
+    """Switch frames of the rows where the user types a command the caption names, placed as typing goes:
+    a timed row whose quoted text ends with a command (or its start: the clip may end mid-typing) shows
+    what stands before it (the prompt) when the row first changes, then the command's characters one by one until the row's last change (evenly
+    spaced: the caption gives the first and last frame, not each key's), and the cursor after them last.
+    Other rows keep ``switch``. Shapes: ``(R, C)`` tile ids and switch frames."""
+    out = switch.copy()
+    for t in timing:
+        if t.end <= t.start:
+            continue
+        for r in range(t.first, t.last + 1):
+            q = r - change.row
+            if not 0 <= q < len(change.lines) or r >= first.shape[0]:
+                continue
+            text = change.lines[q].rstrip()
+            typed = _typed_length(text, commands)
+            cols = np.flatnonzero(first[r] != final[r])
+            if not typed or not len(cols):
+                continue
+            start = len(text) - typed
+            prompt, typed, after = cols[cols < start], cols[(cols >= start) & (cols < len(text))], cols[cols >= len(text)]
+            out[r, prompt] = t.start
+            if len(typed):  # the first key follows the prompt by a step; with no prompt it is the row's start
+                steps = np.linspace(t.start, t.end, len(typed) + (1 if len(prompt) else 0))
+                out[r, typed] = np.rint(steps[-len(typed):]).astype(out.dtype)
+            out[r, after] = t.end
+    return out
 
 
 @torch.no_grad()
@@ -285,6 +328,9 @@ class CellPipeline:
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
         if self.config.get("coherent_switch", True):
             switch = coherent_switch(first, final, switch)
+        if timing and self.config.get("typing", True):
+            switch = typed_rows(first, final, switch, parse_timing(caption, self.fps), parse_detailed(caption),
+                                parse_commands(caption))
         grids = compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)
         frames = self.codec.decode(grids)
         frames[0] = first_frame

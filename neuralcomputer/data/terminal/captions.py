@@ -205,6 +205,15 @@ def parse_timing(caption: str, fps: float) -> tuple[RowTiming, ...]:
     return tuple(out)
 
 
+_TYPES = re.compile(r"(?:\A|\. )The user types (`[^\n]*?`)\.(?: |\Z)")
+
+
+def parse_commands(caption: str) -> tuple[str, ...]:
+    """The commands a detailed caption says the user types (``The user types `ls` and `cd x`.``)."""
+    found = _TYPES.search(caption.partition("From line ")[0])
+    return tuple(re.findall(r"`([^`]*)`", found.group(1))) if found else ()
+
+
 def strip_timing(caption: str) -> str:
     """The caption without its timing sentence (what a caption that does not know the timing says)."""
     head, sep, quote = caption.partition("From line ")
