@@ -11,6 +11,7 @@ from neuralcomputer.data.terminal.captions import (
     TemplateCaptioner,
     context_for,
     new_screen_lines,
+    parse_commands,
     parse_detailed,
     parse_timing,
     row_timing,
@@ -118,6 +119,14 @@ def test_timing_reads_back_to_the_same_frames(items):
     caption = "The user types `echo Timing: x.`. " + timing_sentence(timing, 15.0) + " From line 1 the screen reads:\nTiming: line 1 at 9.00 s."
     assert parse_timing(caption, 15.0) == timing
     assert parse_timing("The user types `ls`. From line 1 the screen reads:\n$ ls", 15.0) == ()
+
+
+def test_the_commands_a_detailed_caption_types_read_back():
+    ctx = CaptionContext(commands=["ls -la", "echo `x` y"], intents=[], task="", first_text="", last_text="$ ls",
+                         new_lines=[], full_screen=False)
+    caption = TemplateCaptioner().detailed(ctx)
+    assert parse_commands(caption)[0] == "ls -la"
+    assert parse_commands("From line 1 the screen reads:\nThe user types `rm -rf`.") == ()  # quoted text is not said
 
 
 def test_the_detailed_tier_gives_timing_and_still_reads_as_the_same_change(tmp_path):

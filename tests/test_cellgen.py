@@ -209,3 +209,27 @@ def test_switch_frames_are_made_coherent_along_a_row():
     out = coherent_switch(first, final, switch)
     assert (np.diff(out[0]) >= 0).all() and out[0, 0] == 10 and out[0, -1] == 15
     assert np.array_equal(out[1], switch[1])  # a row that does not change keeps its (unused) frames
+
+
+def test_typed_rows_show_the_prompt_then_the_command_key_by_key():
+    """A timed row ending in a command the caption names: the prompt appears when the row first changes,
+    the command's characters one by one to the row's last change; a clip that ends mid-command counts its
+    start; rows without a command keep the network's frames."""
+    from neuralcomputer.data.terminal.captions import RowTiming, ScreenChange
+    from neuralcomputer.pipelines.cells import _typed_length, typed_rows
+
+    assert _typed_length("root@ncomp:~# ls -la", ("ls -la", "cd x")) == 6
+    assert _typed_length("root@ncomp:~# touch a/", ("touch a/b.md",)) == 8  # cut mid-command
+    assert _typed_length(">>> 4 * 7", ("4 * 7",)) == 5
+    assert _typed_length("total 4", ("ls",)) == 0 and _typed_length("xls", ("ls",)) == 0  # not after a space
+    first = np.zeros((3, 12), dtype=np.int64)
+    final = first.copy()
+    final[0, :8] = 1  # "$ echo x" typed on row 0; row 1 is output
+    final[1, :3] = 2
+    switch = np.full((3, 12), 9)
+    change = ScreenChange(0, 0, ("$ echo x", "out"))
+    out = typed_rows(first, final, switch, (RowTiming(0, 0, 2, 12), RowTiming(1, 1, 14, 14)), change, ("echo x",))
+    assert out[0, :2].tolist() == [2, 2]  # the prompt "$ "
+    typed = out[0, 2:8]
+    assert typed[-1] == 12 and (np.diff(typed) > 0).all() and typed[0] > 2  # keys, one after another
+    assert (out[1] == 9).all() and (out[2] == 9).all()  # output row: not typed; untimed row untouched
