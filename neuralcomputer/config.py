@@ -95,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "coherent_switch": True,  # sampling: per row, switch frames non-decreasing left to right
             "timing": True,  # sampling: a changed cell switches within its row's window, where the caption times it
             "typing": True,  # sampling: a timed row ending in a typed command shows the prompt, then key by key
+            "key_frames": "auto",  # frames between two keys there: the train split's median (measured in training)
             "timing_dropout": 0.25,  # training: share of captions with their timing sentence removed
         },
         "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999,

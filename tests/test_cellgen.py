@@ -233,3 +233,6 @@ def test_typed_rows_show_the_prompt_then_the_command_key_by_key():
     typed = out[0, 2:8]
     assert typed[-1] == 12 and (np.diff(typed) > 0).all() and typed[0] > 2  # keys, one after another
     assert (out[1] == 9).all() and (out[2] == 9).all()  # output row: not typed; untimed row untouched
+    # at a measured typing rate the keys count back from the last one (a pause after the prompt is free)
+    paced = typed_rows(first, final, switch, (RowTiming(0, 0, 2, 12),), change, ("echo x",), key_frames=1.5)
+    assert paced[0, 2:8].tolist() == [4, 6, 8, 9, 10, 12] and paced[0, 0] == 2

@@ -155,7 +155,7 @@ def _typed_length(text: str, commands: tuple[str, ...]) -> int:
 
 
 def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing: tuple[RowTiming, ...],
-               change: ScreenChange, commands: tuple[str, ...]) -> np.ndarray:
+               change: ScreenChange, commands: tuple[str, ...], key_frames: float | None = None) -> np.ndarray:
     """Switch frames of the rows where the user types a command the caption names, placed as typing goes:
     a timed row whose quoted text ends with a command (or its start: the clip may end mid-typing) shows
     what stands before it (the prompt) when the row first changes, then the command's characters one by one until the row's last change (evenly
@@ -177,7 +177,12 @@ def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing:
             start = len(text) - typed
             prompt, typed, after = cols[cols < start], cols[(cols >= start) & (cols < len(text))], cols[cols >= len(text)]
             out[r, prompt] = t.start
-            if len(typed):  # the first key follows the prompt by a step; with no prompt it is the row's start
+            if len(typed) and len(prompt) and key_frames:
+                # the last key lands at the row's last change; keys before it come key_frames apart (a
+                # person pauses after the prompt, so counting from the end errs less than from the start)
+                keys = t.end - key_frames * np.arange(len(typed))[::-1]
+                out[r, typed] = np.maximum(np.rint(keys), t.start + 1).astype(out.dtype)
+            elif len(typed):  # the first key follows the prompt by a step; with no prompt it is the row's start
                 steps = np.linspace(t.start, t.end, len(typed) + (1 if len(prompt) else 0))
                 out[r, typed] = np.rint(steps[-len(typed):]).astype(out.dtype)
             out[r, after] = t.end
@@ -249,6 +254,11 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     cdf = switch_logits.softmax(-1).cumsum(-1)
     switch = (cdf < 0.5).sum(-1).clamp(max=frames - 1)[0].numpy()
     return final, switch
+
+
+def _number(value: object) -> float | None:
+    """A config value that may still say ``"auto"`` (a model built, not trained): None then."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class CellPipeline:
@@ -330,7 +340,7 @@ class CellPipeline:
             switch = coherent_switch(first, final, switch)
         if timing and self.config.get("typing", True):
             switch = typed_rows(first, final, switch, parse_timing(caption, self.fps), parse_detailed(caption),
-                                parse_commands(caption))
+                                parse_commands(caption), _number(self.config.get("key_frames")))
         grids = compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)
         frames = self.codec.decode(grids)
         frames[0] = first_frame

@@ -137,6 +137,32 @@ def load_cell_clips(root: str | Path, split: str, codec: TileCodec, cache: Path 
     return clips
 
 
+def typing_rate(clips: CellClips, fps: float) -> float | None:
+    """Median frames between two keys of a typed command, over the clips' detailed captions: rows that
+    end with a command the caption names after a prompt that appears in the clip (the sampler places
+    such keys back from the row's last change at this rate). None when no clip types one."""
+    from neuralcomputer.data.terminal.captions import parse_commands, parse_detailed
+    from neuralcomputer.pipelines.cells import _typed_length
+
+    rates = []
+    for i, captions in enumerate(clips.captions):
+        caption = captions["detailed"]
+        change, commands = parse_detailed(caption), parse_commands(caption)
+        for t in parse_timing(caption, fps):
+            for r in range(t.first, t.last + 1):
+                q = r - change.row
+                if not 0 <= q < len(change.lines):
+                    continue
+                text = change.lines[q].rstrip()
+                typed = _typed_length(text, commands)
+                start = len(text) - typed
+                if typed < 2 or not (clips.first[i][r, :start] != clips.final[i][r, :start]).any():
+                    continue
+                keys = clips.switch[i][r, start:len(text)]
+                rates.append((int(keys[-1]) - int(keys[0])) / (typed - 1))
+    return float(np.median(rates)) if rates else None
+
+
 def make_batch(clips: CellClips, indices: np.ndarray, tiers: list[str], codec: TileCodec, max_text: int,
                gen: torch.Generator, fps: float = 15.0, timing_dropout: float = 0.0) -> dict[str, torch.Tensor]:
     """One training batch: model inputs for the clips at ``indices`` with the given caption tiers, a random
@@ -215,6 +241,8 @@ class CellGenTask:
         except NCError:
             self.val = None
         self.module = CellGenNet(len(self.codec), m["num_frames"], **m["net"])
+        if m.get("key_frames", "auto") == "auto":  # a property of the data, measured once, kept in the model
+            m["key_frames"] = typing_rate(self.clips, float(m["fps"]))
 
     def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
         from neuralcomputer.train.common import step_generator
