@@ -735,7 +735,7 @@ def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
 
     from neuralcomputer.eval.grid_ocr import GridOCR
 
-    bundled = Path(__file__).resolve().parent.parent / "models" / "cligen-tiny"
+    bundled = Path(__file__).resolve().parent.parent / "models" / "cligen-cells"
     if (bundled / "cellgen.safetensors").is_file():
         model = bundled
     else:
