@@ -62,6 +62,19 @@ def test_copy_first_frame_scores_below_the_oracle(dataset, tmp_path):
     assert report["ocr_grid_gt"]["char_acc"] < 1.0
 
 
+def test_resumed_generation_keeps_only_clips_the_same_model_made(dataset, tmp_path):
+    """A rerun into the same folder keeps the clips it made (resumable) but regenerates those another
+    model made there: scoring them as this model's would report the other model's figures."""
+    out = tmp_path / "gen"
+    generate_for_dataset(CopyFirstFrame(), dataset, out, split=None, progress=False)
+    first = sorted(out.glob("*.npz"))
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    generate_for_dataset(CopyFirstFrame(), dataset, out, split=None, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in first} == stamps  # same maker: nothing redone
+    generate_for_dataset(CopyFirstFrame(), dataset, out, split=None, tier="semantic", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in first} != stamps  # another caption tier: made again
+
+
 @pytest.mark.slow
 def test_tesseract_metric_on_identical_clips(dataset, tmp_path):
     if shutil.which("tesseract") is None:
