@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuralcomputer.data.terminal.captions import strip_timing
 from neuralcomputer.data.torch_dataset import frames_to_tensor, to_uint8_frames
 from neuralcomputer.diffusion.sampling import deterministic_algorithms, guided, sample
 from neuralcomputer.errors import NCError
@@ -107,6 +108,8 @@ class CLIGenPipeline:
         for f in first_frames:
             self.check_frame(f)
         model = self.model
+        if not model.config.get("timing", False):  # trained on captions that never said when (the paper's)
+            captions = [strip_timing(c) for c in captions]
         b = len(captions)
         first = frames_to_tensor(np.asarray(first_frames)).to(self.device)
         with deterministic_algorithms(self.deterministic):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from neuralcomputer.data.dataset import load_manifest, read_clip_payload
+from neuralcomputer.data.terminal.captions import strip_timing
 from neuralcomputer.data.torch_dataset import frames_to_tensor
 from neuralcomputer.errors import NCError
 
@@ -38,6 +39,10 @@ def check_dataset(root: str | Path, model_cfg: dict, text_max_len: int | None, t
     records = [r for r in load_manifest(root) if r["split"] == split]
     if not records and required:
         raise NCError(f"{root}: the {split} split is empty")
+    if not model_cfg.get("timing", False):  # the paper's detailed tier says what appears, not when
+        for r in records:
+            if "detailed" in r.get("captions", {}):
+                r["captions"]["detailed"] = strip_timing(r["captions"]["detailed"])
     h, w = model_cfg["height"], model_cfg["width"]
     for r in records:
         if model_cfg.get("resize_frames"):
