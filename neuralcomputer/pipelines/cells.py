@@ -156,11 +156,14 @@ def _typed_length(text: str, commands: tuple[str, ...]) -> int:
 
 def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing: tuple[RowTiming, ...],
                change: ScreenChange, commands: tuple[str, ...], key_frames: float | None = None) -> np.ndarray:
-    """Switch frames of the rows where the user types a command the caption names, placed as typing goes:
-    a timed row whose quoted text ends with a command (or its start: the clip may end mid-typing) shows
-    what stands before it (the prompt) when the row first changes, then the command's characters one by one until the row's last change (evenly
-    spaced: the caption gives the first and last frame, not each key's), and the cursor after them last.
-    Other rows keep ``switch``. Shapes: ``(R, C)`` tile ids and switch frames."""
+    """Switch frames of the rows where the user types a command the caption names, placed as typing goes.
+
+    A timed row whose quoted text ends with a command (or its start: the clip may end mid-typing) shows
+    what stands before it (the prompt) when the row first changes, then the command's characters one by
+    one up to the row's last change, and the cursor after them last. The caption gives the row's first
+    and last frame, not each key's: with ``key_frames`` (frames per key, measured on the training data)
+    the keys count back from the last one; without it, or with no prompt, they are spread evenly. Other
+    rows keep ``switch``. Shapes: ``(R, C)`` tile ids and switch frames."""
     out = switch.copy()
     for t in timing:
         if t.end <= t.start:
