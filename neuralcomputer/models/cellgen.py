@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralcomputer.data.terminal.captions import RowTiming, ScreenChange, parse_detailed
+from neuralcomputer.data.terminal.captions import RowTiming, ScreenChange, parse_detailed, settle_frames
 from neuralcomputer.errors import NCError
 
 NO_CHAR = -1  # a cell the caption says nothing of
@@ -210,12 +210,7 @@ def pad_bytes(texts: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, torch.tensor([len(t) for t in texts])
 
 
-def switch_times(grids: np.ndarray) -> np.ndarray:
-    """``(T, R, C)`` tile ids of every frame -> ``(R, C)`` the frame from which each cell keeps its last value."""
-    differs = grids != grids[-1][None]                                                        # (T, R, C)
-    t = grids.shape[0]
-    last_diff = np.where(differs.any(0), t - 1 - np.argmax(differs[::-1], axis=0), -1)
-    return (last_diff + 1).astype(np.int64)
+switch_times = settle_frames  # (T, R, C) tile ids -> (R, C) the frame each cell takes its last value
 
 
 def compose_frames(first: np.ndarray, final: np.ndarray, switch: np.ndarray, num_frames: int) -> np.ndarray:

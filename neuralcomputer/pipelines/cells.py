@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,19 +128,13 @@ def coherent_switch(first: np.ndarray, final: np.ndarray, switch: np.ndarray) ->
     return out
 
 
-def switch_window(first: np.ndarray, final: np.ndarray, timing: tuple[RowTiming, ...], frames: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, C)`` first and last tile ids + a caption's row timing -> ``(R, C)`` earliest and latest switch
-    frame of each cell: the caption's interval for the cells of a timed row that change, ``[0, frames-1]``
-    elsewhere (the network's own guess)."""
-    lo = np.zeros(first.shape, dtype=np.int64)
-    hi = np.full(first.shape, frames - 1, dtype=np.int64)
-    changed = first != final
-    for t in timing:
-        rows = slice(t.first, min(t.last + 1, first.shape[0]))
-        lo[rows] = np.where(changed[rows], min(t.start, frames - 1), lo[rows])
-        hi[rows] = np.where(changed[rows], min(t.end, frames - 1), hi[rows])
-    return lo, hi
+def cell_windows(first: np.ndarray, final: np.ndarray, window: np.ndarray, frames: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, C)`` first and last tile ids + ``(R, 2)`` row windows (:func:`~neuralcomputer.models.cellgen.
+    row_windows`) -> ``(R, C)`` earliest and latest switch frame of each cell: its row's window for a
+    changed cell of a timed row, ``[0, frames-1]`` elsewhere (the network's own guess)."""
+    timed = (window[:, :1] < frames) & (first != final)
+    return np.where(timed, window[:, :1], 0), np.where(timed, window[:, 1:], frames - 1)
 
 
 def _typed_length(text: str, commands: tuple[str, ...]) -> int:
@@ -154,6 +149,21 @@ def _typed_length(text: str, commands: tuple[str, ...]) -> int:
     return best
 
 
+def typed_spans(timing: tuple[RowTiming, ...], change: ScreenChange, commands: tuple[str, ...], rows: int
+                ) -> Iterator[tuple[RowTiming, int, int, int]]:
+    """The timed rows (of ``rows``) whose quoted text ends with a typed command: ``(timing, row, start,
+    end)``, the command's characters standing in columns ``start`` to ``end`` (exclusive)."""
+    for t in timing:
+        for r in range(t.first, min(t.last + 1, rows)):
+            q = r - change.row
+            if not 0 <= q < len(change.lines):
+                continue
+            text = change.lines[q].rstrip()
+            typed = _typed_length(text, commands)
+            if typed:
+                yield t, r, len(text) - typed, len(text)
+
+
 def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing: tuple[RowTiming, ...],
                change: ScreenChange, commands: tuple[str, ...], key_frames: float | None = None) -> np.ndarray:
     """Switch frames of the rows where the user types a command the caption names, placed as typing goes.
@@ -165,20 +175,10 @@ def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing:
     the keys count back from the last one; without it, or with no prompt, they are spread evenly. Other
     rows keep ``switch``. Shapes: ``(R, C)`` tile ids and switch frames."""
     out = switch.copy()
-    for t in timing:
-        if t.end <= t.start:
-            continue
-        for r in range(t.first, t.last + 1):
-            q = r - change.row
-            if not 0 <= q < len(change.lines) or r >= first.shape[0]:
-                continue
-            text = change.lines[q].rstrip()
-            typed = _typed_length(text, commands)
-            cols = np.flatnonzero(first[r] != final[r])
-            if not typed or not len(cols):
-                continue
-            start = len(text) - typed
-            prompt, typed, after = cols[cols < start], cols[(cols >= start) & (cols < len(text))], cols[cols >= len(text)]
+    for t, r, start, end in typed_spans(timing, change, commands, first.shape[0]):
+        cols = np.flatnonzero(first[r] != final[r])
+        if t.end > t.start and len(cols):
+            prompt, typed, after = cols[cols < start], cols[(cols >= start) & (cols < end)], cols[cols >= end]
             out[r, prompt] = t.start
             if len(typed) and len(prompt) and key_frames:
                 # the last key lands at the row's last change; keys before it come key_frames apart (a
@@ -251,7 +251,7 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     # a cell shows the wrong value (|predicted - true| frames), and typing speeds make the mode noisy
     final = target[0].numpy()
     if timing:
-        lo, hi = (torch.from_numpy(a)[None, ..., None] for a in switch_window(first, final, timing, frames))
+        lo, hi = (torch.from_numpy(a)[None, ..., None] for a in cell_windows(first, final, window[0].numpy(), frames))
         k = torch.arange(frames)
         switch_logits = switch_logits.masked_fill((k < lo) | (k > hi), float("-inf"))
     cdf = switch_logits.softmax(-1).cumsum(-1)

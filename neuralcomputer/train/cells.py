@@ -142,24 +142,18 @@ def typing_rate(clips: CellClips, fps: float) -> float | None:
     end with a command the caption names after a prompt that appears in the clip (the sampler places
     such keys back from the row's last change at this rate). None when no clip types one."""
     from neuralcomputer.data.terminal.captions import parse_commands, parse_detailed
-    from neuralcomputer.pipelines.cells import _typed_length
+    from neuralcomputer.pipelines.cells import typed_spans
 
     rates = []
     for i, captions in enumerate(clips.captions):
         caption = captions["detailed"]
-        change, commands = parse_detailed(caption), parse_commands(caption)
-        for t in parse_timing(caption, fps):
-            for r in range(t.first, t.last + 1):
-                q = r - change.row
-                if not 0 <= q < len(change.lines):
-                    continue
-                text = change.lines[q].rstrip()
-                typed = _typed_length(text, commands)
-                start = len(text) - typed
-                if typed < 2 or not (clips.first[i][r, :start] != clips.final[i][r, :start]).any():
-                    continue
-                keys = clips.switch[i][r, start:len(text)]
-                rates.append((int(keys[-1]) - int(keys[0])) / (typed - 1))
+        timing = parse_timing(caption, fps)
+        for _, r, start, end in typed_spans(timing, parse_detailed(caption), parse_commands(caption),
+                                            clips.first.shape[1]):
+            if end - start < 2 or not (clips.first[i][r, :start] != clips.final[i][r, :start]).any():
+                continue
+            keys = clips.switch[i][r, start:end]
+            rates.append((int(keys[-1]) - int(keys[0])) / (end - start - 1))
     return float(np.median(rates)) if rates else None
 
 

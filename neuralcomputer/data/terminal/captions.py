@@ -131,11 +131,20 @@ class RowTiming:
     end: int
 
 
+def settle_frames(grids: np.ndarray) -> np.ndarray:
+    """``(T, R, C)`` cells of every frame (characters or tile ids) -> ``(R, C)`` the frame from which each
+    cell keeps its last value (0 for a cell that never differs from it)."""
+    differs = grids != grids[-1][None]                                                        # (T, R, C)
+    t = grids.shape[0]
+    last_diff = np.where(differs.any(0), t - 1 - np.argmax(differs[::-1], axis=0), -1)
+    return (last_diff + 1).astype(np.int64)
+
+
 def row_timing(texts: list[str]) -> tuple[RowTiming, ...]:
     """Per frame screen texts (``T`` strings, rows joined by newlines) -> when each row settles.
 
     A character cell settles at the frame after the last one where it differs from the last screen
-    (:func:`~neuralcomputer.models.cellgen.switch_times` in text); a row's interval runs from its first
+    (:func:`settle_frames`, CellGen's switch frame, in text); a row's interval runs from its first
     settled cell to its last. Rows that never change are left out; runs of rows with one interval are one
     :class:`RowTiming` (output printed at once)."""
     if not texts:
@@ -149,9 +158,8 @@ def row_timing(texts: list[str]) -> tuple[RowTiming, ...]:
         for r, line in enumerate(text.split("\n")):
             if line:
                 grid[k, r, : len(line)] = list(line)
-    differs = grid != grid[-1][None]                                                       # (T, R, C)
-    changed = differs.any(0)
-    settle = np.where(changed, len(texts) - np.argmax(differs[::-1], axis=0), 0)           # (R, C)
+    settle = settle_frames(grid)                                                           # (R, C)
+    changed = settle > 0
     out: list[RowTiming] = []
     for r in range(rows):
         if not changed[r].any():
