@@ -56,8 +56,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check neuralcomputer tests benchmarks
 
+# Two workers, one per core, each taking whole test files (a file's module fixtures are built once):
+# most tests wait on a real shell, desktop or browser, or train on one thread. PYTEST_WORKERS=0 runs
+# them in this process.
+PYTEST_WORKERS ?= 2
 pytest: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: lint pytest
 

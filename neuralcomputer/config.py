@@ -88,6 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "max_text": 4096, "copy_prior": True, "timing_input": True},
             "text": {"kind": "bytes", "max_len": 4096},  # the caption bytes the network reads
             "layout": True,  # the caption's scroll and quoted lines laid out in cells (ablation: False)
+            "regular_hints": True,  # regular captions' commands and last line laid out where they likely stand
             "changed_weight": 4.0,  # loss weight of the cells that change, beside 1 for those that stay
             "height": 408, "width": 640, "num_frames": 75, "frame_stride": 1, "fps": 15,
             "sample_steps": 1,  # masked-diffusion passes per clip

@@ -13,6 +13,7 @@ from neuralcomputer.data.terminal.captions import (
     new_screen_lines,
     parse_commands,
     parse_detailed,
+    parse_regular,
     parse_timing,
     row_timing,
     screen_change,
@@ -137,6 +138,29 @@ def test_the_detailed_tier_gives_timing_and_still_reads_as_the_same_change(tmp_p
     assert parse_detailed(caption) == screen_change(ctx.first_text, ctx.last_text)
     # `ls` is typed at 0.3-0.4 s (frames 5-6 settle), its output printed at 0.5 s (frame 8)
     assert ctx.timing[0] == RowTiming(0, 0, 5, 6) and any(t.start == t.end == 8 for t in ctx.timing)
+
+
+def test_a_regular_caption_read_against_the_first_screen_places_its_literal_lines(tmp_path):
+    clip = next(iter_clips(_authored_cast(tmp_path / "a.cast")))
+    ctx = context_for(clip)
+    caps = TemplateCaptioner().caption(ctx)
+    placed = parse_regular(caps["regular"], ctx.first_text)
+    last = ctx.last_text.split("\n")
+    # the first command typed at the prompt, the last new line `hi` three rows below it
+    assert placed == {0: "$ ls", 3: "hi"}
+    assert all(last[row].rstrip() == line for row, line in placed.items())
+    # the other tiers place nothing: their own layout (detailed) or none (semantic)
+    assert parse_regular(caps["detailed"], ctx.first_text) == {} == parse_regular(caps["semantic"], ctx.first_text)
+
+
+def test_regular_hints_complete_a_half_typed_command_and_refuse_to_guess_a_scroll():
+    caption = "The user runs `echo hi`. The terminal shows output: 3 new lines, the last reading `$`."
+    assert parse_regular(caption, "old\n$ ec\n\n\n") == {1: "$ echo hi", 3: "$"}
+    # a row that is neither a prompt nor the command's start: only the last line
+    assert parse_regular(caption, "old\nhalf written\n\n\n") == {3: "$"}
+    # three new lines from the last of 3 rows would scroll the screen by an amount never said
+    assert parse_regular(caption, "a\nb\n$ ") == {}
+    assert parse_regular("A full-screen program fills the terminal.", "$ ") == {}
 
 
 class ShoutingCaptioner:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner
+from neuralcomputer.data.terminal.captions import CaptionContext, TemplateCaptioner, new_screen_lines
 from neuralcomputer.data.terminal.emulator import Terminal
 from neuralcomputer.data.terminal.render import FrameRenderer
 from neuralcomputer.errors import NCError
@@ -95,6 +95,25 @@ def test_an_untrained_model_copies_what_it_is_given():
     assert np.array_equal(final, again)  # argmax decoding: the same inputs give the same screen
     without, _ = sample_grid(net, codec, codec.encode(first_frame), "The user types `echo hi`.", steps=1)
     assert np.array_equal(without, codec.encode(first_frame))  # nothing placed: copy the first frame
+
+
+def test_an_untrained_model_draws_a_regular_captions_hints_where_they_likely_stand():
+    """Regular captions name the command and the last new line, never where: read against the first
+    screen's prompt (``parse_regular``), the copy prior draws both in their rows; without hints nothing."""
+    torch.manual_seed(0)
+    codec = TileCodec.rendered()
+    first_frame, first_text = _screen("$ ", rows=4)
+    last_frame, last_text = _screen("$ echo hi\r\nhi\r\n$ ", rows=4)
+    ctx = CaptionContext(commands=["echo hi"], intents=[], task="", first_text=first_text, last_text=last_text,
+                         new_lines=new_screen_lines(first_text, last_text), full_screen=False)
+    caption = TemplateCaptioner().regular(ctx)
+    assert caption == "The user runs `echo hi`. The terminal shows output: 2 new lines, the last reading `hi`."
+    codec.extend([first_frame], [first_text])  # the cursor's tile, known as a trained codec knows it
+    net = CellGenNet(len(codec), 8, dim=32, layers=1, heads=2)
+    first = codec.encode(first_frame)
+    final, _ = sample_grid(net, codec, first, caption, steps=1, regular_hints=True)
+    assert codec.text(final).split("\n")[:3] == [f"{s:<20}" for s in ("$ echo hi", "hi", "")]
+    assert np.array_equal(sample_grid(net, codec, first, caption, steps=1)[0], first)
 
 
 def test_a_timed_caption_bounds_each_rows_switch_frames():

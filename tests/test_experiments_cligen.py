@@ -130,6 +130,11 @@ def test_quick_levers_train_each_variant_and_pair_it_with_cellgen(quick_out):
     assert full["changed_char_acc"]["mean"] == 1.0 and full.get("psnr_minus_cellgen") is None
     bytes_only = rows["no caption layout (caption bytes only)"]["seeds"]["0"]
     assert bytes_only["changed_char_acc_minus_cellgen"]["mean"] < 0  # the layout is what places it
+    # validation during training samples whole clips and scores them as the steps table reads them
+    log = (quick_out / "levers" / "seed-0" / "runs" / "cellgen" / "metrics.jsonl").read_text().splitlines()
+    val = [json.loads(line) for line in log if "val/psnr" in line]
+    assert val and all(10 < r["val/psnr"] < 100 and 0 < r["val/ssim"] <= 1 for r in val)
+    assert all(0 <= r["val/line_acc"] <= r["val/char_acc"] <= 1 and r["val/changed_char_acc"] == 1.0 for r in val)
 
 
 @pytest.mark.slow
@@ -159,6 +164,7 @@ def test_tier_captions_pairs_one_model_over_the_three_tiers(quick_out):
     torch.manual_seed(0)
     m = preset_config("cligen-cells")["model"]
     m["net"] |= {"dim": 32, "layers": 1, "heads": 2}
+    m["regular_hints"] = False  # the regular tier's layout is tested on its own (tests/test_cellgen.py)
     codec = TileCodec.rendered()
     model = CellPipeline(CellGenNet(len(codec), m["num_frames"], **m["net"]), codec, m).save(quick_out / "untrained")
     out = quick_out / "tier-captions"

@@ -180,9 +180,10 @@ def tiers_table(data: Path, out: Path, *, steps: int, overrides: list[str], pres
                           progress)
     for tier, run in runs.items():
         eval_tier = "detailed" if tier == "mixed" else tier
-        report = _finished_report(out / "eval" / tier, run, eval_clips)
+        computer = NeuralComputer.load(run)
+        report = _finished_report(out / "eval" / tier, computer, eval_clips, eval_tier, seed)
         if report is None:
-            report = evaluate_models([(tier, NeuralComputer.load(run))], data, out / "eval" / tier,
+            report = evaluate_models([(tier, computer)], data, out / "eval" / tier,
                                      options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
                                      tier=eval_tier, seed=seed, progress=progress)
         per = report["per_clip"]
@@ -223,9 +224,10 @@ def caption_tiers_table(models: dict[str, Path], data: Path, out: Path, *, eval_
         per_tier: dict[str, dict[str, dict[str, float]]] = {}
         for tier in reversed(CAPTION_TIERS):  # detailed first: the headline figure soonest
             folder = out / "eval" / name / tier
-            report = _finished_report(folder, path, eval_clips)
+            computer = NeuralComputer.load(path)
+            report = _finished_report(folder, computer, eval_clips, tier)
             if report is None:
-                report = evaluate_models([(tier, NeuralComputer.load(path))], data, folder,
+                report = evaluate_models([(tier, computer)], data, folder,
                                          options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
                                          tier=tier, seed=0, progress=progress)
             per_tier[tier] = _clip_scores(report)
@@ -269,14 +271,17 @@ def caption_tiers_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _finished_report(folder: Path, run: Path, clips: int | None) -> dict | None:
-    """The report an earlier scoring of this finished run left (scoring is minutes per model), or None.
+def _finished_report(folder: Path, model: Any, clips: int | None, tier: str, seed: int = 0) -> dict | None:
+    """The report an earlier scoring of ``model`` left in ``folder`` (scoring is minutes per model), or None.
 
-    Taken only when it is newer than the run's end and scored the same clips (``clips``: None = all)."""
-    from neuralcomputer.train.loop import DONE
+    Taken only when its clips were made by this model with these settings (the generation stamp: weights,
+    config, split, tier, seed) and it scored the same clips (``clips``: None = all)."""
+    from neuralcomputer.eval.run import STAMP, generator_stamp
 
-    path = folder / "report.json"
-    if not path.is_file() or path.stat().st_mtime < (run / DONE).stat().st_mtime:
+    path, stamp = folder / "report.json", folder / "generated" / STAMP
+    if not path.is_file() or not stamp.is_file():
+        return None
+    if stamp.read_text() != generator_stamp(model, split="test", tier=tier, seed=seed):
         return None
     report = json.loads(path.read_text())
     generated = len(list((folder / "generated").glob("*.npz")))
@@ -354,11 +359,11 @@ def levers_table(data: Path, out: Path, *, steps: int, seeds: tuple[int, ...], o
         variants += [(name, runs["cellgen"], change) for name, change in SAMPLING_LEVERS.items()]
         for i, (name, run, change) in enumerate(variants):
             target = folder / "eval" / f"v{i}"
-            report = _finished_report(target, run, eval_clips)
+            computer = NeuralComputer.load(run)
+            computer.backend.config.update(change)  # a sampling setting of the same weights
+            computer.backend.steps = int(computer.backend.config["sample_steps"])
+            report = _finished_report(target, computer, eval_clips, "detailed")
             if report is None:
-                computer = NeuralComputer.load(run)
-                computer.backend.config.update(change)  # a sampling setting of the same weights
-                computer.backend.steps = int(computer.backend.config["sample_steps"])
                 report = evaluate_models([(name, computer)], data, target,
                                          options=EvalOptions(tesseract=False, limit=eval_clips), split="test",
                                          tier="detailed", seed=0, progress=progress)
@@ -432,7 +437,10 @@ def steps_markdown(result: dict) -> str:
     paper = result["paper"]
     lines = [f"# Training-step curves (CLIGen): {result['preset']}, {len(result['seeds'])} seeds x {result['steps']} steps",
              "", _quick_banner(result) + f"Data: `{result['data']}`; validation clips scored during training (EMA "
-             "weights). Mean +- sample SD over seeds [min, max]. Paper: PSNR/SSIM plateau near "
+             "weights)" + (": CellGen's clips in cells, against the true clip through the same exact codec (char and "
+             "exact-line accuracy: the cells and rows of 5 frames that read right, no OCR)"
+             if result["preset"] == "cligen-cells" else "") + ". Mean +- sample SD over seeds [min, max]. "
+             "Paper: PSNR/SSIM plateau near "
              f"{paper['plateau_step']:,} steps while char accuracy rises {paper['char_acc'][0]} -> "
              f"{paper['char_acc'][1]} and exact-line accuracy {paper['line_acc'][0]} -> {paper['line_acc'][1]} over "
              f"{paper['steps']:,} steps.", "",

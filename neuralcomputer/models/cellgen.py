@@ -34,32 +34,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralcomputer.data.terminal.captions import RowTiming, ScreenChange, parse_detailed, settle_frames
+from neuralcomputer.data.terminal.captions import (
+    RowTiming,
+    ScreenChange,
+    parse_detailed,
+    parse_regular,
+    settle_frames,
+)
 from neuralcomputer.errors import NCError
 
 NO_CHAR = -1  # a cell the caption says nothing of
 PAD = -2  # a cell of a quoted row past the line's end (blank, unless the cursor stands there)
 
 
-def layout_inputs(first: np.ndarray, caption: str, char_tile) -> tuple[np.ndarray, np.ndarray]:
+def layout_inputs(first: np.ndarray, caption: str, char_tile, first_text: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(R, C)`` first-frame tile ids -> (the first frame scrolled as the caption says ``(R, C)``, the
     caption's characters as default-style tile ids where it places them ``(R, C)``: ``PAD`` past the end
-    of a quoted line (the row is replaced; the captioner strips trailing spaces), ``NO_CHAR`` elsewhere)."""
-    return layout_change(first, parse_detailed(caption), char_tile)
+    of a quoted line (the row is replaced; the captioner strips trailing spaces), ``NO_CHAR`` elsewhere).
+
+    ``first_text``: the first frame's text (``TileCodec.text``); given, a regular caption's commands and
+    last line are laid out where they most likely stand (:func:`~neuralcomputer.data.terminal.captions.
+    parse_regular`, a hint the network learns how far to trust)."""
+    hints = parse_regular(caption, first_text) if first_text is not None else None
+    return layout_change(first, parse_detailed(caption), char_tile, hints)
 
 
-def layout_change(first: np.ndarray, layout: ScreenChange, char_tile) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`layout_inputs` from an already parsed caption (``parse_detailed``), for a caller that needs
-    the parse for more than the layout (sampling's text constraint)."""
+def layout_change(first: np.ndarray, layout: ScreenChange, char_tile, hints: dict[int, str] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`layout_inputs` from an already parsed caption (``parse_detailed``, and ``parse_regular``'s
+    ``{row: line}`` hints), for a caller that needs the parse for more than the layout (sampling's text
+    constraint). A quoted row wins over a hinted one."""
     rows, cols = first.shape
     k = min(layout.scroll, rows)
     shifted = np.zeros_like(first)
     shifted[: rows - k] = first[k:]
     canvas = np.full_like(first, NO_CHAR)
-    for i, line in enumerate(layout.lines):
-        r = layout.row + i
+    placed = {**(hints or {}), **{layout.row + i: line for i, line in enumerate(layout.lines)}}
+    for r, line in placed.items():
         if r >= rows:
-            break
+            continue
         canvas[r] = PAD
         for c, ch in enumerate(line[:cols]):
             canvas[r, c] = char_tile(ch)

@@ -28,6 +28,7 @@ from neuralcomputer.data.terminal.captions import (
     detailed_scope,
     parse_commands,
     parse_detailed,
+    parse_regular,
     parse_timing,
     strip_timing,
 )
@@ -194,8 +195,8 @@ def typed_rows(first: np.ndarray, final: np.ndarray, switch: np.ndarray, timing:
 
 @torch.no_grad()
 def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: str, steps: int = 1,
-                layout: bool = True, constrain: bool = True, fps: float | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+                layout: bool = True, constrain: bool = True, fps: float | None = None,
+                regular_hints: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(R, C)`` first-frame ids + caption -> ``(R, C)`` last-screen ids and ``(R, C)`` switch frames.
 
     ``constrain``: each cell chooses among the tiles that draw the character the caption fixes there
@@ -204,7 +205,8 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     ``fps``: the clip's frame rate, to read the caption's timing sentence (``Timing: line 3 from 0.40 s
     to 1.13 s``): each changed cell of a timed row switches within its row's interval (the median of the
     network's switch distribution over those frames); a network trained with ``timing_input`` also reads
-    the windows. None: the network's timing alone."""
+    the windows. None: the network's timing alone. ``regular_hints``: a regular caption's commands and
+    last line laid out where they most likely stand (a hint, never constrained)."""
     check_grid(*first.shape, net)
     data = caption.encode()
     if len(data) > net.max_text:
@@ -212,7 +214,8 @@ def sample_grid(net: CellGenNet, codec: TileCodec, first: np.ndarray, caption: s
     mask = None
     if layout:
         change = parse_detailed(caption)  # once: the layout and the text constraint both read it
-        shifted, canvas = layout_change(first, change, codec.char_tile)
+        hints = parse_regular(caption, codec.text(first)) if regular_hints else None
+        shifted, canvas = layout_change(first, change, codec.char_tile, hints)
         # the constraint places the caption's text: part of the layout (off with it in the ablation)
         if constrain:
             table = _tile_chars(codec)
@@ -328,15 +331,23 @@ class CellPipeline:
     def generate(self, first_frame: np.ndarray, caption: str, num_frames: int, seed: int) -> np.ndarray:
         """``(H, W, 3)`` uint8 first frame + caption -> ``(num_frames, H, W, 3)`` uint8; frame 0 is the given one."""
         self.check_frame(first_frame)
+        with deterministic_algorithms(self.deterministic):
+            grids = self.grids(self.codec.encode(first_frame), caption, num_frames)
+        frames = self.codec.decode(grids)
+        frames[0] = first_frame
+        return frames
+
+    def grids(self, first: np.ndarray, caption: str, num_frames: int) -> np.ndarray:
+        """``(R, C)`` first-frame tile ids + caption -> ``(num_frames, R, C)`` the clip's tile ids (what
+        :meth:`generate` decodes; training's validation scores it without the pixels' round trip)."""
         timing = bool(self.config.get("timing", True))
         if not timing:  # a model that does not read timing sees the caption as if it had none
             caption = strip_timing(caption)
-        with deterministic_algorithms(self.deterministic):
-            first = self.codec.encode(first_frame)
-            final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
-                                        layout=bool(self.config.get("layout", True)),
-                                        constrain=bool(self.config.get("constrain", True)),
-                                        fps=self.fps if timing else None)
+        final, switch = sample_grid(self.net, self.codec, first, caption, self.steps,
+                                    layout=bool(self.config.get("layout", True)),
+                                    constrain=bool(self.config.get("constrain", True)),
+                                    regular_hints=bool(self.config.get("regular_hints", False)),
+                                    fps=self.fps if timing else None)
         # the clip asked for ends with the screen the caption describes: a shorter one (a session that
         # ended) reaches it by its last frame; frames past the clip the model knows keep it
         if self.config.get("coherent_switch", True):
@@ -344,7 +355,4 @@ class CellPipeline:
         if timing and self.config.get("typing", True):
             switch = typed_rows(first, final, switch, parse_timing(caption, self.fps), parse_detailed(caption),
                                 parse_commands(caption), _number(self.config.get("key_frames")))
-        grids = compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)
-        frames = self.codec.decode(grids)
-        frames[0] = first_frame
-        return frames
+        return compose_frames(first, final, np.minimum(switch, num_frames - 1), num_frames)

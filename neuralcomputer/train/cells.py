@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,19 +159,23 @@ def typing_rate(clips: CellClips, fps: float) -> float | None:
 
 
 def make_batch(clips: CellClips, indices: np.ndarray, tiers: list[str], codec: TileCodec, max_text: int,
-               gen: torch.Generator, fps: float = 15.0, timing_dropout: float = 0.0) -> dict[str, torch.Tensor]:
+               gen: torch.Generator, fps: float = 15.0, timing_dropout: float = 0.0,
+               regular_hints: bool = False) -> dict[str, torch.Tensor]:
     """One training batch: model inputs for the clips at ``indices`` with the given caption tiers, a random
     share of each target hidden (masked diffusion: the share is ``masked_schedule(U(0, 1))``).
 
     ``timing_dropout``: the share of captions whose timing sentence is removed (bytes and row windows), so
-    the model also draws from captions that do not say when (hybrid mode, a user's own caption)."""
+    the model also draws from captions that do not say when (hybrid mode, a user's own caption).
+    ``regular_hints``: regular captions' commands and last line laid out where they most likely stand
+    (:func:`~neuralcomputer.models.cellgen.layout_inputs`)."""
     shifted, canvas, texts, windows = [], [], [], []
     drop = (torch.rand(len(indices), generator=gen) < timing_dropout).tolist()
     for i, tier, no_timing in zip(indices.tolist(), tiers, drop, strict=True):
         caption = clips.captions[i][tier]
         if no_timing:
             caption = strip_timing(caption)
-        s, c = layout_inputs(clips.first[i], caption, codec.char_tile)
+        s, c = layout_inputs(clips.first[i], caption, codec.char_tile,
+                             codec.text(clips.first[i]) if regular_hints else None)
         shifted.append(s)
         canvas.append(c)
         texts.append(caption.encode()[:max_text])
@@ -246,7 +251,8 @@ class CellGenTask:
         tiers = [self.tiers[int(k)] for k in torch.randint(len(self.tiers), (batch_size,), generator=gen)]
         m = self.config["model"]
         batch = make_batch(self.clips, idx, tiers, self.codec, self.module.max_text, gen, fps=float(m["fps"]),
-                           timing_dropout=float(m.get("timing_dropout", 0.0)))
+                           timing_dropout=float(m.get("timing_dropout", 0.0)),
+                           regular_hints=bool(m.get("regular_hints", False)))
         if not self.config["model"]["layout"]:  # ablation: the caption's bytes alone
             batch["shifted"] = batch["first"]
             batch["canvas"] = torch.full_like(batch["canvas"], NO_CHAR)
@@ -259,27 +265,45 @@ class CellGenTask:
 
     @torch.no_grad()
     def validate(self, module: nn.Module, step: int) -> dict[str, float]:
-        """Last-screen accuracy on the val clips' detailed captions: all cells, the cells that change."""
-        from neuralcomputer.pipelines.cells import sample_grid
+        """The val clips' detailed captions, sampled as the model directory will sample them (timing,
+        typing and all) and scored against the true clip in cells: PSNR and SSIM of the decoded frames,
+        the share of cells and of whole rows that read right, and of the last screen's changed cells.
+
+        The true clip is the encoded one (each cell's first value, then its last from its switch frame),
+        decoded by the same exact codec. PSNR over every frame; SSIM and the text scores over 5 frames
+        spread past the first (as ``ncomp eval`` reads text), so the steps table follows the eval's
+        metrics without a Tesseract pass."""
+        from neuralcomputer.eval.image_metrics import psnr, ssim_per_frame
+        from neuralcomputer.models.cellgen import compose_frames
+        from neuralcomputer.pipelines.cells import CellPipeline
 
         if self.val is None:
             return {}
-        module.eval()
+        pipe = CellPipeline(module, self.codec, self.config["model"])  # puts the module in eval mode
         chars = np.array([c or " " for c in self.codec.chars])
-        ok = changed = changed_ok = cells = 0
+        frames_n = self.val.num_frames
+        picked = np.linspace(0, frames_n - 1, 6).round().astype(int)[1:]
+        psnrs, ssims, rows_ok, rows, cells_ok, cells, changed_ok, changed = [], [], 0, 0, 0, 0, 0, 0
         for i in range(min(len(self.val.ids), self.config["train"]["val_clips"])):
             first = self.val.first[i].astype(np.int64)
-            caption = self.val.captions[i]["detailed"]
-            final, _ = sample_grid(module, self.codec, first, caption, self.config["model"]["sample_steps"],
-                                   layout=self.config["model"]["layout"], fps=float(self.config["model"]["fps"]))
-            pred, true = chars[final], chars[self.val.final[i]]
-            moved = true != chars[first]
-            ok += int((pred == true).sum())
-            cells += true.size
+            pred = pipe.grids(first, self.val.captions[i]["detailed"], frames_n)                  # (T, R, C)
+            true = compose_frames(first, self.val.final[i], self.val.switch[i], frames_n)
+            pred_frames, true_frames = self.codec.decode(pred), self.codec.decode(true)   # (T, H, W, 3)
+            psnrs.append(psnr(pred_frames, true_frames))
+            ssims.extend(ssim_per_frame(pred_frames[picked], true_frames[picked]).tolist())
+            p, t = chars[pred[picked]], chars[true[picked]]                                      # (5, R, C)
+            cells_ok += int((p == t).sum())
+            cells += t.size
+            rows_ok += int((p == t).all(-1).sum())
+            rows += t.shape[0] * t.shape[1]
+            moved = chars[true[-1]] != chars[first]
             changed += int(moved.sum())
-            changed_ok += int((pred[moved] == true[moved]).sum())
+            changed_ok += int((chars[pred[-1]][moved] == chars[true[-1]][moved]).sum())
         module.train()
-        return {"char_acc": ok / max(cells, 1), "changed_char_acc": changed_ok / max(changed, 1)}
+        finite = [v for v in psnrs if math.isfinite(v)]  # an exact clip is left out, as `ncomp eval` does
+        return {"psnr": float(np.mean(finite)) if finite else math.inf, "ssim": float(np.mean(ssims)),
+                "char_acc": cells_ok / max(cells, 1), "line_acc": rows_ok / max(rows, 1),
+                "changed_char_acc": changed_ok / max(changed, 1)}
 
     def export(self, module: nn.Module, path: Path) -> None:
         from neuralcomputer.pipelines.cells import CellPipeline

@@ -270,6 +270,51 @@ def detailed_scope(caption: str) -> str:
 _SAME = re.compile(r"The screen stays the same, ending with `[^\n]*`\.\Z")
 
 
+_RUNS = re.compile(r"\AThe user runs (.*?)\.(?: The terminal shows | A full-screen program |\Z)", re.S)
+_NEW_LINES = re.compile(r"The terminal shows (?:output|an error): (\d+) new lines?, the last reading `([^\n]*)`\.\Z")
+_PROMPT_END = re.compile(r"[#$>%:]\Z")
+
+
+def parse_regular(caption: str, first_text: str) -> dict[int, str]:
+    """Where a regular caption's literal text most likely stands on the last screen, given the first
+    screen's text (:meth:`TemplateCaptioner.regular`'s wording): ``{row: line}``, 0-based rows.
+
+    A regular caption says which commands run and how many new lines appear, the last one quoted; it
+    never says where. Read against the first screen: the first command is typed at the prompt on the
+    last non-blank row (completing what is already typed there) and the new lines follow it row by row,
+    so the last new line stands ``N - 1`` rows below the prompt. A guess: on the clean data 86% of the
+    lines it places are exact (misses: the commands of a step that began before the clip, a ``clear``,
+    blank output lines), so a model reads it as a hint, never as a constraint. Nothing when the new
+    lines would run past the last row (how far the screen scrolls is a worse guess: right in 54 of 245
+    such clean clips), for a full-screen program, a cut last line (80 characters), or a prompt row that
+    reads as neither a prompt nor the command's start."""
+    if "A full-screen program fills the terminal." in caption:
+        return {}
+    rows = first_text.split("\n")
+    filled = [r for r, line in enumerate(rows) if line.strip()]
+    if not filled:
+        return {}
+    prompt_row = filled[-1]
+    found = _NEW_LINES.search(caption)
+    new, last = (int(found.group(1)), found.group(2)) if found else (0, "")
+    if prompt_row + new > len(rows):  # the screen scrolls, by an amount the caption does not say
+        return {}
+    out: dict[int, str] = {}
+    runs = _RUNS.search(caption)
+    commands = re.findall(r"`([^`]*)`", runs.group(1)) if runs else []
+    if commands:
+        typed, command = rows[prompt_row].rstrip(), commands[0]
+        # the longest end of the prompt row that starts the command (a clip can begin mid-typing)
+        overlap = next((k for k in range(min(len(typed), len(command)), 0, -1) if typed.endswith(command[:k])), 0)
+        if overlap:
+            out[prompt_row] = typed[: len(typed) - overlap] + command
+        elif _PROMPT_END.search(typed):
+            out[prompt_row] = typed + " " + command
+    if new and last and len(last) < 80:  # the captioner cuts the quote at 80 characters
+        out[prompt_row + new - 1] = last  # the line the screen ends with wins over the guess
+    return out
+
+
 def context_for(clip: Clip, task: str = "", generator: str = "", fps: float = 15.0) -> CaptionContext:
     """Gather the caption context of a clip (commands, intents, first/last screen text, when rows change;
     ``fps``: the clip's frame rate)."""
