@@ -83,6 +83,16 @@ def test_cligen_tiny_meets_its_card_on_fresh_sessions(tmp_path):
 
 
 @pytest.mark.slow
+def test_cligen_cells_meets_its_card_on_fresh_sessions(tmp_path):
+    """The default terminal model (CellGen) on the check set's fresh sessions, as the card promises."""
+    if shutil.which("bash") is None:
+        pytest.skip("recording the check sessions needs bash")
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "cligen-cells"), "--work", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(" ok") == 3
+
+
+@pytest.mark.slow
 def test_guiworld_tiny_meets_its_card_on_fresh_desktop_episodes(tmp_path):
     if not all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon")):
         pytest.skip("the check episodes are collected on a real Xvfb + XFCE desktop")
