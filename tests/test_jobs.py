@@ -36,6 +36,28 @@ def _owner(path: Path) -> subprocess.Popen:
     return proc
 
 
+def test_a_long_tmpdir_still_gets_a_worker_pool(tmp_path: Path, monkeypatch) -> None:
+    """A forkserver listens on a socket under TMPDIR, and socket paths hold 107 bytes: under a long
+    TMPDIR (pytest-xdist's per-worker folders made every pooled job fail with "AF_UNIX path too long")
+    the pool starts its workers by spawning instead, and a real two-worker recording succeeds."""
+    import tempfile
+
+    from neuralcomputer.data.jobs import pool_context
+
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert pool_context().get_start_method() == "spawn"
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert pool_context().get_start_method() in ("forkserver", "spawn")  # forkserver where the OS has it
+    out = tmp_path / "casts"
+    result = subprocess.run([sys.executable, "-m", "neuralcomputer.cli", "data", "record", "--generator", "basic",
+                             "--count", "2", "--seed", "0", "--out", str(out), "--workers", "2"],
+                            env={**os.environ, "TMPDIR": str(deep)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(out.glob("*.cast"))) == 2 and not any(deep.iterdir())  # nothing left in TMPDIR
+
+
 def test_reclaim_removes_only_folders_of_dead_owners(tmp_path: Path) -> None:
     live, dead = _owner(tmp_path / "nc-live"), _owner(tmp_path / "nc-dead")
     try:

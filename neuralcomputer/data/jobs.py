@@ -239,6 +239,25 @@ def own_pool_tempdir() -> None:
         _pool_dir_owner = claim_dir(multiprocessing.util.get_temp_dir())
 
 
+# Linux's AF_UNIX socket paths hold at most 107 bytes. A forkserver listens on
+# TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX: 32 bytes past the temp folder's own path.
+_UNIX_PATH_MAX = 107
+_FORKSERVER_SOCKET_TAIL = 32
+
+
+def pool_context() -> Any:
+    """The ``multiprocessing`` context for a job's worker pool: ``forkserver`` (workers start from a
+    small clean process, not a copy of this one) where the platform has it and its socket's path fits
+    under the temp folder, else ``spawn``. A long TMPDIR (a test runner's per-worker folders, a deep
+    home directory) would otherwise fail every pool with ``OSError: AF_UNIX path too long``."""
+    import multiprocessing
+    import tempfile
+
+    fits = len(os.fsencode(tempfile.gettempdir())) + _FORKSERVER_SOCKET_TAIL <= _UNIX_PATH_MAX
+    forkserver = "forkserver" in multiprocessing.get_all_start_methods() and fits
+    return multiprocessing.get_context("forkserver" if forkserver else "spawn")
+
+
 def pool_options() -> dict[str, Any]:
     """Keyword arguments for a worker pool of this job (``ProcessPoolExecutor`` or ``Pool``): workers
     that leave when the job is gone (:func:`worker_init`); also claims the pool's temp folder."""

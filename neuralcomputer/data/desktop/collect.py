@@ -26,7 +26,6 @@ mostly static desktop dedups well, a busy one does not: ~35 MB/s of recording in
 from __future__ import annotations
 
 import math
-import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ from neuralcomputer.data.desktop.policies import (
     pointer_speed,
 )
 from neuralcomputer.data.desktop.xsession import Desktop, DesktopError, bgra_to_rgb
-from neuralcomputer.data.jobs import interruptible, pool_options, run_task, stop_workers
+from neuralcomputer.data.jobs import interruptible, pool_context, pool_options, run_task, stop_workers
 from neuralcomputer.errors import NCError
 
 ATTEMPTS = 3
@@ -424,8 +423,7 @@ def collect_desktop(policy: str, episodes: int, seconds: float, out: str | Path,
                 for job in jobs:
                     take(_job(job))
             else:
-                context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                                      else "spawn")
+                context = pool_context()
                 # Each worker leaves, desktop torn down, when this process is gone, even after SIGKILL.
                 pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, **pool_options())
                 try:

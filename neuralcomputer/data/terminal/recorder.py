@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import hashlib
 import math
-import multiprocessing
 import os
 import pwd
 import random
@@ -48,6 +47,7 @@ import psutil
 from neuralcomputer.data.jobs import (
     claim_dir,
     interruptible,
+    pool_context,
     pool_options,
     reclaim_dead,
     release_dir,
@@ -620,8 +620,7 @@ def _remove_stale_temps(out: Path, names: set[str]) -> None:
 
 
 def _record_in_pool(jobs: list[tuple], workers: int, collect: Callable[[tuple[str, str, float, int]], None]) -> None:
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    context = pool_context()
     # an executor, not multiprocessing.Pool: if a worker dies (OOM killer), Pool waits forever for
     # its task, while the executor fails the pending futures. Each worker leaves (shell killed, folder
     # removed) when this process is gone, even after SIGKILL.
