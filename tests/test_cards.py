@@ -74,20 +74,13 @@ def test_a_retrained_model_is_held_to_the_shipped_card(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_cligen_tiny_meets_its_card_on_fresh_sessions(tmp_path):
+@pytest.mark.parametrize("name", ["cligen-cells", "cligen-tiny"])
+def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path):
+    """Each bundled terminal model (CellGen, the default, and the Wan preset) on the check set's fresh
+    sessions, as its card promises."""
     if shutil.which("bash") is None:
         pytest.skip("recording the check sessions needs bash")
-    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "cligen-tiny"), "--work", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert result.output.count(" ok") == 3
-
-
-@pytest.mark.slow
-def test_cligen_cells_meets_its_card_on_fresh_sessions(tmp_path):
-    """The default terminal model (CellGen) on the check set's fresh sessions, as the card promises."""
-    if shutil.which("bash") is None:
-        pytest.skip("recording the check sessions needs bash")
-    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "cligen-cells"), "--work", str(tmp_path)])
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / name), "--work", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output.count(" ok") == 3
 
