@@ -219,6 +219,11 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
         "gate_bias": -6.0,  # initial gate logit: the untrained model copies the previous framebuffer
         "changed_boost": 8.0,  # frames whose framebuffer changes are drawn this much more often
         "gate_threshold": 0.0,  # sampling: a pixel changes where its gate logit exceeds this
+        # the transition memory (models/deskmemory.py), stored beside the weights at export: "alone"
+        # replays the nearest training transition's change and copies the rest (the network is not run);
+        # "over-network" pastes it over the network's frame; "off" is the network alone. The key's
+        # weights are deskmemory.DEFAULTS unless given here
+        "recall": {"mode": "alone"},
     },
     "train": {"steps": 3000, "batch_size": 8, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995,
               "weight_decay": 0.0, "save_every": 250, "val_every": 250, "val_clips": 2, "val_frames": 32,

@@ -590,11 +590,25 @@ def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed:
 @main.command()
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Run folder or checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def export(model: Path, out: Path) -> None:
-    """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors."""
+@click.option("--memory-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="DeskDelta only: (re)build the transition memory from this desktop dataset's train split.")
+def export(model: Path, out: Path, memory_data: Path | None) -> None:
+    """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors
+    (and a DeskDelta model's transition memory, memory.npz)."""
     from neuralcomputer.pipelines.cligen import export_model
 
     export_model(model, out)
+    if memory_data is not None:
+        from neuralcomputer.train.deskdelta import build_memory
+
+        try:
+            memory = build_memory(out, memory_data)
+        except BaseException:  # no half-made model directory
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        click.echo(f"transition memory: {len(memory)} transitions, {memory.changes} distinct changes", err=True)
     click.echo(f"exported to {out}", err=True)
 
 

@@ -12,7 +12,8 @@ On held-out episodes (cursor-free recordings, ``"cursor_at_read"``):
   15 later is closer (SSIM over the box that changed) to the true one than the frame before it is,
   that frame's cursor moved to where it is 15 frames later (so a drawn cursor earns nothing here).
 
-Intervals: 95% bootstrap over episodes (over actions for the action effect), 2,000 resamples.
+Intervals: 95% bootstrap over episodes (over actions for the action effect), 2,000 resamples. A PSNR
+of identical frames counts as 60 dB (``PSNR_CAP``) rather than being dropped from the mean.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from neuralcomputer.errors import NCError
 EFFECT_FRAMES = 15
 EFFECT_METAS = ("click", "key", "type")
 MIN_CHANGED_PX = 32  # a change smaller than this (a blinking caret) is not "the screen answered"
+PSNR_CAP = 60.0  # dB for identical 8-bit frames (VMAF caps its 8-bit PSNR at 60 dB too)
 
 
 def bootstrap(values: list[float], seed: int = 0, n: int = 2000) -> list[float] | None:
@@ -38,6 +40,12 @@ def bootstrap(values: list[float], seed: int = 0, n: int = 2000) -> list[float] 
         return None
     means = v[np.random.default_rng(seed).integers(len(v), size=(n, len(v)))].mean(1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def _capped(value: float | None) -> float | None:
+    """A PSNR with identical frames (``inf``) counted as :data:`PSNR_CAP` instead of dropped: an episode
+    predicted exactly must raise the mean, not leave it."""
+    return None if value is None else min(float(value), PSNR_CAP)
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -84,17 +92,17 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
         add("instrument_2px", cursor_hit_rate(shown, clip.pointer, clip.sprite, radii=(2,))[2])
         # one step, teacher-forced, over the long window
         forced, _ = roll.rollout(start[0], actions[:n], true_frames=start[:n])
-        add("onestep_psnr", psnr(forced[1:], shown[1:n]))
+        add("onestep_psnr", _capped(psnr(forced[1:], shown[1:n])))
         add("onestep_ssim", ssim(forced[1:], shown[1:n]))
-        add("copyprev_psnr", psnr(shown[: n - 1], shown[1:n]))
+        add("copyprev_psnr", _capped(psnr(shown[: n - 1], shown[1:n])))
         add("copyprev_ssim", ssim(shown[: n - 1], shown[1:n]))
-        add("onestep_changed_psnr", changed_psnr(forced[1:], shown[1:n], shown[: n - 1]))
-        add("copyprev_changed_psnr", changed_psnr(shown[: n - 1], shown[1:n], shown[: n - 1]))
+        add("onestep_changed_psnr", _capped(changed_psnr(forced[1:], shown[1:n], shown[: n - 1])))
+        add("copyprev_changed_psnr", _capped(changed_psnr(shown[: n - 1], shown[1:n], shown[: n - 1])))
         # the cursor compositor alone: the previous framebuffer with the arrow at the new pointer
         moved = np.stack([composite_cursor(fbs[t - 1], *clip.pointer[t], clip.sprite) for t in range(1, n)])
-        add("compositor_psnr", psnr(moved, shown[1:n]))
+        add("compositor_psnr", _capped(psnr(moved, shown[1:n])))
         add("compositor_ssim", ssim(moved, shown[1:n]))
-        add("compositor_changed_psnr", changed_psnr(moved, shown[1:n], shown[: n - 1]))
+        add("compositor_changed_psnr", _capped(changed_psnr(moved, shown[1:n], shown[: n - 1])))
         # free rollouts
         pred, _ = roll.rollout(start[0], actions[:n])
         for frames, name in ((short_frames, "31"), (long_frames, "150")):

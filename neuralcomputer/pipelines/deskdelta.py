@@ -7,7 +7,10 @@ each returned frame is that framebuffer with the arrow drawn at the step's point
 (:data:`~neuralcomputer.data.desktop.episode.READ_CURSOR_SCALE`, as the training data shows it).
 
 One network pass per frame and no noise: the rollout is deterministic by construction (``seed`` is
-accepted for the common API and ignored).
+accepted for the common API and ignored). A model directory with a ``memory.npz`` also recalls
+(:mod:`~neuralcomputer.models.deskmemory`): the config's ``recall.mode`` says whether the recalled
+change replaces the network (``alone``: the network is not run), is pasted over its frame
+(``over-network``) or is not used (``off``).
 """
 
 from __future__ import annotations
@@ -25,15 +28,20 @@ from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
+from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.cligen import resolve_model_dir
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout, RolloutTimings
+
+RECALL_MODES = ("alone", "over-network", "off")
+MEMORY_FILE = "memory.npz"
 
 
 class DeskDeltaRollout(GUIWorldRollout):
     """Generate desktop frames with a :class:`DeskDeltaModel` (see the module docstring)."""
 
     def __init__(self, model: DeskDeltaModel, device: torch.device | str = "cpu", deterministic: bool = True,
-                 gate_threshold: float | None = None, **_: object) -> None:
+                 gate_threshold: float | None = None, memory: TransitionMemory | None = None,
+                 recall: str | None = None, **_: object) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.steps = 1  # one pass per frame (the runtime's steps control has nothing to trade here)
@@ -44,11 +52,22 @@ class DeskDeltaRollout(GUIWorldRollout):
         self.sprite = cursor_sprite(READ_CURSOR_SCALE)
         self.gate_threshold = float(model.config.get("gate_threshold", 0.0) if gate_threshold is None
                                     else gate_threshold)
+        self.memory = memory
+        # a memory without a mode in the config was added by `ncomp export --memory-data`: use it alone
+        self.recall = (recall or model.config.get("recall", {}).get("mode", "alone")) if memory is not None else "off"
+        if self.recall not in RECALL_MODES:
+            raise NCError(f"recall mode {self.recall!r}: expected one of {', '.join(RECALL_MODES)}")
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> DeskDeltaRollout:
-        """From a run folder (its latest model), a checkpoint or an exported model directory."""
-        return cls(DeskDeltaModel.from_pretrained(resolve_model_dir(path)), **kwargs)
+        """From a run folder (its latest model), a checkpoint or an exported model directory (with its
+        transition memory when the directory has one)."""
+        model_dir = resolve_model_dir(path)
+        model = DeskDeltaModel.from_pretrained(model_dir)
+        memory = None
+        if (model_dir / MEMORY_FILE).is_file() and kwargs.get("recall") != "off":
+            memory = TransitionMemory.load(model_dir / MEMORY_FILE, model.config.get("recall", {}))
+        return cls(model, memory=memory, **kwargs)
 
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
         """``(T, H, W, 3)`` uint8 at model size -> framebuffers ``(T, 3, H, W)`` float in [0, 1]."""
@@ -75,15 +94,22 @@ class DeskDeltaRollout(GUIWorldRollout):
         """
         cfg = self.model.config
         t0 = time.perf_counter()
-        ctx = torch.stack([latents[i] for i in self.model.context_ids(target)])[None]  # (1, K, 3, H, W)
-        maps, vectors = action_inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
-                                      self.screen, self.model.grid)
-        t1 = time.perf_counter()
-        logits, colour = self.model(ctx, torch.from_numpy(maps).to(self.device), torch.from_numpy(vectors).to(self.device))
-        # back on the 8-bit grid at every step, as a real framebuffer: a sub-level colour change where the
-        # gate opened needlessly vanishes instead of adding up over a long rollout
-        fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True, threshold=self.gate_threshold)[0]
-        fb = (fb * 255).round() / 255
+        if self.recall == "alone":  # the network is not run: its inputs are not built either
+            t1 = time.perf_counter()
+            fb = self._recalled(latents[target - 1], actions, target)
+        else:
+            ctx = torch.stack([latents[i] for i in self.model.context_ids(target)])[None]  # (1, K, 3, H, W)
+            maps, vectors = action_inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
+                                          self.screen, self.model.grid)
+            t1 = time.perf_counter()
+            logits, colour = self.model(ctx, torch.from_numpy(maps).to(self.device),
+                                        torch.from_numpy(vectors).to(self.device))
+            # back on the 8-bit grid at every step, as a real framebuffer: a sub-level colour change where
+            # the gate opened needlessly vanishes instead of adding up over a long rollout
+            fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True, threshold=self.gate_threshold)[0]
+            fb = (fb * 255).round() / 255
+            if self.recall == "over-network":
+                fb = self._recalled(latents[target - 1], actions, target, over=fb)
         if keep:
             latents[target] = fb
         t2 = time.perf_counter()
@@ -92,6 +118,19 @@ class DeskDeltaRollout(GUIWorldRollout):
         if timings is not None:
             timings.record(t0, t1, t2, t3)
         return frame
+
+    def _recalled(self, previous: torch.Tensor, actions: Sequence[FrameActions], target: int,
+                  over: torch.Tensor | None = None) -> torch.Tensor:
+        """The framebuffer ``(3, H, W)`` the memory recalls for ``target``: its change pasted onto
+        ``over`` (default: a copy of ``previous``, the framebuffer before it)."""
+        to_u8 = lambda fb: (fb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
+        steps = step_window(list(actions[max(0, target - self.memory.history): target + 1]),
+                            min(target, self.memory.history), self.memory.history)
+        change, _ = self.memory.recall(to_u8(previous), steps, self.screen)
+        base = previous if over is None else over
+        if change is None:
+            return base
+        return torch.from_numpy(change.apply(to_u8(base))).to(self.device).float().div(255).permute(2, 0, 1)
 
     @torch.no_grad()
     def rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int = 0,

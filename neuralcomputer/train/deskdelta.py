@@ -31,8 +31,57 @@ from neuralcomputer.data.desktop.actions import read_actions
 from neuralcomputer.data.desktop.episode import read_desktop_clip
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
+from neuralcomputer.models.deskmemory import TransitionMemory
+from neuralcomputer.pipelines.deskdelta import MEMORY_FILE
 from neuralcomputer.train.common import cache_dir
 from neuralcomputer.train.data import check_dataset
+
+
+def read_episode(data: Path, record: dict, size: tuple[int, int], cache: Path) -> dict[str, Any]:
+    """An episode's distinct framebuffers ``(U, H, W, 3)`` uint8 at ``size`` (height, width), cached
+    in ``cache`` (decoding and resizing a 512x384 episode takes seconds), which one each frame shows
+    (``index``, ``(T,)``) and its ``actions`` (T records)."""
+    h, w = size
+    cached = cache / f"{h}x{w}" / f"{record['id']}-{record['unique_frames']}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            framebuffers, index = z["framebuffers"], z["index"]
+    else:
+        clip = read_desktop_clip(data / record["path"], size)
+        if clip.cursor_drawn:
+            raise NCError(f"{data}/{record['path']}: recorded with the cursor drawn in; DeskDelta needs "
+                          "cursor-free framebuffers (collect again with this version)")
+        framebuffers, index = clip.framebuffers, clip.index
+        buf = io.BytesIO()
+        np.savez(buf, framebuffers=framebuffers, index=index)  # uncompressed: loads at disk speed
+        atomic_write_bytes(cached, buf.getvalue())
+    actions = read_actions(data / record["actions"], float(record["fps"]))
+    if len(actions) != len(index):
+        raise NCError(f"{data}/{record['actions']}: {len(actions)} action records for {len(index)} frames")
+    return {"framebuffers": framebuffers, "index": index, "actions": actions}
+
+
+def build_memory(model_dir: Path, data: Path, split: str = "train", progress: bool = True) -> TransitionMemory:
+    """A transition memory of ``data``'s ``split`` episodes for the DeskDelta model in ``model_dir``
+    (at its frame size and recall settings), saved there as ``memory.npz``. More or other episodes
+    than the network was trained on are fine: recall reads no weights."""
+    from neuralcomputer.models.cligen import read_model_config
+
+    config = read_model_config(model_dir)
+    if config.get("kind") != "guiworld-delta":
+        raise NCError(f"{model_dir}: not a DeskDelta model (only guiworld-delta models recall)")
+    m = config["model"]
+    records = check_dataset(data, m, None, (), split=split)
+    if any("actions" not in r for r in records):
+        raise NCError(f"{data}: not a desktop dataset (records without actions)")
+    cache = cache_dir(data, model_dir, ".deskdelta-cache")
+    size = (m["height"], m["width"])
+    episodes = (read_episode(data, r, size, cache) for r in tqdm(records, desc="memory", unit="episode",
+                                                                   disable=not progress))
+    memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
+                                    tuple(m["screen"]), m.get("recall", {}))
+    memory.save(model_dir / MEMORY_FILE)
+    return memory
 
 
 class DeskDeltaTask:
@@ -61,28 +110,10 @@ class DeskDeltaTask:
             raise NCError(f"{self.data}: the episodes have no frame after their first")
         self.weights = torch.tensor(weights, dtype=torch.double)
         self._val: list[dict[str, Any]] | None = None  # the val episodes, read on first use
+        self._memory: TransitionMemory | None = None
 
     def _load(self, record: dict) -> dict[str, Any]:
-        """An episode's distinct framebuffers at the model's size (cached: decoding and resizing a
-        512x384 episode takes seconds), their per-frame index and the action records."""
-        h, w = self.size
-        cached = self.cache / f"{h}x{w}" / f"{record['id']}-{record['unique_frames']}.npz"
-        if cached.is_file():
-            with np.load(cached) as z:
-                framebuffers, index = z["framebuffers"], z["index"]
-        else:
-            clip = read_desktop_clip(self.data / record["path"], self.size)
-            if clip.cursor_drawn:
-                raise NCError(f"{self.data}/{record['path']}: recorded with the cursor drawn in; DeskDelta needs "
-                              "cursor-free framebuffers (collect again with this version)")
-            framebuffers, index = clip.framebuffers, clip.index
-            buf = io.BytesIO()
-            np.savez(buf, framebuffers=framebuffers, index=index)  # uncompressed: loads at disk speed
-            atomic_write_bytes(cached, buf.getvalue())
-        actions = read_actions(self.data / record["actions"], float(record["fps"]))
-        if len(actions) != len(index):
-            raise NCError(f"{self.data}/{record['actions']}: {len(actions)} action records for {len(index)} frames")
-        return {"framebuffers": framebuffers, "index": index, "actions": actions}
+        return read_episode(self.data, record, self.size, self.cache)
 
     def _example(self, e: int, t: int) -> tuple[np.ndarray, np.ndarray, list]:
         ep, m = self.episodes[e], self.config["model"]
@@ -159,5 +190,17 @@ class DeskDeltaTask:
         return {"val_changed_psnr": psnr(np.stack(preds), np.stack(trues)),
                 "val_copy_psnr": psnr(np.stack(copies), np.stack(trues))}
 
+    def transition_memory(self) -> TransitionMemory:
+        """The training episodes as a transition memory (built once: it does not depend on the weights)."""
+        if self._memory is None:
+            m = self.config["model"]
+            self._memory = TransitionMemory.build(
+                ((ep["framebuffers"], ep["index"], ep["actions"]) for ep in self.episodes), self.screen,
+                m.get("recall", {}))
+        return self._memory
+
     def export(self, module: nn.Module, path: Path) -> None:
+        """The weights and, unless ``recall.mode`` is ``off``, the transition memory beside them."""
         module.save_pretrained(path)
+        if self.config["model"].get("recall", {}).get("mode", "off") != "off":
+            self.transition_memory().save(path / MEMORY_FILE)

@@ -1,0 +1,273 @@
+"""A transition memory for DeskDelta: what the screen did next, recalled from the training episodes.
+
+A desktop is the same program every time: a click on the Applications button opens the same menu, a
+pointer over its third item highlights that item. DeskDelta's network has to *draw* such an answer
+from weights trained for minutes; the memory instead keeps every training transition and, at each
+step, finds the one whose situation is nearest to the present one and replays what it changed.
+It is a k-nearest-neighbour world model (a nonparametric learner: "training" is storing the
+transitions, its parameters are the keys and the changes).
+
+A transition (frame t-1 -> t) is keyed by
+
+* the framebuffer before it as a 12x16 thumbnail (RGB means over blocks: which menus and windows are
+  open; 576 numbers in [0, 1]), and
+* the input of the last ``history`` steps (:func:`input_features`): the pointer now and one step
+  before, the latest button or wheel event (where, how many steps ago, which button, down or up)
+  and the latest key press (how many steps ago, which key),
+
+each part scaled by a weight (``thumb_weight``, ``input_weights``), so that the squared distance
+trades "the screen looks the same" against "the same input at the same place and time". Its value
+is the change: the pixels that differ between the two framebuffers and their new colours, or
+nothing. The recalled change is pasted onto the present framebuffer; every other pixel is copied.
+Steps where nothing changes are kept too: they are what tells the memory that a pointer moving
+over the empty desktop changes nothing.
+
+Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
+transition its thumbnail, input features ``(N, F)`` float16 and change id (-1: none); the distinct
+changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
+the masked pixels, uint8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuralcomputer.data.dataset import atomic_write_bytes
+from neuralcomputer.data.desktop.actions import FrameActions, key_slot
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.deskdelta import step_window
+
+THUMB = (12, 16)  # thumbnail grid (rows, cols)
+GRID = (24, 32)   # pointer coordinates are given in cells of this grid (rows, cols) of the screen
+NO_EVENT_AGE = 20.0  # the "steps since" of an event that did not happen in the window
+KEY_DIMS = 3
+# input features: pointer now (x, y), pointer one step before (x, y), button event present, its
+# (x, y), age, button, down(1)/up(0); key age, key identity (KEY_DIMS)
+FEATURES = 4 + 6 + 1 + KEY_DIMS
+SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
+
+DEFAULTS: dict[str, Any] = {
+    "history": 8,
+    "thumb_weight": 20.0,
+    # pointer now/before, event present, event x/y, event age, button, down/up, key age, key identity
+    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 1.0, 1.0, 10.0, 3.0, 3.0, 10.0, 3.0, 3.0, 3.0],
+}
+
+
+def _key_code(key: str) -> np.ndarray:
+    """A fixed random direction per key slot (the same on every machine: seeded by the slot)."""
+    return np.random.default_rng(1000 + key_slot(key)).normal(size=KEY_DIMS).astype(np.float32)
+
+
+def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np.ndarray:
+    """``(FEATURES,)`` float32: the recent input as the memory compares it (see the module docstring).
+
+    ``steps`` are the step actions of the window, oldest first, the last one leading into the new
+    frame (:func:`~neuralcomputer.models.deskdelta.step_window`); ``screen`` is (width, height) of the
+    pointer's coordinates.
+    """
+    sw, sh = screen
+    scale = np.array([GRID[1] / sw, GRID[0] / sh], np.float32)
+    f = np.zeros(FEATURES, np.float32)
+    now = np.asarray(steps[-1].pointer, np.float32) * scale
+    before = np.asarray(steps[-2].pointer if len(steps) > 1 else steps[-1].pointer, np.float32) * scale
+    f[0:2], f[2:4] = now, before
+    button: tuple | None = None
+    key: tuple | None = None
+    for age, step in enumerate(reversed(steps)):
+        pointer = None  # where the pointer was when an event of this step was sent
+        for e in step.events:
+            kind = e["type"]
+            if kind == "move":
+                pointer = (e["x"], e["y"])
+            elif kind in ("down", "up", "scroll") and button is None:
+                where = pointer or step.pointer
+                button = (age, where, SCROLL_BUTTON if kind == "scroll" else e["button"], kind != "up")
+            elif kind == "key_down" and key is None:
+                key = (age, e["key"])
+    if button is not None:
+        f[4] = 1.0
+        f[5:7] = np.asarray(button[1], np.float32) * scale
+        f[7], f[8], f[9] = button[0], button[2], float(button[3])
+    else:
+        f[7] = NO_EVENT_AGE
+    if key is not None:
+        f[10], f[11:] = key[0], _key_code(key[1])
+    else:
+        f[10] = NO_EVENT_AGE
+    return f
+
+
+def thumbnail(framebuffer: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(12, 16, 3)`` uint8 block means (H and W divisible by the grid)."""
+    h, w = framebuffer.shape[:2]
+    gh, gw = THUMB
+    if h % gh or w % gw:
+        raise NCError(f"transition memory: frame size {w}x{h} is not divisible by its {gw}x{gh} thumbnail grid")
+    blocks = framebuffer.reshape(gh, h // gh, gw, w // gw, 3).astype(np.float32).mean((1, 3))
+    return blocks.round().astype(np.uint8)
+
+
+@dataclass
+class Change:
+    """A recalled change: the box ``(y0, y1, x0, x1)``, which of its pixels change ``(h, w)`` bool and
+    their new colours ``(n, 3)`` uint8 (row-major order of the mask)."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    colours: np.ndarray
+
+    def apply(self, framebuffer: np.ndarray) -> np.ndarray:
+        """A copy of ``framebuffer`` ``(H, W, 3)`` uint8 with the change pasted in."""
+        y0, y1, x0, x1 = self.box
+        out = framebuffer.copy()
+        out[y0:y1, x0:x1][self.mask] = self.colours
+        return out
+
+
+class TransitionMemory:
+    """The stored transitions and their nearest-neighbour recall (see the module docstring)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> None:
+        self.config = {**DEFAULTS, **config}
+        self.arrays = arrays
+        self.history = int(self.config["history"])
+        self.thumbs = arrays["thumbs"].reshape(len(arrays["thumbs"]), -1).astype(np.float32) / 255 * float(
+            self.config["thumb_weight"])  # (U, 576)
+        self.thumb_sq = (self.thumbs ** 2).sum(1)
+        weights = np.asarray(self.config["input_weights"], np.float32)
+        if weights.shape != (FEATURES,):
+            raise NCError(f"transition memory: input_weights has {weights.size} numbers, expected {FEATURES}")
+        self.weights = weights
+        self.inputs = arrays["inputs"].astype(np.float32) * weights  # (N, F)
+        self.input_sq = (self.inputs ** 2).sum(1)
+        self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
+
+    def __len__(self) -> int:
+        return len(self.change_of)
+
+    @property
+    def changes(self) -> int:
+        """How many distinct changes are stored."""
+        return len(self.arrays["boxes"])
+
+    @classmethod
+    def build(cls, episodes: Iterable[tuple[np.ndarray, np.ndarray, Sequence[FrameActions]]],
+              screen: tuple[int, int], config: dict[str, Any] | None = None) -> TransitionMemory:
+        """Store every transition of ``episodes``: each ``(framebuffers (U, H, W, 3) uint8, index (T,)
+        int, actions (T records))`` as DeskDelta's training reads them (distinct framebuffers and
+        which one each frame shows)."""
+        config = {**DEFAULTS, **(config or {})}
+        thumbs: list[np.ndarray] = []
+        thumb_ids: dict[bytes, int] = {}
+        thumb_of, inputs, change_of = [], [], []
+        boxes, masks, colours = [], [], []
+        change_ids: dict[bytes, int] = {}
+        for framebuffers, index, actions in episodes:
+            local = []  # this episode's framebuffer -> thumbnail id
+            for fb in framebuffers:
+                t = thumbnail(fb)
+                local.append(thumb_ids.setdefault(t.tobytes(), len(thumb_ids)))
+                if local[-1] == len(thumbs):
+                    thumbs.append(t)
+            for t in range(1, len(index)):
+                a, b = int(index[t - 1]), int(index[t])
+                thumb_of.append(local[a])
+                inputs.append(input_features(step_window(list(actions), t, config["history"]), screen))
+                change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours)
+                                 if a != b else -1)
+        if not thumb_of:
+            raise NCError("transition memory: the episodes have no frame after their first")
+        arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
+                  "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
+                  **_pack_changes(boxes, masks, colours)}
+        return cls(arrays, config)
+
+    def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
+                  ) -> np.ndarray:
+        """Squared distances ``(N,)`` from the present situation to every stored transition."""
+        q_thumb = thumbnail(framebuffer).reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
+        q_input = input_features(steps[-self.history:], screen) * self.weights
+        d_thumb = self.thumb_sq - 2 * self.thumbs @ q_thumb + (q_thumb ** 2).sum()
+        d_input = self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
+        return d_thumb[self.thumb_of] + d_input
+
+    def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
+               ) -> tuple[Change | None, float]:
+        """The change of the nearest stored transition (None: it changed nothing) and its distance."""
+        d = self.distances(framebuffer, steps, screen)
+        i = int(np.argmin(d))  # ties: the earliest stored, so recall is deterministic
+        return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
+
+    def change(self, cid: int) -> Change | None:
+        """Stored change ``cid`` (-1: None)."""
+        if cid < 0:
+            return None
+        a = self.arrays
+        y0, y1, x0, x1 = (int(v) for v in a["boxes"][cid])
+        m0, m1 = a["mask_offsets"][cid], a["mask_offsets"][cid + 1]
+        mask = np.unpackbits(a["masks"][m0:m1], count=(y1 - y0) * (x1 - x0)).astype(bool).reshape(y1 - y0, x1 - x0)
+        c0, c1 = a["colour_offsets"][cid], a["colour_offsets"][cid + 1]
+        return Change((y0, y1, x0, x1), mask, a["colours"][c0:c1])
+
+    def save(self, path: str | Path) -> None:
+        """``path`` (``memory.npz``), compressed, written whole or not at all."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **self.arrays)
+        atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, config: dict[str, Any]) -> TransitionMemory:
+        """A memory saved by :meth:`save`, with its settings (the model config's ``memory_recall``)."""
+        path = Path(path)
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zlib.error) as e:
+            raise NCError(f"{path}: not a transition memory ({e})") from e
+        missing = {"thumbs", "thumb_of", "inputs", "change_of", "boxes", "masks", "mask_offsets", "colours",
+                   "colour_offsets"} - set(arrays)
+        if missing:
+            raise NCError(f"{path}: transition memory without {sorted(missing)}")
+        return cls(arrays, config)
+
+
+def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], boxes: list, masks: list,
+                  colours: list) -> int:
+    """The id of the change ``before -> after`` (stored once however often it recurs); -1 when the two
+    are the same picture (distinct frames of a recording can be equal at the model's size)."""
+    changed = np.any(before != after, axis=-1)
+    if not changed.any():
+        return -1
+    rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    mask = changed[box[0]:box[1], box[2]:box[3]]
+    new = after[box[0]:box[1], box[2]:box[3]][mask]
+    digest = hashlib.blake2b(np.asarray(box, np.int32).tobytes() + np.packbits(mask).tobytes() + new.tobytes(),
+                             digest_size=16).digest()
+    if digest not in ids:
+        ids[digest] = len(boxes)
+        boxes.append(box)
+        masks.append(np.packbits(mask.ravel()))
+        colours.append(new)
+    return ids[digest]
+
+
+def _pack_changes(boxes: list, masks: list, colours: list) -> dict[str, np.ndarray]:
+    """The changes as flat arrays with offsets (one ``npz`` entry per kind, not per change)."""
+    offsets = lambda parts: np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)  # noqa: E731
+    return {"boxes": np.asarray(boxes, np.int16).reshape(-1, 4),
+            "masks": np.concatenate(masks) if masks else np.zeros(0, np.uint8), "mask_offsets": offsets(masks),
+            "colours": np.concatenate(colours) if colours else np.zeros((0, 3), np.uint8),
+            "colour_offsets": offsets(colours)}
+
+
+__all__ = ["Change", "TransitionMemory", "input_features", "thumbnail"]

@@ -1,0 +1,141 @@
+"""DeskDelta's transition memory: recall what the training episodes' screens did, replay it exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuralcomputer.cli import main
+from neuralcomputer.config import preset_config
+from neuralcomputer.data.desktop.actions import FrameActions
+from neuralcomputer.errors import NCError
+from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
+from neuralcomputer.models.deskmemory import TransitionMemory, input_features, thumbnail
+from neuralcomputer.pipelines.deskdelta import MEMORY_FILE, DeskDeltaRollout
+from neuralcomputer.pipelines.load import load_pipeline
+from neuralcomputer.runtime.computer import NeuralComputer
+from tests.guiworld_helpers import _frame, make_desktop_dataset
+
+SCREEN = (128, 96)  # the pointer's coordinates (width, height)
+H, W = 48, 64       # the model's frames
+
+
+def _episode(rng: np.random.Generator, frames: int = 24) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """A desktop whose window toggles one step after each click (every 4th record), the pointer
+    wandering: distinct framebuffers (closed, open), which one each frame shows, the records."""
+    fbs = np.stack([_frame(W, H, False, (0, 0), cursor=False), _frame(W, H, True, (0, 0), cursor=False)])
+    index, actions, open_ = [], [], False
+    pointer = (int(rng.integers(0, SCREEN[0])), int(rng.integers(0, SCREEN[1])))
+    for f in range(frames):
+        index.append(int(open_))
+        events = [{"type": "move", "x": pointer[0], "y": pointer[1]}]
+        if f % 4 == 3:
+            events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+            open_ = not open_
+        actions.append(FrameActions(f, f / 15, pointer, events))
+        pointer = (int(np.clip(pointer[0] + rng.integers(-12, 13), 0, SCREEN[0] - 1)),
+                   int(np.clip(pointer[1] + rng.integers(-9, 10), 0, SCREEN[1] - 1)))
+    return fbs, np.asarray(index), actions
+
+
+def _steps(click: bool, pointer: tuple[int, int] = (60, 40)) -> list[FrameActions]:
+    """Eight quiet steps, the last with a click at ``pointer`` when ``click``."""
+    steps = [FrameActions(i, i / 15, pointer) for i in range(8)]
+    if click:
+        steps[-1].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    return steps
+
+
+def test_memory_replays_the_stored_change_exactly_and_only_where_input_asks() -> None:
+    rng = np.random.default_rng(0)
+    episodes = [_episode(rng) for _ in range(3)]
+    memory = TransitionMemory.build(episodes, SCREEN)
+    closed, opened = episodes[0][0]
+    assert len(memory) == 3 * 23 and memory.changes == 2  # 15 toggles, two distinct changes stored once
+    change, _ = memory.recall(closed, _steps(click=True), SCREEN)
+    assert change is not None and (change.apply(closed) == opened).all()  # the window drawn exactly
+    change, _ = memory.recall(opened, _steps(click=True), SCREEN)
+    assert change is not None and (change.apply(opened) == closed).all()  # and closed again
+    assert memory.recall(closed, _steps(click=False), SCREEN)[0] is None  # a still pointer changes nothing
+    # the key: a click in the last step is "age 0", one 3 steps earlier is not the same situation
+    earlier = _steps(False)
+    earlier[4].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    now, before = input_features(_steps(True), SCREEN), input_features(earlier, SCREEN)
+    assert now[4] == 1 and now[7] == 0 and now[8] == 1 and before[7] == 3
+    assert input_features(_steps(False), SCREEN)[7] == 20  # no button event in the window
+
+
+def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    episodes = [_episode(rng) for _ in range(2)]
+    memory = TransitionMemory.build(episodes, SCREEN, {"thumb_weight": 10.0})
+    memory.save(tmp_path / "memory.npz")
+    again = TransitionMemory.load(tmp_path / "memory.npz", {"thumb_weight": 10.0})
+    closed = episodes[0][0][0]
+    for click in (True, False):
+        a, b = memory.recall(closed, _steps(click), SCREEN), again.recall(closed, _steps(click), SCREEN)
+        assert a[1] == pytest.approx(b[1]) and (a[0] is None) == (b[0] is None)
+    assert not list(tmp_path.glob(".*"))  # written whole: no temp file left
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(NCError, match="bad.npz: not a transition memory"):
+        TransitionMemory.load(tmp_path / "bad.npz", {})
+    with pytest.raises(NCError, match="not divisible"):
+        thumbnail(np.zeros((50, 64, 3), np.uint8))
+
+
+def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> None:
+    """``ncomp export --memory-data`` stores the memory beside the weights; an untrained network with it
+    opens and closes the window of a held-out episode exactly, without it only copies, and a runtime
+    session gives the offline rollout's frames bit for bit."""
+    ds = make_desktop_dataset(tmp_path, episodes=4, frames=20, cursor_free=True)
+    cfg = preset_config("guiworld-delta")["model"]
+    cfg.update(height=H, width=W, screen=list(SCREEN), memory=0)
+    cfg["net"] = {"channels": [16, 16, 16], "cond_dim": 16, "blocks": 1, "heads": 2}
+    torch.manual_seed(0)
+    DeskDeltaModel(cfg).save_pretrained(tmp_path / "net")
+    result = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "m"),
+                                       "--memory-data", str(ds)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / MEMORY_FILE).is_file() and "distinct changes" in result.output
+    from neuralcomputer.data.dataset import load_manifest
+    from neuralcomputer.data.desktop.actions import read_actions
+    from neuralcomputer.data.desktop.episode import read_desktop_clip
+
+    held_out = next(r for r in load_manifest(ds) if r["split"] == "val")  # not in the memory
+    clip = read_desktop_clip(ds / held_out["path"], (H, W))
+    actions = read_actions(ds / held_out["actions"], 15.0)
+    truth = clip.frames(np.arange(len(clip)))
+    roll = load_pipeline(tmp_path / "m")
+    assert isinstance(roll, DeskDeltaRollout) and roll.recall == "alone"
+    first = clip.frames([0], cursor=False)[0]
+    frames, _ = roll.rollout(first, actions)
+    assert (frames == truth).all()  # every toggle of the unseen episode, pixel for pixel
+    copied, _ = load_pipeline(tmp_path / "m", recall="off").rollout(first, actions)
+    assert not (copied == truth).all()  # the untrained network alone never toggles the window
+    c = NeuralComputer.load(tmp_path / "m")
+    c.reset(first, pointer=actions[0].pointer)
+    live = [c.frame]
+    for i in range(len(actions) - 1):
+        r = actions[i]
+        live.append(c.step({"type": "frame", "events": r.events, "meta": r.meta,
+                            "pointer": list(actions[i + 1].pointer)}).frames[-1])
+    assert all((a == b).all() for a, b in zip(live, frames, strict=True))
+    # a folder that is not a dataset: one clear error and no half-made model directory
+    bad = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "x"),
+                                    "--memory-data", str(tmp_path)])
+    assert bad.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_step_window_of_a_slice_is_the_window_of_the_whole() -> None:
+    """The rollout hands the memory only the last records (a long session stays fast): same steps."""
+    rng = np.random.default_rng(3)
+    actions = _episode(rng, 30)[2]
+    for target in (2, 9, 29):
+        s = max(0, target - 8)
+        whole = step_window(actions, target, 8)
+        part = step_window(actions[s: target + 1], target - s, 8)
+        assert [(a.pointer, a.events) for a in whole] == [(a.pointer, a.events) for a in part]
