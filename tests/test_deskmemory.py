@@ -69,6 +69,22 @@ def test_memory_replays_the_stored_change_exactly_and_only_where_input_asks() ->
     assert input_features(_steps(False), SCREEN)[7] == 20  # no button event in the window
 
 
+def test_a_change_that_does_not_fit_the_present_screen_is_not_replayed() -> None:
+    """The fit check: a window opens where the training screens were bare; over something else there
+    (here a red panel) the same click replays nothing, unless the check is off."""
+    rng = np.random.default_rng(2)
+    episodes = [_episode(rng) for _ in range(3)]
+    closed, opened = episodes[0][0]
+    covered = closed.copy()
+    covered[10:30, 15:50] = (255, 0, 0)  # where the window opens (rows 20-60, cols 30-100 at 96x128)
+    plain = TransitionMemory.build(episodes, SCREEN)
+    checked = TransitionMemory.build(episodes, SCREEN, {"neighbours": 8, "fit_tolerance": 16.0})
+    assert plain.recall(covered, _steps(click=True), SCREEN)[0] is not None  # pasted over the red panel
+    assert checked.recall(covered, _steps(click=True), SCREEN)[0] is None
+    change, _ = checked.recall(closed, _steps(click=True), SCREEN)  # where it fits it still replays
+    assert change is not None and (change.apply(closed) == opened).all()
+
+
 def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     episodes = [_episode(rng) for _ in range(2)]

@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     "thumb_weight": 20.0,
     # pointer now/before, event present, event x/y, event age, button, down/up, key age, key identity
     "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 1.0, 1.0, 10.0, 3.0, 3.0, 10.0, 3.0, 3.0, 3.0],
+    "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
+    "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
 }
 
 
@@ -202,10 +204,33 @@ class TransitionMemory:
 
     def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
                ) -> tuple[Change | None, float]:
-        """The change of the nearest stored transition (None: it changed nothing) and its distance."""
+        """The change of the nearest stored transition (None: it changed nothing) and its distance.
+
+        With ``fit_tolerance`` set, a change is replayed only where it fits the present screen: the
+        thumbnail blocks under its box must look as they did before it in the training episode (mean
+        over those blocks of the largest channel difference, in 8-bit levels, at most the tolerance),
+        else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
+        """
         d = self.distances(framebuffer, steps, screen)
-        i = int(np.argmin(d))  # ties: the earliest stored, so recall is deterministic
-        return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
+        tol = self.config.get("fit_tolerance")
+        k = min(int(self.config.get("neighbours", 1)), len(d))
+        if tol is None or k <= 1:
+            i = int(np.argmin(d))  # ties: the earliest stored, so recall is deterministic
+            return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
+        near = np.argpartition(d, k - 1)[:k]
+        near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
+        present = thumbnail(framebuffer).astype(np.int16)
+        bh, bw = framebuffer.shape[0] // THUMB[0], framebuffer.shape[1] // THUMB[1]
+        for i in near:
+            cid = int(self.change_of[i])
+            if cid < 0:
+                return None, float(max(d[i], 0.0))
+            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
+            blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
+            stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
+            if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
+                return self.change(cid), float(max(d[i], 0.0))
+        return None, float(max(d[near[0]], 0.0))
 
     def change(self, cid: int) -> Change | None:
         """Stored change ``cid`` (-1: None)."""
