@@ -52,10 +52,10 @@ def _steps(click: bool, pointer: tuple[int, int] = (60, 40)) -> list[FrameAction
 
 def test_memory_replays_the_stored_change_exactly_and_only_where_input_asks() -> None:
     rng = np.random.default_rng(0)
-    episodes = [_episode(rng) for _ in range(3)]
+    episodes = [_episode(rng) for _ in range(10)]  # 50 clicks: some near any place on the screen
     memory = TransitionMemory.build(episodes, SCREEN)
     closed, opened = episodes[0][0]
-    assert len(memory) == 3 * 23 and memory.changes == 2  # 15 toggles, two distinct changes stored once
+    assert len(memory) == 10 * 23 and memory.changes == 2  # 50 toggles, two distinct changes stored once
     change, _ = memory.recall(closed, _steps(click=True), SCREEN)
     assert change is not None and (change.apply(closed) == opened).all()  # the window drawn exactly
     change, _ = memory.recall(opened, _steps(click=True), SCREEN)
@@ -65,15 +65,25 @@ def test_memory_replays_the_stored_change_exactly_and_only_where_input_asks() ->
     earlier = _steps(False)
     earlier[4].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
     now, before = input_features(_steps(True), SCREEN), input_features(earlier, SCREEN)
-    assert now[4] == 1 and now[7] == 0 and now[8] == 1 and before[7] == 3
+    assert now[4] == 1 and now[7] == 0 and now[8] == 1 and now[9] == 1 and before[7] == 3
     assert input_features(_steps(False), SCREEN)[7] == 20  # no button event in the window
+    # a user's click (press and release in one step) and the collector's (release a step later) are the
+    # same situation once both are let go
+    user, collector = _steps(False), _steps(False)
+    user[5].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    collector[5].events.append({"type": "down", "button": 1})
+    collector[6].events.append({"type": "up", "button": 1})
+    assert (input_features(user, SCREEN) == input_features(collector, SCREEN)).all()
+    held = _steps(False)
+    held[5].events.append({"type": "down", "button": 1})  # pressed, not let go: a drag, not a click
+    assert input_features(held, SCREEN)[9] == 0
 
 
 def test_a_change_that_does_not_fit_the_present_screen_is_not_replayed() -> None:
     """The fit check: a window opens where the training screens were bare; over something else there
     (here a red panel) the same click replays nothing, unless the check is off."""
     rng = np.random.default_rng(2)
-    episodes = [_episode(rng) for _ in range(3)]
+    episodes = [_episode(rng) for _ in range(10)]
     closed, opened = episodes[0][0]
     covered = closed.copy()
     covered[10:30, 15:50] = (255, 0, 0)  # where the window opens (rows 20-60, cols 30-100 at 96x128)

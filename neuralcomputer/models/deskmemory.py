@@ -12,8 +12,10 @@ A transition (frame t-1 -> t) is keyed by
 * the framebuffer before it as a 12x16 thumbnail (RGB means over blocks: which menus and windows are
   open; 576 numbers in [0, 1]), and
 * the input of the last ``history`` steps (:func:`input_features`): the pointer now and one step
-  before, the latest button or wheel event (where, how many steps ago, which button, down or up)
-  and the latest key press (how many steps ago, which key),
+  before, the latest button press or wheel notch (where, how many steps ago, which button, whether
+  it was released since: a click whose press and release come in one step, as a user's do, keys
+  like the collector's that spreads them over two) and the latest key press (how many steps ago,
+  which key),
 
 each part scaled by a weight (``thumb_weight``, ``input_weights``), so that the squared distance
 trades "the screen looks the same" against "the same input at the same place and time". Its value
@@ -49,16 +51,16 @@ THUMB = (12, 16)  # thumbnail grid (rows, cols)
 GRID = (24, 32)   # pointer coordinates are given in cells of this grid (rows, cols) of the screen
 NO_EVENT_AGE = 20.0  # the "steps since" of an event that did not happen in the window
 KEY_DIMS = 3
-# input features: pointer now (x, y), pointer one step before (x, y), button event present, its
-# (x, y), age, button, down(1)/up(0); key age, key identity (KEY_DIMS)
+# input features: pointer now (x, y), pointer one step before (x, y), a button press present, its
+# (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS)
 FEATURES = 4 + 6 + 1 + KEY_DIMS
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
 
 DEFAULTS: dict[str, Any] = {
     "history": 8,
     "thumb_weight": 20.0,
-    # pointer now/before, event present, event x/y, event age, button, down/up, key age, key identity
-    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 1.0, 1.0, 10.0, 3.0, 3.0, 10.0, 3.0, 3.0, 3.0],
+    # pointer now/before, press present, press x/y, press age, button, released, key age, key identity
+    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 3.0, 3.0, 20.0, 3.0, 3.0, 3.0],
     "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
     "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
 }
@@ -82,23 +84,30 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
     now = np.asarray(steps[-1].pointer, np.float32) * scale
     before = np.asarray(steps[-2].pointer if len(steps) > 1 else steps[-1].pointer, np.float32) * scale
     f[0:2], f[2:4] = now, before
-    button: tuple | None = None
+    press: tuple | None = None  # the newest button press or wheel notch: (age, where, button, released)
     key: tuple | None = None
+    released: set[int] = set()  # buttons let go after the events scanned so far (newest first)
     for age, step in enumerate(reversed(steps)):
-        pointer = None  # where the pointer was when an event of this step was sent
+        where, pointer = [], None  # the pointer at each event of the step
         for e in step.events:
-            kind = e["type"]
-            if kind == "move":
+            if e["type"] == "move":
                 pointer = (e["x"], e["y"])
-            elif kind in ("down", "up", "scroll") and button is None:
-                where = pointer or step.pointer
-                button = (age, where, SCROLL_BUTTON if kind == "scroll" else e["button"], kind != "up")
+            where.append(pointer or step.pointer)
+        for e, at in zip(reversed(step.events), reversed(where), strict=True):
+            kind = e["type"]
+            if kind == "up":
+                released.add(e["button"])
+            elif kind in ("down", "scroll") and press is None:
+                # a press and its release are one click whether they come in one step (an interactive
+                # click) or two (the collector's): the press's age and whether it was let go since
+                button = SCROLL_BUTTON if kind == "scroll" else e["button"]
+                press = (age, at, button, kind == "scroll" or button in released)
             elif kind == "key_down" and key is None:
                 key = (age, e["key"])
-    if button is not None:
+    if press is not None:
         f[4] = 1.0
-        f[5:7] = np.asarray(button[1], np.float32) * scale
-        f[7], f[8], f[9] = button[0], button[2], float(button[3])
+        f[5:7] = np.asarray(press[1], np.float32) * scale
+        f[7], f[8], f[9] = press[0], press[2], float(press[3])
     else:
         f[7] = NO_EVENT_AGE
     if key is not None:
