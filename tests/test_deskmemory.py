@@ -127,6 +127,10 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
                                        "--memory-data", str(ds)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / MEMORY_FILE).is_file() and "distinct changes" in result.output
+    import json
+
+    pinned = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["recall"]
+    assert pinned["mode"] == "alone" and len(pinned["input_weights"]) == 14  # later defaults cannot change it
     from neuralcomputer.data.dataset import load_manifest
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.episode import read_desktop_clip
@@ -165,3 +169,24 @@ def test_step_window_of_a_slice_is_the_window_of_the_whole() -> None:
         whole = step_window(actions, target, 8)
         part = step_window(actions[s: target + 1], target - s, 8)
         assert [(a.pointer, a.events) for a in whole] == [(a.pointer, a.events) for a in part]
+
+
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "guiworld-delta"
+
+
+def _brightness(frame: np.ndarray) -> float:
+    """Mean brightness of where the Applications menu opens (the panel's top-left, below the panel)."""
+    return float(frame[20:110, 5:80].mean())
+
+
+def test_the_bundled_desktop_opens_the_applications_menu_when_clicked() -> None:
+    """A user's click on the panel's Applications button (one step: press and release) on the bundled
+    start screen: the light menu covers the dark desktop within a few frames, and only then."""
+    c = NeuralComputer.load(BUNDLED)
+    first = c.reset()
+    assert first.shape == (192, 256, 3) and _brightness(first) < 120  # the blue desktop
+    shown = [c.step({"type": "move", "x": 300, "y": 250}).frames[-1] for _ in range(3)]
+    assert max(_brightness(f) for f in shown) < 120  # moving the pointer about opens nothing
+    frames = [c.step({"type": "click", "x": 41, "y": 15, "button": 1, "count": 1}).frames[-1]]
+    frames += [c.step({"type": "frame", "events": [], "meta": [], "pointer": [41, 15]}).frames[-1] for _ in range(5)]
+    assert _brightness(frames[-1]) > 200, [round(_brightness(f)) for f in frames]  # the menu is open

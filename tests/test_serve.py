@@ -776,3 +776,40 @@ def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
     start = next(i for i, line in enumerate(lines) if line.endswith("# echo hello world; seq 3"))
     assert lines[start + 1:start + 5] == ["hello world", "1", "2", "3"]
 
+
+
+# Mean brightness of the canvas where XFCE's Applications menu opens (below the panel, at its left).
+MENU_REGION_BRIGHTNESS = ("() => { const c = document.getElementById('screen'); const sx = c.width / 256, sy = c.height / 192;"
+                          " const d = c.getContext('2d').getImageData(5 * sx, 20 * sy, 75 * sx, 90 * sy).data;"
+                          " let sum = 0, n = 0; for (let i = 0; i < d.length; i += 4) { sum += d[i] + d[i + 1] + d[i + 2]; n += 3; }"
+                          " return sum / n; }")
+
+
+@pytest.mark.slow
+def test_a_click_on_applications_opens_a_menu_on_the_page_in_chromium(tmp_path):
+    """The bundled desktop model in the browser: a click on the panel's Applications button draws the
+    (light) menu over the (dark) desktop within 15 frames."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    bundled = Path(__file__).resolve().parent.parent / "models" / "guiworld-delta"
+    with serving("--model", f"desk={bundled}") as (_, url), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.select_option("#model", "desk")
+            page.wait_for_function("document.body.classList.contains('desktop') && "
+                                   "+document.getElementById('screen').dataset.frames >= 1")
+            assert page.evaluate(MENU_REGION_BRIGHTNESS) < 120  # the blue desktop
+            before = int(page.get_attribute("#screen", "data-frames"))
+            box = page.locator("#screen").bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 41 / 512, box["y"] + box["height"] * 15 / 384)
+            page.wait_for_function(f"+document.getElementById('screen').dataset.frames >= {before + 15}",
+                                   timeout=60_000)
+            shot = tmp_path / "menu.png"
+            page.screenshot(path=str(shot))
+            shutil.copy(shot, "/tmp/serve-screenshot-desktop-menu.png")  # for a human to look at
+            assert page.evaluate(MENU_REGION_BRIGHTNESS) > 200  # the menu is open
+        finally:
+            browser.close()

@@ -17,6 +17,7 @@ Loss, on the pixels of the 256x192 frame:
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ def read_episode(data: Path, record: dict, size: tuple[int, int], cache: Path) -
 
 def build_memory(model_dir: Path, data: Path, split: str = "train", progress: bool = True) -> TransitionMemory:
     """A transition memory of ``data``'s ``split`` episodes for the DeskDelta model in ``model_dir``
-    (at its frame size and recall settings), saved there as ``memory.npz``. More or other episodes
-    than the network was trained on are fine: recall reads no weights."""
+    (at its frame size and recall settings), saved there as ``memory.npz``; the settings, defaults
+    filled in, are written into its ``config.json``. More or other episodes than the network was
+    trained on are fine: recall reads no weights."""
     from neuralcomputer.models.cligen import read_model_config
 
     config = read_model_config(model_dir)
@@ -80,8 +82,19 @@ def build_memory(model_dir: Path, data: Path, split: str = "train", progress: bo
                                                                    disable=not progress))
     memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
                                     tuple(m["screen"]), m.get("recall", {}))
-    memory.save(model_dir / MEMORY_FILE)
+    save_memory(memory, model_dir)
     return memory
+
+
+def save_memory(memory: TransitionMemory, model_dir: Path) -> None:
+    """``memory.npz`` into a model directory, and the settings it was built and is read with into its
+    ``config.json`` (defaults filled in: a later change of the defaults cannot change this model)."""
+    from neuralcomputer.models.cligen import read_model_config
+
+    memory.save(model_dir / MEMORY_FILE)
+    config = read_model_config(model_dir)
+    config["model"]["recall"] = {**memory.config, "mode": config["model"].get("recall", {}).get("mode", "alone")}
+    atomic_write_bytes(model_dir / "config.json", json.dumps(config, indent=2).encode())
 
 
 class DeskDeltaTask:
@@ -203,4 +216,4 @@ class DeskDeltaTask:
         """The weights and, unless ``recall.mode`` is ``off``, the transition memory beside them."""
         module.save_pretrained(path)
         if self.config["model"].get("recall", {}).get("mode", "off") != "off":
-            self.transition_memory().save(path / MEMORY_FILE)
+            save_memory(self.transition_memory(), path)
