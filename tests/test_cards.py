@@ -14,7 +14,7 @@ from neuralcomputer.errors import NCError
 from neuralcomputer.experiments import cards
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-BUNDLED = ["cligen-cells", "cligen-tiny", "guiworld-tiny"]
+BUNDLED = ["cligen-cells", "cligen-tiny", "guiworld-delta", "guiworld-tiny"]
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -86,9 +86,10 @@ def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_guiworld_tiny_meets_its_card_on_fresh_desktop_episodes(tmp_path):
+@pytest.mark.parametrize("name,checks", [("guiworld-tiny", 4), ("guiworld-delta", 3)])
+def test_desktop_model_meets_its_card_on_fresh_desktop_episodes(tmp_path, name, checks):
     if not all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon")):
         pytest.skip("the check episodes are collected on a real Xvfb + XFCE desktop")
-    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / "guiworld-tiny"), "--work", str(tmp_path)])
+    result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / name), "--work", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert result.output.count(" ok") == 4
+    assert result.output.count(" ok") == checks
