@@ -145,6 +145,8 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     frames, _ = roll.rollout(first, actions)
     assert (frames == truth).all()  # every toggle of the unseen episode, pixel for pixel
     copied, _ = load_pipeline(tmp_path / "m", recall="off").rollout(first, actions)
+    with pytest.raises(NCError, match="needs a transition memory"):
+        load_pipeline(tmp_path / "net", recall="alone")
     assert not (copied == truth).all()  # the untrained network alone never toggles the window
     c = NeuralComputer.load(tmp_path / "m")
     c.reset(first, pointer=actions[0].pointer)

@@ -52,6 +52,9 @@ class DeskDeltaRollout(GUIWorldRollout):
         self.sprite = cursor_sprite(READ_CURSOR_SCALE)
         self.gate_threshold = float(model.config.get("gate_threshold", 0.0) if gate_threshold is None
                                     else gate_threshold)
+        if memory is None and recall not in (None, "off"):
+            raise NCError(f"recall mode {recall!r} needs a transition memory (the model directory has no {MEMORY_FILE}; "
+                          "build one with ncomp export --memory-data)")
         self.memory = memory
         # a memory without a mode in the config was added by `ncomp export --memory-data`: use it alone
         self.recall = (recall or model.config.get("recall", {}).get("mode", "alone")) if memory is not None else "off"

@@ -12,6 +12,10 @@ Loss, on the pixels of the 256x192 frame:
 * the colour: L1 to the true pixel, changed and unchanged pixels weighted equally (where nothing
   changes the colour must stay the previous one, so a gate opened in error is harmless);
 * the blended frame: L1 to the true framebuffer (keeps the two consistent where the gate is unsure).
+
+Every export also stores the training episodes' transition memory beside the weights
+(:mod:`~neuralcomputer.models.deskmemory`, unless ``recall.mode`` is ``off``); :func:`build_memory`
+builds one for any DeskDelta model directory from any desktop dataset (``ncomp export --memory-data``).
 """
 
 from __future__ import annotations
