@@ -13,9 +13,9 @@ A transition (frame t-1 -> t) is keyed by
   open; 576 numbers in [0, 1]), and
 * the input of the last ``history`` steps (:func:`input_features`): the pointer now and one step
   before, the latest button press or wheel notch (where, how many steps ago, which button, whether
-  it was released since: a click whose press and release come in one step, as a user's do, keys
-  like the collector's that spreads them over two) and the latest key press (how many steps ago,
-  which key),
+  it was released since: so a user's click, press and release in one step, reads as the
+  collector's, which spreads them over two) and the latest key press (how many steps ago, which
+  key),
 
 each part scaled by a weight (``thumb_weight``, ``input_weights``), so that the squared distance
 trades "the screen looks the same" against "the same input at the same place and time". Its value
