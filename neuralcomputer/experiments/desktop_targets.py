@@ -11,8 +11,8 @@ On held-out episodes (cursor-free recordings, ``"cursor_at_read"``):
   15 frames, a 15-frame rollout from the true screen at the action; a success when the model's frame
   15 later is closer (SSIM over the box that changed) to the true one than the frame before it is,
   that frame's cursor moved to where it is 15 frames later (so a drawn cursor earns nothing here).
-  The first four successes and failures are drawn (before | truth | model, 15 frames later) in
-  ``effects-success.png`` and ``effects-failure.png``.
+  The four successes and failures with the largest changes are drawn (before | truth | model, 15
+  frames later) in ``effects-success.png`` and ``effects-failure.png``.
 
 Intervals: 95% bootstrap over episodes (over actions for the action effect), 2,000 resamples. A PSNR
 of identical frames counts as 60 dB (``PSNR_CAP``) rather than being dropped from the mean.
@@ -32,7 +32,7 @@ from neuralcomputer.errors import NCError
 EFFECT_FRAMES = 15
 EFFECT_METAS = ("click", "key", "type")
 MIN_CHANGED_PX = 32  # a change smaller than this (a blinking caret) is not "the screen answered"
-EFFECT_FIGURE_ROWS = 4  # action-effect cases drawn per outcome (effects-success.png, effects-failure.png)
+EFFECT_FIGURE_ROWS = 4  # action-effect cases drawn per outcome, largest change first (effects-*.png)
 PSNR_CAP = 60.0  # dB for identical 8-bit frames (VMAF caps its 8-bit PSNR at 60 dB too)
 
 
@@ -80,7 +80,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
     records = records[:episodes]
     per: dict[str, list[float]] = {}
     effects: list[dict[str, Any]] = []
-    cases: list[tuple[bool, np.ndarray]] = []  # (success, before | truth 15 later | model 15 later)
+    cases: list[tuple[bool, int, np.ndarray]] = []  # (success, changed area, before | truth | model)
     figure = None
 
     def add(key: str, value: float | None) -> None:
@@ -135,10 +135,9 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
             s_model, s_before = ssim(after[None], truth[None]), ssim(before[None], truth[None])
             effects.append({"episode": r["id"], "frame": f, "type": [m["type"] for m in a.meta],
                             "model_ssim": s_model, "before_ssim": s_before, "success": bool(s_model > s_before)})
-            shown_cases = [c for c in cases if c[0] == effects[-1]["success"]]
-            if len(shown_cases) < EFFECT_FIGURE_ROWS:  # the first few of each outcome, to look at
-                cases.append((effects[-1]["success"], np.concatenate([shown[f], shown[f + EFFECT_FRAMES],
-                                                                      rolled[-1]], axis=1)))
+            area = (rows.stop - rows.start) * (cols.stop - cols.start)
+            cases.append((effects[-1]["success"], area, np.concatenate([shown[f], shown[f + EFFECT_FRAMES],
+                                                                        rolled[-1]], axis=1)))
     success = [float(x["success"]) for x in effects]
     result: dict[str, Any] = {
         "model": str(model), "data": str(data), "split": split, "episodes": [r["id"] for r in records],
@@ -153,7 +152,8 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
     if figure is not None:
         Image.fromarray(figure).save(out / "rollout-150.png")
     for success, name in ((True, "effects-success.png"), (False, "effects-failure.png")):
-        rows = [img for ok, img in cases if ok == success]
+        # the largest changes of each outcome (menus and windows, not a highlighted icon)
+        rows = [img for ok, _, img in sorted(cases, key=lambda c: -c[1]) if ok == success][:EFFECT_FIGURE_ROWS]
         if rows:
             Image.fromarray(np.concatenate(rows, axis=0)).save(out / name)
     return result
