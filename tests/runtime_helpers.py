@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from neuralcomputer.models.cligen import CLIGenModel
@@ -35,3 +36,17 @@ def tiny_desktop_model(path: Path, seed: int = 0, stride: int = 1) -> Path:
     cfg = tiny_gui_config(["sample_steps=2", f"frame_stride={stride}"])["model"]
     GUIWorldModel({**cfg, "screen": [128, 96]}).save_pretrained(path)
     return path
+
+
+def replay_live(model_dir: Path, first: np.ndarray, records: list) -> list[np.ndarray]:
+    """The frames a runtime session of ``model_dir`` shows when fed ``records`` (desktop action records)
+    one step at a time from ``first``: to compare bit for bit with the offline rollout of the same."""
+    from neuralcomputer.runtime.computer import NeuralComputer
+
+    c = NeuralComputer.load(model_dir)
+    c.reset(first, pointer=records[0].pointer)
+    live = [c.frame]
+    for r, nxt in zip(records[:-1], records[1:], strict=True):
+        live.append(c.step({"type": "frame", "events": r.events, "meta": r.meta,
+                            "pointer": list(nxt.pointer)}).frames[-1])
+    return live

@@ -18,6 +18,7 @@ from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs
 from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
 from neuralcomputer.pipelines.load import load_pipeline
 from neuralcomputer.runtime.computer import NeuralComputer
+from tests.runtime_helpers import replay_live
 
 
 def _screens(rng: np.random.Generator, n: int, h: int = 384, w: int = 512) -> np.ndarray:
@@ -284,11 +285,5 @@ def test_a_runtime_session_with_memory_equals_the_offline_rollout(tmp_path: Path
     records = _records(points, click_at=3)
     offline, _ = load_pipeline(tmp_path / "m").rollout(first, records)
     assert len({f.tobytes() for f in offline}) > 6  # the frames differ
-    c = NeuralComputer.load(tmp_path / "m")
-    c.reset(first, pointer=points[0])
-    live = [c.frame]
-    for i in range(len(records) - 1):
-        r = records[i]
-        live.append(c.step({"type": "frame", "events": r.events, "meta": r.meta,
-                            "pointer": list(records[i + 1].pointer)}).frames[-1])
+    live = replay_live(tmp_path / "m", first, records)
     assert all((a == b).all() for a, b in zip(live, offline, strict=True))

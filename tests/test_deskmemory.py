@@ -19,6 +19,7 @@ from neuralcomputer.pipelines.deskdelta import MEMORY_FILE, DeskDeltaRollout
 from neuralcomputer.pipelines.load import load_pipeline
 from neuralcomputer.runtime.computer import NeuralComputer
 from tests.guiworld_helpers import _frame, make_desktop_dataset
+from tests.runtime_helpers import replay_live
 
 SCREEN = (128, 96)  # the pointer's coordinates (width, height)
 H, W = 48, 64       # the model's frames
@@ -148,13 +149,7 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     with pytest.raises(NCError, match="needs a transition memory"):
         load_pipeline(tmp_path / "net", recall="alone")
     assert not (copied == truth).all()  # the untrained network alone never toggles the window
-    c = NeuralComputer.load(tmp_path / "m")
-    c.reset(first, pointer=actions[0].pointer)
-    live = [c.frame]
-    for i in range(len(actions) - 1):
-        r = actions[i]
-        live.append(c.step({"type": "frame", "events": r.events, "meta": r.meta,
-                            "pointer": list(actions[i + 1].pointer)}).frames[-1])
+    live = replay_live(tmp_path / "m", first, actions)
     assert all((a == b).all() for a, b in zip(live, frames, strict=True))
     # a folder that is not a dataset: one clear error and no half-made model directory
     bad = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "x"),

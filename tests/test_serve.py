@@ -720,6 +720,16 @@ def test_bench_serve_prints_latency_frame_rate_and_memory_per_model_and_level(mo
     assert result.exit_code == 2 and "no such model" in result.output and "Traceback" not in result.output
 
 
+def _open_model_page(browser, url: str, model: str, kind: str):
+    """A page on ``url`` with ``model`` opened and its first frame shown."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url)
+    page.select_option("#model", model)
+    page.wait_for_function(f"document.body.classList.contains('{kind}') && "
+                           "+document.getElementById('screen').dataset.frames >= 1")
+    return page
+
+
 def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
     """Hybrid on, `echo hello world; seq 3`: the canvas, read back by grid OCR, shows the real shell's five
     lines (the prompt with the command, then its four output lines). The model is a CellGen directory:
@@ -752,11 +762,7 @@ def test_the_page_shows_a_hybrid_commands_real_lines_in_chromium(tmp_path):
     with serving("--model", f"term={model}") as (_, url), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            page.select_option("#model", "term")
-            page.wait_for_function("document.body.classList.contains('terminal') && "
-                                   "+document.getElementById('screen').dataset.frames >= 1")
+            page = _open_model_page(browser, url, "term", "terminal")
             page.check("#hybrid")
             page.click("#apply")  # settings go to the server with Apply
             page.wait_for_function("!document.getElementById('engine-panel').hidden")
@@ -796,11 +802,7 @@ def test_a_click_on_applications_opens_a_menu_on_the_page_in_chromium(tmp_path):
     with serving("--model", f"desk={bundled}") as (_, url), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url)
-            page.select_option("#model", "desk")
-            page.wait_for_function("document.body.classList.contains('desktop') && "
-                                   "+document.getElementById('screen').dataset.frames >= 1")
+            page = _open_model_page(browser, url, "desk", "desktop")
             assert page.evaluate(MENU_REGION_BRIGHTNESS) < 120  # the blue desktop
             before = int(page.get_attribute("#screen", "data-frames"))
             box = page.locator("#screen").bounding_box()

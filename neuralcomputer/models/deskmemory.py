@@ -205,7 +205,11 @@ class TransitionMemory:
     def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
                   ) -> np.ndarray:
         """Squared distances ``(N,)`` from the present situation to every stored transition."""
-        q_thumb = thumbnail(framebuffer).reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
+        return self._distances(thumbnail(framebuffer), steps, screen)
+
+    def _distances(self, thumb: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]) -> np.ndarray:
+        """:meth:`distances` from the present framebuffer's thumbnail ``(12, 16, 3)`` uint8."""
+        q_thumb = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
         q_input = input_features(steps[-self.history:], screen) * self.weights
         d_thumb = self.thumb_sq - 2 * self.thumbs @ q_thumb + (q_thumb ** 2).sum()
         d_input = self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
@@ -220,7 +224,8 @@ class TransitionMemory:
         over those blocks of the largest channel difference, in 8-bit levels, at most the tolerance),
         else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
         """
-        d = self.distances(framebuffer, steps, screen)
+        present = thumbnail(framebuffer)
+        d = self._distances(present, steps, screen)
         tol = self.config.get("fit_tolerance")
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
@@ -228,7 +233,7 @@ class TransitionMemory:
             return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
         near = np.argpartition(d, k - 1)[:k]
         near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
-        present = thumbnail(framebuffer).astype(np.int16)
+        present = present.astype(np.int16)
         bh, bw = framebuffer.shape[0] // THUMB[0], framebuffer.shape[1] // THUMB[1]
         for i in near:
             cid = int(self.change_of[i])

@@ -129,11 +129,12 @@ class DeskDeltaRollout(GUIWorldRollout):
         to_u8 = lambda fb: (fb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
         steps = step_window(list(actions[max(0, target - self.memory.history): target + 1]),
                             min(target, self.memory.history), self.memory.history)
-        change, _ = self.memory.recall(to_u8(previous), steps, self.screen)
-        base = previous if over is None else over
+        before = to_u8(previous)
+        change, _ = self.memory.recall(before, steps, self.screen)
         if change is None:
-            return base
-        return torch.from_numpy(change.apply(to_u8(base))).to(self.device).float().div(255).permute(2, 0, 1)
+            return previous if over is None else over
+        pasted = change.apply(before if over is None else to_u8(over))
+        return torch.from_numpy(pasted).to(self.device).float().div(255).permute(2, 0, 1)
 
     @torch.no_grad()
     def rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int = 0,
