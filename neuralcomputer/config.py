@@ -208,6 +208,10 @@ PRESETS["guiworld-delta"] = {  # DeskDelta, the CPU design of GUIWorld (models/d
         "net": {"channels": [48, 96, 160], "cond_dim": 128, "blocks": 1, "heads": 4,
                 "attention": True},  # self-attention over the 12x16 grid (ablation: False)
         "copy_prior": True,  # gate over the previous framebuffer (ablation: False, the frame regressed whole)
+        # the ablations of the paper's tables on this design (models/deskdelta.py docstring): where the
+        # action vector enters (internal | external | contextual | residual), raw events or meta-actions,
+        # and whether the runtime composites the cursor or the network draws it (mask | position | fourier)
+        "injection": "internal", "actions": "raw", "cursor": "composited",
         "height": 192, "width": 256, "resize_frames": True, "screen": [512, 384], "fps": 15,
         "frame_stride": 1, "context_frames": 2,  # previous framebuffers read
         # also read the framebuffer this many steps back (what a closing menu covered); 0: none. Measured
@@ -334,6 +338,12 @@ def check_config(config: dict[str, Any]) -> None:
             raise NCError(f"{key}={t[key]}: expected a positive integer")
     if not 0 <= t["caption_dropout"] < 1 or not 0 <= t["ema_decay"] < 1:
         raise NCError("caption_dropout and ema_decay must lie in [0, 1)")
+    if m["kind"] == "guiworld-delta":
+        from neuralcomputer.models.deskdelta import ACTION_KINDS, CURSOR_KINDS, INJECTIONS as DELTA_INJECTIONS
+
+        for key, allowed in (("injection", DELTA_INJECTIONS), ("actions", ACTION_KINDS), ("cursor", CURSOR_KINDS)):
+            if m.get(key, allowed[0]) not in allowed:
+                raise NCError(f"{key}={m[key]}: expected one of {', '.join(allowed)}")
     if m["kind"] == "guiworld":
         from neuralcomputer.models.guiworld import INJECTIONS
 

@@ -251,17 +251,26 @@ def test_levers_table_trains_each_variant_at_each_seed_and_pairs_it_with_full(tm
 
     ds = make_desktop_dataset(tmp_path, episodes=3, frames=20, cursor_free=True)
     out = tmp_path / "levers"
-    result = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=TINY_DELTA, split="all", episodes=2,
-                        frames=16, variants=["no copy prior"])
-    assert set(result["rows"]) == {"full", "no copy prior"}
+    variants = ["no copy prior", "cursor drawn, position", "memory alone (bundled design)"]
+    result = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=[*TINY_DELTA, "mode=off"], split="all",
+                        episodes=2, frames=16, variants=variants)
+    assert set(result["rows"]) == {"full", *variants}
+    # the memory row recalls beside a copy of the full network; the full run itself stays a network
+    recall = out / "memory-alone-(bundled-design)" / "seed-0" / "model"
+    assert (recall / "memory.npz").is_file() and not list((out / "full" / "seed-0" / "run").rglob("memory.npz"))
+    assert load_pipeline(recall).recall == "alone"
+    # who draws the cursor: the runtime's compositor always hits; a 2-step network that must draw it
+    # itself copies the first frame's arrow and misses wherever the pointer moved
+    hit = lambda name: result["rows"][name]["rollout_cursor_hit_5px"]["mean"]  # noqa: E731
+    assert hit("full") == 1.0 and hit("cursor drawn, position") < 1.0
     row = result["rows"]["no copy prior"]["onestep_psnr"]
     assert row["n"] == 4 and row["diff_vs_full"] is not None and len(row["diff_ci95"]) == 2
     assert result["rows"]["full"]["onestep_psnr"]["diff_vs_full"] is None
     assert "| no copy prior |" in (out / "levers.md").read_text()
     # an interrupted table resumes: nothing is trained or scored again
     stamp = (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns
-    again = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=TINY_DELTA, split="all", episodes=2,
-                       frames=16, variants=["no copy prior"])
+    again = run_levers(ds, ds, out, steps=2, seeds=[0, 1], overrides=[*TINY_DELTA, "mode=off"], split="all",
+                       episodes=2, frames=16, variants=variants)
     assert again["rows"] == result["rows"]
     assert (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns == stamp
 

@@ -1,7 +1,11 @@
-"""DeskDelta's levers, each switched off at equal budget, at several seeds (``ncomp experiment desktop levers``).
+"""DeskDelta's levers, each switched off at equal budget, at several seeds (``ncomp experiment desktop-levers``).
 
 Every variant trains ``steps`` steps of the ``guiworld-delta`` preset with one override, for each seed,
-and is scored by the targets report on the same held-out episodes. The table gives each variant's
+and is scored by the targets report on the same held-out episodes: the design's own levers, and the
+paper's injection, actions (raw vs meta) and cursor tables re-run on this design. Two more rows put
+the training episodes' transition memory beside the full design's network (the bundled model recalls
+alone; ``memory over network`` pastes a recalled change over the network's frame); pass
+``mode=off`` so that the trained variants are scored as networks. The table gives each variant's
 mean over seeds and episodes and its paired difference from the full design (same seed, same
 episode) with a 95% bootstrap interval: a lever earns its place when the interval excludes zero.
 
@@ -20,15 +24,29 @@ import numpy as np
 from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.errors import NCError
 from neuralcomputer.experiments.desktop_targets import bootstrap
+from neuralcomputer.pipelines.deskdelta import MEMORY_FILE
 
-# variant -> the overrides that switch one lever off (the full design has none)
+# variant -> the overrides that switch one lever off (the full design has none). Grouped: the design's
+# own levers, then the paper's three GUIWorld tables on this design (models/deskdelta.py docstring):
+# where the action vector enters, raw events or meta-actions, and who draws the cursor.
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     "no copy prior": ["copy_prior=false"],
     "no change curriculum": ["changed_boost=1.0"],
     "input history 1 step": ["history=1"],
     "no coarse attention": ["attention=false"],
+    "no covered-frame input": ["memory=0"],
+    "injection external": ["injection=external"],
+    "injection contextual": ["injection=contextual"],
+    "injection residual": ["injection=residual"],
+    "meta-actions": ["actions=meta"],
+    "cursor drawn, mask reference": ["cursor=mask"],
+    "cursor drawn, position": ["cursor=position"],
+    "cursor drawn, position + Fourier": ["cursor=fourier"],
 }
+# variant -> recall mode: the full design's trained network with the training episodes' transition
+# memory beside it (no training of its own; the memory does not depend on the seed, the network does)
+RECALL_VARIANTS: dict[str, str] = {"memory alone (bundled design)": "alone", "memory over network": "over-network"}
 # metric key in the targets report -> column title
 COLUMNS = {
     "onestep_changed_psnr": "one-step changed_psnr (dB)",
@@ -36,6 +54,7 @@ COLUMNS = {
     "rollout31_ssim": "rollout SSIM, 31 frames",
     "rollout150_ssim": "rollout SSIM, 150 frames",
     "action_effect": "action effect",
+    "rollout_cursor_hit_5px": "cursor hit at 5 px",
 }
 
 
@@ -57,18 +76,22 @@ def run_levers(data: Path, eval_data: Path, out: Path, steps: int, seeds: list[i
     from neuralcomputer.experiments.desktop_targets import targets_report
     from neuralcomputer.train.loop import train
 
-    names = variants or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
+    names = variants or [*VARIANTS, *RECALL_VARIANTS]
+    unknown = [n for n in names if n not in VARIANTS and n not in RECALL_VARIANTS]
     if unknown:
-        raise NCError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+        raise NCError(f"unknown variant(s) {unknown}; known: {', '.join([*VARIANTS, *RECALL_VARIANTS])}")
     if "full" not in names:
         names = ["full", *names]
     values: dict[str, dict[int, dict[str, list[float]]]] = {}
     for name in names:
         for seed in seeds:
-            where = out / name.replace(" ", "-") / f"seed-{seed}"
+            where = _folder(out, name, seed)
             run, report_dir = where / "run", where / "targets"
-            if not (run / "done.json").is_file():
+            if name in RECALL_VARIANTS:
+                run = where / "model"
+                if not (run / MEMORY_FILE).is_file():
+                    _with_memory(_folder(out, "full", seed) / "run", data, run, RECALL_VARIANTS[name])
+            elif not (run / "done.json").is_file():
                 cfg = apply_overrides(preset_config("guiworld-delta"),
                                       [*overrides, *VARIANTS[name], f"steps={steps}", f"seed={seed}"])
                 train(cfg, data, run, progress=False)
@@ -84,6 +107,34 @@ def run_levers(data: Path, eval_data: Path, out: Path, steps: int, seeds: list[i
     atomic_write_bytes(out / "levers.json", json.dumps(result, indent=2).encode())
     atomic_write_bytes(out / "levers.md", levers_markdown(result).encode())
     return result
+
+
+def _folder(out: Path, name: str, seed: int) -> Path:
+    return out / name.replace(" ", "-").replace(",", "").replace("+", "plus") / f"seed-{seed}"
+
+
+def _with_memory(run: Path, data: Path, dest: Path, mode: str) -> None:
+    """A copy of ``run``'s model at ``dest`` with the transition memory of ``data``'s train episodes
+    beside it, read in recall ``mode``; written to a temporary folder and renamed, so an interrupted
+    build leaves nothing that looks finished."""
+    import shutil
+    import tempfile
+
+    from neuralcomputer.models.cligen import read_model_config
+    from neuralcomputer.pipelines.cligen import resolve_model_dir
+    from neuralcomputer.train.deskdelta import build_memory
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".model-") as tmp:
+        model = Path(tmp) / "model"
+        shutil.copytree(resolve_model_dir(run), model)
+        config = read_model_config(model)
+        config["model"]["recall"] = {**config["model"].get("recall", {}), "mode": mode}
+        atomic_write_bytes(model / "config.json", json.dumps(config, indent=2).encode())
+        build_memory(model, data, "train", progress=False)  # keeps the mode it finds in config.json
+        if dest.exists():
+            shutil.rmtree(dest)
+        model.rename(dest)
 
 
 def _rows(values: dict[str, dict[int, dict[str, list[float]]]]) -> dict[str, dict[str, Any]]:

@@ -27,9 +27,10 @@ from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
+from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.cligen import resolve_model_dir
+from neuralcomputer.data.torch_dataset import resize_frames
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout, RolloutTimings
 
 RECALL_MODES = ("alone", "over-network", "off")
@@ -82,10 +83,26 @@ class DeskDeltaRollout(GUIWorldRollout):
         return pointer[0] * w / sw, pointer[1] * h / sh
 
     def show(self, framebuffer: torch.Tensor | np.ndarray, pointer: tuple[int, int]) -> np.ndarray:
-        """A framebuffer ``(3, H, W)`` float or ``(H, W, 3)`` uint8 with the arrow at ``pointer`` (screen px)."""
+        """A framebuffer ``(3, H, W)`` float or ``(H, W, 3)`` uint8 with the arrow at ``pointer`` (screen px);
+        as it is where the model draws the arrow itself (its ``cursor`` setting)."""
         if isinstance(framebuffer, torch.Tensor):
             framebuffer = (framebuffer.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        if self.model.learned_cursor:
+            return framebuffer
         return composite_cursor(framebuffer, *self.pointer_at_size(pointer), self.sprite)
+
+    def _rollout(self, first_frame: np.ndarray, actions: Sequence[FrameActions], seed: int,
+                 callback: Callable[[int, int], None] | None,
+                 true_frames: np.ndarray | None) -> tuple[np.ndarray, RolloutTimings]:
+        """As GUIWorld's; a model that draws the cursor itself reads framebuffers with the arrow in."""
+        if self.model.learned_cursor:
+            h, w = self.size
+            draw = lambda fb, i: composite_cursor(fb, *self.pointer_at_size(actions[i].pointer), self.sprite)  # noqa: E731
+            first_frame = draw(resize_frames(np.asarray(first_frame)[None], h, w)[0], 0)
+            if true_frames is not None:
+                true = resize_frames(np.asarray(true_frames[: len(actions)]), h, w)
+                true_frames = np.stack([draw(fb, i) for i, fb in enumerate(true)])
+        return super()._rollout(first_frame, actions, seed, callback, true_frames)
 
     def generate_frame(self, latents: dict[int, torch.Tensor], actions: Sequence[FrameActions], target: int,
                        seed: int, timings: RolloutTimings | None = None, keep: bool = True) -> np.ndarray:
@@ -102,8 +119,8 @@ class DeskDeltaRollout(GUIWorldRollout):
             fb = self._recalled(latents[target - 1], actions, target)
         else:
             ctx = torch.stack([latents[i] for i in self.model.context_ids(target)])[None]  # (1, K, 3, H, W)
-            maps, vectors = action_inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
-                                          self.screen, self.model.grid)
+            maps, vectors = self.model.inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
+                                              self.screen)
             t1 = time.perf_counter()
             logits, colour = self.model(ctx, torch.from_numpy(maps).to(self.device),
                                         torch.from_numpy(vectors).to(self.device))

@@ -35,7 +35,9 @@ from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.data.desktop.actions import read_actions
 from neuralcomputer.data.desktop.episode import read_desktop_clip
 from neuralcomputer.errors import NCError
-from neuralcomputer.models.deskdelta import DeskDeltaModel, action_inputs, step_window
+from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
+from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
+from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.deskdelta import MEMORY_FILE
 from neuralcomputer.train.common import cache_dir
@@ -64,6 +66,23 @@ def read_episode(data: Path, record: dict, size: tuple[int, int], cache: Path) -
     if len(actions) != len(index):
         raise NCError(f"{data}/{record['actions']}: {len(actions)} action records for {len(index)} frames")
     return {"framebuffers": framebuffers, "index": index, "actions": actions}
+
+
+def example(ep: dict[str, Any], t: int, model: DeskDeltaModel, screen: tuple[int, int]
+            ) -> tuple[np.ndarray, np.ndarray, list]:
+    """Step ``t`` of an episode (:func:`read_episode`) as the model reads it: the framebuffers before it
+    ``(K, H, W, 3)``, the true one ``(H, W, 3)`` (uint8) and its input steps (oldest first). A model that
+    draws the cursor itself (``cursor`` not ``composited``) reads and predicts them with the arrow in,
+    at each frame's pointer, as the rollout shows them."""
+    ids = [*model.context_ids(t), t]
+    frames = ep["framebuffers"][ep["index"][ids]]  # (K + 1, H, W, 3)
+    if model.learned_cursor:
+        (sw, sh), (h, w) = screen, frames.shape[1:3]
+        sprite = cursor_sprite(READ_CURSOR_SCALE)
+        frames = np.stack([composite_cursor(fb, ep["actions"][i].pointer[0] * w / sw,
+                                            ep["actions"][i].pointer[1] * h / sh, sprite)
+                           for fb, i in zip(frames, ids, strict=True)])
+    return frames[:-1], frames[-1], step_window(ep["actions"], t, model.config["history"])
 
 
 def build_memory(model_dir: Path, data: Path, split: str = "train", progress: bool = True) -> TransitionMemory:
@@ -133,9 +152,9 @@ class DeskDeltaTask:
         return read_episode(self.data, record, self.size, self.cache)
 
     def _example(self, e: int, t: int) -> tuple[np.ndarray, np.ndarray, list]:
-        ep, m = self.episodes[e], self.config["model"]
-        ctx = ep["framebuffers"][ep["index"][self.module.context_ids(t)]]  # (K, H, W, 3)
-        return ctx, ep["framebuffers"][ep["index"][t]], step_window(ep["actions"], t, m["history"])
+        """The framebuffers read ``(K, H, W, 3)``, the one to predict ``(H, W, 3)`` (uint8) and the input
+        steps; with the cursor drawn in where the model draws it itself (``cursor`` ablation)."""
+        return example(self.episodes[e], t, self.module, self.screen)
 
     def batch(self, step: int, rank: int, world: int, micro: int, batch_size: int) -> tuple[dict, int]:
         from neuralcomputer.train.common import step_generator
@@ -143,7 +162,7 @@ class DeskDeltaTask:
         gen = step_generator(self.config["train"]["seed"], step, rank * 1000 + micro)
         picks = torch.multinomial(self.weights, batch_size, replacement=True, generator=gen).tolist()
         ctx, tgt, windows = zip(*(self._example(*self.examples[i]) for i in picks), strict=True)
-        maps, vectors = action_inputs(windows, self.screen, self.module.grid)
+        maps, vectors = self.module.inputs(windows, self.screen)
         to_t = lambda a: torch.from_numpy(np.stack(a)).float().div(255)  # noqa: E731
         frames = to_t(ctx).permute(0, 1, 4, 2, 3)     # (B, K, 3, H, W)
         target = to_t(tgt).permute(0, 3, 1, 2)        # (B, 3, H, W)
@@ -192,15 +211,14 @@ class DeskDeltaTask:
         for ep in self._val:
             changed = [t for t in range(1, len(ep["index"])) if ep["index"][t] != ep["index"][t - 1]]
             for t in changed[: self.config["train"]["val_frames"]]:
-                ctx = ep["framebuffers"][ep["index"][module.context_ids(t)]]
-                maps, vectors = action_inputs([step_window(ep["actions"], t, m["history"])], self.screen,
-                                              module.grid)
+                ctx, true, window = example(ep, t, module, self.screen)
+                maps, vectors = module.inputs([window], self.screen)
                 frames = torch.from_numpy(ctx).float().div(255).permute(0, 3, 1, 2)[None]
                 logits, colour = module(frames, torch.from_numpy(maps), torch.from_numpy(vectors))
                 out = module.combine(frames[:, -1], logits, colour, hard=True, threshold=m["gate_threshold"])[0]
                 preds.append((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
                 copies.append(ctx[-1])
-                trues.append(ep["framebuffers"][ep["index"][t]])
+                trues.append(true)
         module.train()
         if not trues:
             return {}
