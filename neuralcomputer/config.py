@@ -339,7 +339,8 @@ def check_config(config: dict[str, Any]) -> None:
     if not 0 <= t["caption_dropout"] < 1 or not 0 <= t["ema_decay"] < 1:
         raise NCError("caption_dropout and ema_decay must lie in [0, 1)")
     if m["kind"] == "guiworld-delta":
-        from neuralcomputer.models.deskdelta import ACTION_KINDS, CURSOR_KINDS, INJECTIONS as DELTA_INJECTIONS
+        from neuralcomputer.models.deskdelta import ACTION_KINDS, CURSOR_KINDS
+        from neuralcomputer.models.deskdelta import INJECTIONS as DELTA_INJECTIONS
 
         for key, allowed in (("injection", DELTA_INJECTIONS), ("actions", ACTION_KINDS), ("cursor", CURSOR_KINDS)):
             if m.get(key, allowed[0]) not in allowed:

@@ -25,12 +25,12 @@ import torch
 from neuralcomputer.data.desktop.actions import FrameActions
 from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
 from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
+from neuralcomputer.data.torch_dataset import resize_frames
 from neuralcomputer.diffusion.sampling import deterministic_algorithms
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.cligen import resolve_model_dir
-from neuralcomputer.data.torch_dataset import resize_frames
 from neuralcomputer.pipelines.guiworld import GUIWorldRollout, RolloutTimings
 
 RECALL_MODES = ("alone", "over-network", "off")

@@ -33,10 +33,9 @@ from tqdm import tqdm
 
 from neuralcomputer.data.dataset import atomic_write_bytes
 from neuralcomputer.data.desktop.actions import read_actions
-from neuralcomputer.data.desktop.episode import read_desktop_clip
-from neuralcomputer.errors import NCError
 from neuralcomputer.data.desktop.cursor import composite_cursor, cursor_sprite
-from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE
+from neuralcomputer.data.desktop.episode import READ_CURSOR_SCALE, read_desktop_clip
+from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.deskdelta import MEMORY_FILE
