@@ -109,6 +109,72 @@ def test_action_maps_put_the_pointer_and_the_click_where_they_happen() -> None:
     assert maps[0, 0, 47, 63] == pytest.approx(1.0) and maps[0, 1].sum() == 0
 
 
+def test_meta_actions_and_pointer_numbers_replace_what_the_maps_carry() -> None:
+    """actions=meta splats the click's target (here where the pointer went after it) and codes its type;
+    cursor=position/fourier gives no maps and the pointer as numbers, each in its own columns."""
+    from neuralcomputer.models.actions import META_TYPES
+    from neuralcomputer.models.deskdelta import OCTAVES, step_window, vector_features
+
+    recs = _records([(0, 0), (100, 300), (400, 50)], click_at=1)
+    recs[1].meta[0].update(x=500, y=380)  # the click's target differs from the pointer read back
+    steps = [step_window(recs, 2, 2)]
+    maps, vec = action_inputs(steps, (512, 384), (48, 64), actions="meta")
+    assert maps.shape == (1, 6, 48, 64) and vec.shape == (1, 2 * vector_features("meta"))
+    y, x = np.unravel_index(maps[0, 4].argmax(), (48, 64))  # step 1's target map: at (500, 380)
+    assert (y, x) in ((46, 62), (46, 63), (47, 62), (47, 63)) and maps[0, 1].sum() == 0 and maps[0, 5].sum() == 0
+    per_step = vec.reshape(2, -1)
+    assert per_step[1, META_TYPES.index("click")] == 1 and per_step[0, :len(META_TYPES)].sum() == 0
+    raw_maps, raw_vec = action_inputs(steps, (512, 384), (48, 64))
+    for cursor, extra in (("position", 2), ("fourier", 4 * OCTAVES)):
+        maps, vec = action_inputs(steps, (512, 384), (48, 64), cursor=cursor)
+        assert maps.shape == (1, 0, 48, 64) and vec.shape == (1, 2 * vector_features("raw", cursor))
+        per_step = vec.reshape(2, -1)
+        assert (per_step[:, :-extra] == raw_vec.reshape(2, -1)).all()
+        if cursor == "position":
+            assert per_step[1, -2:] == pytest.approx([400 / 511, 50 / 383])
+
+
+def test_every_injection_mode_reads_the_action_vector_and_starts_as_copy() -> None:
+    """The same maps, two action vectors: once the zero-initialised paths are woken, every mode's output
+    depends on the vector; untrained, every mode copies the previous framebuffer."""
+    from neuralcomputer.models.deskdelta import INJECTIONS, vector_features
+
+    frames = torch.rand(1, 2, 3, 96, 128)
+    maps = torch.zeros(1, 3 * 8, 24, 32)
+    quiet, busy = torch.zeros(1, 8 * vector_features()), torch.ones(1, 8 * vector_features())
+    for mode in INJECTIONS:
+        torch.manual_seed(0)
+        model = DeskDeltaModel({**_tiny_config(), "injection": mode}).eval()
+        with torch.no_grad():
+            logits, colour = model(frames, maps, busy)
+            assert (DeskDeltaModel.combine(frames[:, -1], logits, colour, hard=True) == frames[:, -1]).all(), mode
+            for param in model.parameters():
+                param.add_(torch.randn_like(param) * 0.05)
+            a, b = model(frames, maps, quiet)[1], model(frames, maps, busy)[1]
+        assert (a - b).abs().max() > 1e-3, mode
+
+
+def test_a_model_that_draws_the_cursor_reads_and_predicts_frames_with_the_arrow(tmp_path: Path) -> None:
+    """cursor=position: training examples carry the arrow at each frame's pointer, and the rollout starts
+    from the screenshot with the arrow drawn in and composites nothing (untrained, it copies: the arrow
+    stays where frame 0 had it)."""
+    from neuralcomputer.train.deskdelta import example
+
+    torch.manual_seed(0)
+    model = DeskDeltaModel({**_tiny_config(), "cursor": "position"})
+    screens = _screens(np.random.default_rng(6), 2, 96, 128)
+    points = [(20, 20), (100, 60), (200, 150), (240, 40)]
+    ep = {"framebuffers": screens, "index": np.array([0, 0, 1, 1]), "actions": _records(points)}
+    ctx, target, _ = example(ep, 3, model, (256, 192))
+    sprite = cursor_sprite(READ_CURSOR_SCALE)
+    assert (target == composite_cursor(screens[1], 120, 20, sprite)).all()
+    assert (ctx[-1] == composite_cursor(screens[1], 100, 75, sprite)).all()
+    model.save_pretrained(tmp_path / "m")
+    frames, _ = load_pipeline(tmp_path / "m").rollout(screens[0], _records(points))
+    first = composite_cursor(screens[0], 10, 10, sprite)
+    assert all((f == first).all() for f in frames)
+
+
 def _tiny_config() -> dict:
     cfg = preset_config("guiworld-delta")["model"]
     cfg.update(height=96, width=128, screen=[256, 192], memory=0)
