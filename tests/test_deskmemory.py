@@ -96,6 +96,52 @@ def test_a_change_that_does_not_fit_the_present_screen_is_not_replayed() -> None
     assert change is not None and (change.apply(closed) == opened).all()
 
 
+def _terminal(caret: tuple[int, int], typed: str = "") -> np.ndarray:
+    """A black 48x64 terminal: the glyphs of ``typed`` from ``caret`` (row, col of the first cell,
+    cells 8x4 px), then the white caret block after them."""
+    fb = np.zeros((H, W, 3), np.uint8)
+    y, x = caret
+    for ch in typed:
+        glyph = np.zeros((8, 4), bool)
+        glyph[: 2 + "abc".index(ch) * 2, ::2] = True  # a distinct pattern per key
+        fb[y:y + 8, x:x + 4][glyph] = 180
+        x += 4
+    fb[y:y + 8, x:x + 4] = 255
+    return fb
+
+
+def _typing_episode(caret: tuple[int, int], text: str) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """Typing ``text`` into the terminal, a key every other step; each glyph shows one step later."""
+    fbs = np.stack([_terminal(caret, text[:n]) for n in range(len(text) + 1)])
+    index, actions = [0], []
+    for f in range(2 * len(text) + 1):
+        events = [{"type": "key_down", "key": text[f // 2]}, {"type": "key_up", "key": text[f // 2]}]\
+            if f % 2 == 0 and f // 2 < len(text) else []
+        actions.append(FrameActions(f, f / 15, (100, 80), events))
+        if f:
+            index.append(min((f + 1) // 2, len(text)))
+    return fbs, np.asarray(index), actions
+
+
+def test_a_typed_key_draws_its_own_glyph_at_the_present_caret() -> None:
+    """Trained on typing at one place, the memory types the pressed key's glyph wherever the caret is
+    now (it fits the caret block the glyph replaces); without ``typing`` it replays at the trained place."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _typing_episode((8, 8), "cba")]
+    memory = TransitionMemory.build(episodes, SCREEN)
+    off = TransitionMemory.build(episodes, SCREEN, {"typing": False})
+    present = _terminal((32, 40), "b")  # one glyph typed here already, the caret after it
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    change, _ = memory.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _terminal((32, 40), "ba")).all()
+    for key in "bc":  # each key its own glyph
+        steps[-1].events[:] = [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
+        assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _terminal((32, 40), "b" + key)).all()
+    stored, _ = off.recall(present, steps, SCREEN)
+    assert stored is not None and stored.box[0] == 8  # typed where the training episodes typed
+    assert memory.recall(present, _steps(click=False), SCREEN)[0] is None  # no key, no glyph
+
+
 def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     episodes = [_episode(rng) for _ in range(2)]

@@ -44,9 +44,13 @@ VARIANTS: dict[str, list[str]] = {
     "cursor drawn, position": ["cursor=position"],
     "cursor drawn, position + Fourier": ["cursor=fourier"],
 }
-# variant -> recall mode: the full design's trained network with the training episodes' transition
+# variant -> recall settings: the full design's trained network with the training episodes' transition
 # memory beside it (no training of its own; the memory does not depend on the seed, the network does)
-RECALL_VARIANTS: dict[str, str] = {"memory alone (bundled design)": "alone", "memory over network": "over-network"}
+RECALL_VARIANTS: dict[str, dict[str, Any]] = {
+    "memory alone (bundled design)": {"mode": "alone"},
+    "memory alone, no typing": {"mode": "alone", "typing": False},
+    "memory over network": {"mode": "over-network"},
+}
 # metric key in the targets report -> column title
 COLUMNS = {
     "onestep_changed_psnr": "one-step changed_psnr (dB)",
@@ -113,9 +117,9 @@ def _folder(out: Path, name: str, seed: int) -> Path:
     return out / name.replace(" ", "-").replace(",", "").replace("+", "plus") / f"seed-{seed}"
 
 
-def _with_memory(run: Path, data: Path, dest: Path, mode: str) -> None:
+def _with_memory(run: Path, data: Path, dest: Path, recall: dict[str, Any]) -> None:
     """A copy of ``run``'s model at ``dest`` with the transition memory of ``data``'s train episodes
-    beside it, read in recall ``mode``; written to a temporary folder and renamed, so an interrupted
+    beside it, read with the ``recall`` settings (the mode and any others); written to a temporary folder and renamed, so an interrupted
     build leaves nothing that looks finished."""
     import shutil
     import tempfile
@@ -129,9 +133,9 @@ def _with_memory(run: Path, data: Path, dest: Path, mode: str) -> None:
         model = Path(tmp) / "model"
         shutil.copytree(resolve_model_dir(run), model)
         config = read_model_config(model)
-        config["model"]["recall"] = {**config["model"].get("recall", {}), "mode": mode}
+        config["model"]["recall"] = {**config["model"].get("recall", {}), **recall}
         atomic_write_bytes(model / "config.json", json.dumps(config, indent=2).encode())
-        build_memory(model, data, "train", progress=False)  # keeps the mode it finds in config.json
+        build_memory(model, data, "train", progress=False)  # keeps the settings it finds in config.json
         if dest.exists():
             shutil.rmtree(dest)
         model.rename(dest)

@@ -24,10 +24,18 @@ nothing. The recalled change is pasted onto the present framebuffer; every other
 Steps where nothing changes are kept too: they are what tells the memory that a pointer moving
 over the empty desktop changes nothing.
 
+Typing (``typing`` setting): a key typed into a terminal or an editor draws its glyph at the caret,
+and the caret is rarely where it was in any training episode. When a key was pressed in the window
+and the nearest transition changes the screen, the memory replays the nearest change made under the
+*same key* instead (the glyph is that key's), and a small change (at most ``SMALL`` pixels a side) whose surroundings before it do not fit the present
+screen where it was stored is moved to the nearest place where they do (within ``fit_rms`` 8-bit
+levels: the caret block or line the glyph replaces); found nowhere, it stays where it was stored.
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16 and change id (-1: none); the distinct
 changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
-the masked pixels, uint8.
+the masked pixels, uint8; for the small ones also the pixels of the box before the change (a memory
+saved without them recalls without moving changes).
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ KEY_DIMS = 3
 # (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS)
 FEATURES = 4 + 6 + 1 + KEY_DIMS
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
+SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
+KEY_AGE, KEY_CODE = 10, slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press
 
 DEFAULTS: dict[str, Any] = {
     "history": 8,
@@ -63,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
     "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 3.0, 3.0, 20.0, 3.0, 3.0, 3.0],
     "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
     "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
+    "typing": True,          # a key in the window: recall that key's transitions, move small changes to fit
+    "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
 }
 
 
@@ -180,7 +192,7 @@ class TransitionMemory:
         thumbs: list[np.ndarray] = []
         thumb_ids: dict[bytes, int] = {}
         thumb_of, inputs, change_of = [], [], []
-        boxes, masks, colours = [], [], []
+        boxes, masks, colours, befores = [], [], [], []
         change_ids: dict[bytes, int] = {}
         for framebuffers, index, actions in episodes:
             local = []  # this episode's framebuffer -> thumbnail id
@@ -193,13 +205,13 @@ class TransitionMemory:
                 a, b = int(index[t - 1]), int(index[t])
                 thumb_of.append(local[a])
                 inputs.append(input_features(step_window(list(actions), t, config["history"]), screen))
-                change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours)
-                                 if a != b else -1)
+                change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours,
+                                               befores) if a != b else -1)
         if not thumb_of:
             raise NCError("transition memory: the episodes have no frame after their first")
         arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
                   "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
-                  **_pack_changes(boxes, masks, colours)}
+                  **_pack_changes(boxes, masks, colours, befores)}
         return cls(arrays, config)
 
     def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
@@ -226,6 +238,12 @@ class TransitionMemory:
         """
         present = thumbnail(framebuffer)
         d = self._distances(present, steps, screen)
+        typing = self._typing(steps, screen)
+        if typing is not None and self.change_of[np.argmin(d)] >= 0:
+            # the nearest of all says *whether* the screen changes; the same key's nearest change says
+            # what (its glyph), the present screen where (see _fitted)
+            i = int(typing[np.argmin(d[typing])])
+            return self._fitted(int(self.change_of[i]), framebuffer), float(max(d[i], 0.0))
         tol = self.config.get("fit_tolerance")
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
@@ -245,6 +263,39 @@ class TransitionMemory:
             if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
                 return self.change(cid), float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
+
+    def _typing(self, steps: Sequence[FrameActions], screen: tuple[int, int]) -> np.ndarray | None:
+        """The stored transitions that change the screen and whose latest key press is the present one's
+        key (indices), when a key was pressed in the window, ``typing`` is on and the memory has any; else None."""
+        if not self.config.get("typing", True) or "befores" not in self.arrays:
+            return None
+        q = input_features(steps[-self.history:], screen)
+        if q[KEY_AGE] >= NO_EVENT_AGE:
+            return None
+        stored = self.arrays["inputs"]
+        same = np.flatnonzero((stored[:, KEY_CODE] == q[KEY_CODE].astype(np.float16)).all(1)
+                              & (stored[:, KEY_AGE] < NO_EVENT_AGE) & (self.change_of >= 0))
+        return same if len(same) else None
+
+    def _fitted(self, cid: int, framebuffer: np.ndarray) -> Change | None:
+        """Change ``cid``, moved (if small) to the place nearest its stored one where the present
+        ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``fit_rms``)."""
+        change = self.change(cid)
+        if change is None:
+            return None
+        a = self.arrays
+        b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
+        if b0 == b1:  # a large change: it stays where it was stored
+            return change
+        y0, y1, x0, x1 = change.box
+        h, w = y1 - y0, x1 - x0
+        rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
+        fits = np.argwhere(rms <= float(self.config["fit_rms"]))
+        if not len(fits) or rms[y0, x0] <= float(self.config["fit_rms"]):
+            return change
+        # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
+        y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
+        return Change((y, y + h, x, x + w), change.mask, change.colours)
 
     def change(self, cid: int) -> Change | None:
         """Stored change ``cid`` (-1: None)."""
@@ -279,10 +330,26 @@ class TransitionMemory:
         return cls(arrays, config)
 
 
+def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    """RMS difference in 8-bit levels between ``patch`` ``(h, w, 3)`` and every place of ``framebuffer``
+    ``(H, W, 3)``: ``(H - h + 1, W - w + 1)`` (one correlation, as sums of squares expand)."""
+    import torch
+    from torch.nn import functional as F
+
+    img = torch.from_numpy(np.ascontiguousarray(framebuffer)).double().permute(2, 0, 1)[None]  # (1, 3, H, W)
+    ker = torch.from_numpy(np.ascontiguousarray(patch)).double().permute(2, 0, 1)[None]        # (1, 3, h, w)
+    h, w = patch.shape[:2]
+    cross = F.conv2d(img, ker)[0, 0]
+    energy = F.conv2d(img ** 2, torch.ones_like(ker))[0, 0]
+    ssd = (energy - 2 * cross + (ker ** 2).sum()).clamp(min=0)
+    return (ssd / (h * w * 3)).sqrt().numpy()
+
+
 def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], boxes: list, masks: list,
-                  colours: list) -> int:
+                  colours: list, befores: list) -> int:
     """The id of the change ``before -> after`` (stored once however often it recurs); -1 when the two
-    are the same picture (distinct frames of a recording can be equal at the model's size)."""
+    are the same picture (distinct frames of a recording can be equal at the model's size). A small
+    change also keeps its box's pixels before it (the first time it is seen)."""
     changed = np.any(before != after, axis=-1)
     if not changed.any():
         return -1
@@ -297,16 +364,19 @@ def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], 
         boxes.append(box)
         masks.append(np.packbits(mask.ravel()))
         colours.append(new)
+        small = box[1] - box[0] <= SMALL and box[3] - box[2] <= SMALL
+        befores.append(before[box[0]:box[1], box[2]:box[3]].reshape(-1, 3) if small else np.zeros((0, 3), np.uint8))
     return ids[digest]
 
 
-def _pack_changes(boxes: list, masks: list, colours: list) -> dict[str, np.ndarray]:
+def _pack_changes(boxes: list, masks: list, colours: list, befores: list) -> dict[str, np.ndarray]:
     """The changes as flat arrays with offsets (one ``npz`` entry per kind, not per change)."""
     offsets = lambda parts: np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)  # noqa: E731
+    pixels = lambda parts: np.concatenate(parts) if parts else np.zeros((0, 3), np.uint8)  # noqa: E731
     return {"boxes": np.asarray(boxes, np.int16).reshape(-1, 4),
             "masks": np.concatenate(masks) if masks else np.zeros(0, np.uint8), "mask_offsets": offsets(masks),
-            "colours": np.concatenate(colours) if colours else np.zeros((0, 3), np.uint8),
-            "colour_offsets": offsets(colours)}
+            "colours": pixels(colours), "colour_offsets": offsets(colours),
+            "befores": pixels(befores), "before_offsets": offsets(befores)}
 
 
 __all__ = ["Change", "TransitionMemory", "input_features", "thumbnail"]
