@@ -89,6 +89,10 @@ def run_levers(data: Path, eval_data: Path, out: Path, steps: int, seeds: list[i
     values: dict[str, dict[int, dict[str, list[float]]]] = {}
     for name in names:
         for seed in seeds:
+            if RECALL_VARIANTS.get(name, {}).get("mode") == "alone" and seed != seeds[0]:
+                # recall alone never runs the network: every seed's rollouts are the first seed's
+                values[name][seed] = values[name][seeds[0]]
+                continue
             where = _folder(out, name, seed)
             run, report_dir = where / "run", where / "targets"
             if name in RECALL_VARIANTS:
