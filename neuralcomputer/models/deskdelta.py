@@ -144,7 +144,7 @@ def action_inputs(steps: Sequence[Sequence[FrameActions]], screen: tuple[int, in
     else:
         vectors = _meta_vectors(feats)
         present = (feats["meta_type"][..., 0] > 0).astype(np.float32)
-        has_start = (feats["meta_xy"][..., 0, 2:] > 0).any(-1).astype(np.float32) * present
+        has_start = (feats["meta_type"][..., 0] == META_TYPES.index("drag") + 1).astype(np.float32)  # a drag
         extra = [(feats["meta_xy"][..., 0, :2], present), (feats["meta_xy"][..., 0, 2:], has_start)]
     if cursor == "position":
         vectors = np.concatenate([vectors, pointer], -1)
