@@ -123,8 +123,8 @@ def _folder(out: Path, name: str, seed: int) -> Path:
 
 def _with_memory(run: Path, data: Path, dest: Path, recall: dict[str, Any]) -> None:
     """A copy of ``run``'s model at ``dest`` with the transition memory of ``data``'s train episodes
-    beside it, read with the ``recall`` settings (the mode and any others); written to a temporary folder and renamed, so an interrupted
-    build leaves nothing that looks finished."""
+    beside it, read with the ``recall`` settings (the mode and any others); written to a temporary
+    folder and renamed, so an interrupted build leaves nothing that looks finished."""
     import shutil
     import tempfile
 
