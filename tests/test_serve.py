@@ -804,14 +804,17 @@ def test_a_click_on_applications_opens_a_menu_on_the_page_in_chromium(tmp_path):
         try:
             page = _open_model_page(browser, url, "desk", "desktop")
             assert page.evaluate(MENU_REGION_BRIGHTNESS) < 120  # the blue desktop
-            before = int(page.get_attribute("#screen", "data-frames"))
             box = page.locator("#screen").bounding_box()
             page.mouse.click(box["x"] + box["width"] * 41 / 512, box["y"] + box["height"] * 15 / 384)
-            page.wait_for_function(f"+document.getElementById('screen').dataset.frames >= {before + 15}",
-                                   timeout=60_000)
-            shot = tmp_path / "menu.png"
-            page.screenshot(path=str(shot))
-            shutil.copy(shot, "/tmp/serve-screenshot-desktop-menu.png")  # for a human to look at
+            # The page steps the model for one second (15 frames) after the last input, then stops: a
+            # menu that shows at all showed within those frames. Waiting for a count of *shown* frames
+            # instead failed under load: the player skips frames that arrive in a burst (seen in CI).
+            try:
+                page.wait_for_function(f"({MENU_REGION_BRIGHTNESS})() > 200", timeout=120_000)
+            finally:
+                shot = tmp_path / "menu.png"
+                page.screenshot(path=str(shot))
+                shutil.copy(shot, "/tmp/serve-screenshot-desktop-menu.png")  # for a human to look at
             assert page.evaluate(MENU_REGION_BRIGHTNESS) > 200  # the menu is open
         finally:
             browser.close()
