@@ -298,8 +298,9 @@ class TransitionMemory:
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
         rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
-        fits = np.argwhere(rms <= float(self.config["fit_rms"]))
-        if not len(fits) or rms[y0, x0] <= float(self.config["fit_rms"]):
+        tol = float(self.config["fit_rms"])
+        fits = np.argwhere(rms <= tol)
+        if not len(fits) or rms[y0, x0] <= tol:
             return change
         # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])

@@ -20,6 +20,7 @@ builds one for any DeskDelta model directory from any desktop dataset (``ncomp e
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -67,6 +68,12 @@ def read_episode(data: Path, record: dict, size: tuple[int, int], cache: Path) -
     return {"framebuffers": framebuffers, "index": index, "actions": actions}
 
 
+@functools.cache
+def _read_sprite() -> Any:
+    """The arrow as the data shows it, drawn once (every example of a drawn-cursor model needs it)."""
+    return cursor_sprite(READ_CURSOR_SCALE)
+
+
 def example(ep: dict[str, Any], t: int, model: DeskDeltaModel, screen: tuple[int, int]
             ) -> tuple[np.ndarray, np.ndarray, list]:
     """Step ``t`` of an episode (:func:`read_episode`) as the model reads it: the framebuffers before it
@@ -77,7 +84,7 @@ def example(ep: dict[str, Any], t: int, model: DeskDeltaModel, screen: tuple[int
     frames = ep["framebuffers"][ep["index"][ids]]  # (K + 1, H, W, 3)
     if model.learned_cursor:
         (sw, sh), (h, w) = screen, frames.shape[1:3]
-        sprite = cursor_sprite(READ_CURSOR_SCALE)
+        sprite = _read_sprite()
         frames = np.stack([composite_cursor(fb, ep["actions"][i].pointer[0] * w / sw,
                                             ep["actions"][i].pointer[1] * h / sh, sprite)
                            for fb, i in zip(frames, ids, strict=True)])
