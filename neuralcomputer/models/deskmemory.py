@@ -66,6 +66,8 @@ KEY_DIMS = 3
 # (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS)
 FEATURES = 4 + 6 + 1 + KEY_DIMS
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
+PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the pointer, as the key sees it
+PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
 
@@ -78,7 +80,10 @@ DEFAULTS: dict[str, Any] = {
     "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
+    "patch_weight": 0.0,     # weight of what is under the press (or pointer); 0: not part of the key
+    "anchored": False,       # a change whose corner was at its press moves with the present press
 }
+ANCHOR_PX = 4  # px at the model's frame size: how near its press a change's top-left corner must be to move
 
 
 def _key_code(key: str) -> np.ndarray:
@@ -132,6 +137,27 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
     return f
 
 
+def anchor(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
+    """Where the input points, in pixels ``(row, col)`` of a framebuffer of ``size`` (H, W): the latest
+    button press of the window when there is one, else the pointer now (``features`` from
+    :func:`input_features`)."""
+    gx, gy = (features[5:7] if features[4] > 0 else features[0:2]).astype(np.float64)
+    h, w = size
+    return (int(np.clip(round(gy * h / GRID[0]), 0, h - 1)), int(np.clip(round(gx * w / GRID[1]), 0, w - 1)))
+
+
+def pointer_patch(framebuffer: np.ndarray, at: tuple[int, int]) -> np.ndarray:
+    """``(32,)`` uint8: grey block means of the ``PATCH`` around pixel ``at`` (row, col) of ``framebuffer``
+    ``(H, W, 3)`` uint8, edge pixels repeated beyond the frame: the menu item, button or taskbar entry a
+    click lands on, wherever on the screen it is."""
+    ph, pw = PATCH
+    padded = np.pad(framebuffer, ((ph // 2, ph // 2), (pw // 2, pw // 2), (0, 0)), mode="edge")
+    y, x = at
+    grey = padded[y:y + ph, x:x + pw].astype(np.float32).mean(-1)  # (ph, pw): `at` is its centre
+    gh, gw = PATCH_GRID
+    return grey.reshape(gh, ph // gh, gw, pw // gw).mean((1, 3)).round().astype(np.uint8).reshape(-1)
+
+
 def thumbnail(framebuffer: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` uint8 -> ``(12, 16, 3)`` uint8 block means (H and W divisible by the grid)."""
     h, w = framebuffer.shape[:2]
@@ -176,6 +202,11 @@ class TransitionMemory:
         self.inputs = arrays["inputs"].astype(np.float32) * weights  # (N, F)
         self.input_sq = (self.inputs ** 2).sum(1)
         self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
+        # what is under the press or pointer (a memory saved without it, or a weight of 0: not compared)
+        self.patch_weight = float(self.config["patch_weight"]) if "patches" in arrays else 0.0
+        if self.patch_weight:
+            self.patches = arrays["patches"].astype(np.float32) / 255 * self.patch_weight  # (N, 32)
+            self.patch_sq = (self.patches ** 2).sum(1)
         # per transition: whether it changes the screen (None: typing is off, or the memory was saved
         # without the "before" pixels that moving a change needs)
         self._changes = (self.change_of >= 0) if self.config.get("typing", True) and "befores" in arrays else None
@@ -197,7 +228,7 @@ class TransitionMemory:
         config = {**DEFAULTS, **(config or {})}
         thumbs: list[np.ndarray] = []
         thumb_ids: dict[bytes, int] = {}
-        thumb_of, inputs, change_of = [], [], []
+        thumb_of, inputs, change_of, patches = [], [], [], []
         boxes, masks, colours, befores = [], [], [], []
         change_ids: dict[bytes, int] = {}
         for framebuffers, index, actions in episodes:
@@ -211,27 +242,34 @@ class TransitionMemory:
                 a, b = int(index[t - 1]), int(index[t])
                 thumb_of.append(local[a])
                 inputs.append(input_features(step_window(list(actions), t, config["history"]), screen))
+                patches.append(pointer_patch(framebuffers[a], anchor(inputs[-1], framebuffers[a].shape[:2])))
                 change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours,
                                                befores) if a != b else -1)
         if not thumb_of:
             raise NCError("transition memory: the episodes have no frame after their first")
         arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
                   "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
-                  **_pack_changes(boxes, masks, colours, befores)}
+                  "patches": np.stack(patches), **_pack_changes(boxes, masks, colours, befores)}
         return cls(arrays, config)
 
     def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
                   ) -> np.ndarray:
         """Squared distances ``(N,)`` from the present situation to every stored transition."""
-        return self._distances(thumbnail(framebuffer), steps, screen)
+        return self._distances(framebuffer, thumbnail(framebuffer), steps, screen)
 
-    def _distances(self, thumb: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]) -> np.ndarray:
-        """:meth:`distances` from the present framebuffer's thumbnail ``(12, 16, 3)`` uint8."""
+    def _distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
+                   screen: tuple[int, int]) -> np.ndarray:
+        """:meth:`distances`, given the present framebuffer's thumbnail ``(12, 16, 3)`` uint8 too."""
         q_thumb = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
-        q_input = input_features(steps[-self.history:], screen) * self.weights
+        features = input_features(steps[-self.history:], screen)
+        q_input = features * self.weights
         d_thumb = self.thumb_sq - 2 * self.thumbs @ q_thumb + (q_thumb ** 2).sum()
-        d_input = self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
-        return d_thumb[self.thumb_of] + d_input
+        d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
+        if self.patch_weight:
+            q = pointer_patch(framebuffer, anchor(features, framebuffer.shape[:2])).astype(np.float32) / 255
+            q *= self.patch_weight
+            d += self.patch_sq - 2 * self.patches @ q + (q ** 2).sum()
+        return d
 
     def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
                ) -> tuple[Change | None, float]:
@@ -243,7 +281,7 @@ class TransitionMemory:
         else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
         """
         present = thumbnail(framebuffer)
-        d = self._distances(present, steps, screen)
+        d = self._distances(framebuffer, present, steps, screen)
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change says
@@ -254,7 +292,11 @@ class TransitionMemory:
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
             i = int(np.argmin(d))  # ties: the earliest stored, so recall is deterministic
-            return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
+            change = self.change(int(self.change_of[i]))
+            if change is not None and self.config.get("anchored"):
+                change = self._anchored(change, i, input_features(steps[-self.history:], screen),
+                                        framebuffer.shape[:2])
+            return change, float(max(d[i], 0.0))
         near = np.argpartition(d, k - 1)[:k]
         near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
         present = present.astype(np.int16)
@@ -284,6 +326,22 @@ class TransitionMemory:
         same = np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == _key_code(key).astype(np.float16)).all(1)
                               & self._changes)
         return same if len(same) else None
+
+    def _anchored(self, change: Change, i: int, features: np.ndarray, size: tuple[int, int]) -> Change:
+        """``change`` (of stored transition ``i``) moved by how far the present press ``features`` is
+        from the stored one, when its top-left corner was within ``ANCHOR_PX`` of the stored press (a
+        context menu opens at the pointer), kept inside the frame ``size`` (H, W); else as it is."""
+        stored = self.arrays["inputs"][i].astype(np.float32)
+        if stored[4] <= 0 or features[4] <= 0:
+            return change
+        (sy, sx), (py, px) = anchor(stored, size), anchor(features, size)
+        y0, y1, x0, x1 = change.box
+        if abs(y0 - sy) > ANCHOR_PX or abs(x0 - sx) > ANCHOR_PX or (sy, sx) == (py, px):
+            return change
+        h, w = y1 - y0, x1 - x0
+        ny = int(np.clip(y0 + py - sy, 0, size[0] - h))
+        nx = int(np.clip(x0 + px - sx, 0, size[1] - w))
+        return Change((ny, ny + h, nx, nx + w), change.mask, change.colours)
 
     def _fitted(self, cid: int, framebuffer: np.ndarray) -> Change | None:
         """Change ``cid``, moved (if small) to the place nearest its stored one where the present
