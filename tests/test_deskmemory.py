@@ -174,45 +174,17 @@ def _menu_episode(top: int) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]
 
 def test_what_is_under_the_click_chooses_the_menu_item_wherever_the_menu_is() -> None:
     """Trained with the menu at row 12, the memory sees the menu 8 rows higher: a click on item B there
-    lands where item A was in training. By position alone it opens A's window; with ``patch_weight``
-    (what is under the press) it opens B's."""
+    lands where item A was in training. By position alone (``patch_weight`` 0) it opens A's window;
+    comparing what is under the press, B's."""
     episodes = [_menu_episode(12) for _ in range(3)]
     present = _menu(4)
     steps = _steps(click=True, pointer=(56, 2 * (4 + 12)))  # item B's middle now, item A's in training
-    by_place = TransitionMemory.build(episodes, SCREEN)
-    by_item = TransitionMemory.build(episodes, SCREEN, {"patch_weight": 40.0})
+    by_place = TransitionMemory.build(episodes, SCREEN, {"patch_weight": 0.0})
+    by_item = TransitionMemory.build(episodes, SCREEN)  # the default weight, 40
     assert (by_place.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (200, 30, 30)).all()
     assert (by_item.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (30, 30, 200)).all()
     off = TransitionMemory(by_item.arrays, {"patch_weight": 0.0})  # the same arrays, not compared
     assert (off.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (200, 30, 30)).all()
-
-
-def _context_episode(at: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
-    """A right click at frame pixel ``at`` (row, col) opens a 12x16 white menu whose top-left corner
-    is at the click, one step later."""
-    closed = np.full((H, W, 3), 90, np.uint8)
-    opened = closed.copy()
-    opened[at[0]:at[0] + 12, at[1]:at[1] + 16] = 255
-    pointer = (2 * at[1], 2 * at[0])
-    actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
-                            if f == 2 else []) for f in range(6)]
-    return np.stack([closed, opened]), np.asarray([0, 0, 0, 1, 1, 1]), actions
-
-
-def test_a_context_menu_opens_at_the_present_click_when_anchored() -> None:
-    """Trained on right clicks at one place, an ``anchored`` memory opens the menu at the present click
-    (its corner was at the stored click), kept inside the frame; unanchored it opens where it was."""
-    episodes = [_context_episode((10, 10))]
-    steps = _steps(click=True, pointer=(2 * 30, 2 * 20))  # frame pixel (20, 30)
-    steps[-1].events = [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
-    present = np.full((H, W, 3), 90, np.uint8)
-    plain = TransitionMemory.build(episodes, SCREEN)
-    moved = TransitionMemory.build(episodes, SCREEN, {"anchored": True})
-    assert plain.recall(present, steps, SCREEN)[0].box == (10, 22, 10, 26)
-    assert moved.recall(present, steps, SCREEN)[0].box == (20, 32, 30, 46)
-    steps = _steps(click=True, pointer=(2 * 60, 2 * 44))  # near the bottom-right corner: kept inside
-    steps[-1].events = [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
-    assert moved.recall(present, steps, SCREEN)[0].box == (36, 48, 48, 64)
 
 
 def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
