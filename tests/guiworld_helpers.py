@@ -36,11 +36,12 @@ def _frame(width: int, height: int, window_open: bool, pointer: tuple[int, int],
 
 
 def make_desktop_dataset(root: Path, episodes: int = 3, frames: int = 16, width: int = 128, height: int = 96,
-                         val: int = 1, seed: int = 0, cursor_free: bool = False) -> Path:
+                         val: int = 1, seed: int = 0, cursor_free: bool = False, period: int = 4) -> Path:
     """Write ``episodes`` synthetic desktop episodes as a dataset; the last ``val`` go to the val split.
 
     ``cursor_free``: stored as the collector stores them now (framebuffers without the arrow, which
-    readers draw in), else with the arrow drawn in (the format of older recordings)."""
+    readers draw in), else with the arrow drawn in (the format of older recordings). A click every
+    ``period`` frames toggles the window (an odd period: the screen 15 frames after a click differs)."""
     rng = np.random.default_rng(seed)
     ds = root / "desktop"
     records = []
@@ -51,7 +52,7 @@ def make_desktop_dataset(root: Path, episodes: int = 3, frames: int = 16, width:
         for f in range(frames):
             images.append(_frame(width, height, open_, pointer, cursor=not cursor_free))
             events, meta = [], []
-            if f % 4 == 3:  # a click: toggles the window
+            if f % period == period - 1:  # a click: toggles the window
                 events = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
                 meta = [{"type": "click", "x": pointer[0], "y": pointer[1], "button": 1, "count": 1}]
                 open_ = not open_

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -205,11 +206,8 @@ def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_p
         thumbnail(np.zeros((50, 64, 3), np.uint8))
 
 
-def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> None:
-    """``ncomp export --memory-data`` stores the memory beside the weights; an untrained network with it
-    opens and closes the window of a held-out episode exactly, without it only copies, and a runtime
-    session gives the offline rollout's frames bit for bit."""
-    ds = make_desktop_dataset(tmp_path, episodes=4, frames=20, cursor_free=True)
+def _export_with_memory(tmp_path: Path, ds: Path) -> Any:
+    """An untrained tiny DeskDelta network exported to ``tmp_path/m`` with ``ds``'s memory (the CLI result)."""
     cfg = preset_config("guiworld-delta")["model"]
     cfg.update(height=H, width=W, screen=list(SCREEN), memory=0)
     cfg["net"] = {"channels": [16, 16, 16], "cond_dim": 16, "blocks": 1, "heads": 2}
@@ -218,6 +216,43 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "m"),
                                        "--memory-data", str(ds)])
     assert result.exit_code == 0, result.output
+    return result
+
+
+def test_recall_settings_are_scored_on_folds_of_held_out_training_episodes(tmp_path: Path) -> None:
+    """``ncomp experiment desktop-recall``: each fold's memory is built without its held-out episode;
+    the model's own settings replay most of its toggles (3 training episodes leave some click places
+    unseen), a memory blind to screen and input (every weight 0) replays the same stored step, no
+    change, everywhere: its paired difference is clear of zero."""
+    ds = make_desktop_dataset(tmp_path, episodes=5, frames=40, cursor_free=True, period=5)
+    _export_with_memory(tmp_path, ds)
+    zeros = ";".join(["input_weights=" + str([0] * 14), "thumb_weight=0", "patch_weight=0"])
+    args = ["experiment", "desktop-recall", "--model", str(tmp_path / "m"), "--data", str(ds),
+            "--out", str(tmp_path / "cv"), "--policies", "synthetic", "--folds", "2", "--per-policy", "1"]
+    result = CliRunner().invoke(main, [*args, "--setting", "own:", "--setting", "blind:" + zeros])
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads((tmp_path / "cv" / "recall.json").read_text())
+    assert [len(h) for h in report["held_out"]] == [1, 1] and report["held_out"][0] != report["held_out"][1]
+    own, blind = report["rows"]["own"], report["rows"]["blind"]
+    assert own["cases"] == blind["cases"] == 10  # 5 clicks whose screen differs 15 frames later, per episode
+    assert own["action_effect"] >= 0.5 and blind["action_effect"] == 0.0  # the blind replays "no change"
+    assert blind["action_effect_diff"][1][1] < 0  # paired over the same cases: clear of zero
+    assert own["rollout31_ssim"] > blind["rollout31_ssim"] and own["rollout150_ssim"] > blind["rollout150_ssim"]
+    assert "| blind |" in (tmp_path / "cv" / "recall.md").read_text()
+    bad = CliRunner().invoke(main, [*args, "--setting", "x:no_such_key=1"])
+    assert bad.exit_code != 0 and "unknown recall setting" in bad.output
+    short = CliRunner().invoke(main, [*args, "--folds", "9", "--setting", "own:"])
+    assert short.exit_code != 0 and "need 9 training episodes" in short.output
+
+
+def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> None:
+    """``ncomp export --memory-data`` stores the memory beside the weights; an untrained network with it
+    opens and closes the window of a held-out episode exactly, without it only copies, and a runtime
+    session gives the offline rollout's frames bit for bit."""
+    ds = make_desktop_dataset(tmp_path, episodes=4, frames=20, cursor_free=True)
+    result = _export_with_memory(tmp_path, ds)
     assert (tmp_path / "m" / MEMORY_FILE).is_file() and "distinct changes" in result.output
     import json
 

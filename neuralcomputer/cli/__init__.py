@@ -646,6 +646,35 @@ def experiment_desktop_levers(dataset: Path, eval_data: Path, eval_split: str, e
     click.echo(levers_markdown(result))
 
 
+@experiment.command("desktop-recall")
+@click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="DeskDelta model directory with a transition memory (memory.npz).")
+@click.option("--data", "dataset", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Desktop dataset whose training episodes are folded (the memory's own).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the table.")
+@click.option("--setting", "settings", multiple=True, required=True, metavar="NAME:KEY=VALUE;...",
+              help="A recall setting to score, e.g. 'no patch:patch_weight=0;typing=false'; 'bundled:' is the model's own. "
+                   "The first is the reference of the paired differences.")
+@click.option("--policies", default="scripted,random-slow", show_default=True,
+              help="Policies whose training episodes are held out, comma-separated.")
+@click.option("--folds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--per-policy", type=click.IntRange(1), default=3, show_default=True,
+              help="Episodes of each policy held out per fold.")
+def experiment_desktop_recall(model: Path, dataset: Path, out: Path, settings: tuple[str, ...], policies: str,
+                              folds: int, per_policy: int) -> None:
+    """Transition-memory settings scored on folds of held-out training episodes (the memory needs no
+    training, so a setting is chosen on far more cases than the val split holds); writes OUT/recall.md."""
+    from neuralcomputer.experiments.desktop_recall import parse_setting, recall_cv, recall_markdown
+
+    parsed = [parse_setting(s) for s in settings]
+    if len({name for name, _ in parsed}) < len(parsed):
+        raise NCError("--setting: two settings share a name")
+    result = recall_cv(model, dataset, out, parsed, [p.strip() for p in policies.split(",") if p.strip()],
+                       folds, per_policy)
+    click.echo(recall_markdown(result))
+    click.echo(f"report: {out / 'recall.json'}, {out / 'recall.md'}", err=True)
+
+
 @experiment.command("guiworld")
 @click.argument("table", type=click.Choice(["injection", "cursor", "actions", "data"]))
 @click.option("--data", "datasets", multiple=True, metavar="[NAME=]DATASET",

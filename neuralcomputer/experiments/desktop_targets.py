@@ -56,6 +56,40 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(finite)) if finite else None, "ci95": bootstrap(finite), "n": len(finite)}
 
 
+def effect_cases(roll: Any, episode: str, clip: Any, actions: list, start: np.ndarray
+                 ) -> list[tuple[dict[str, Any], int, np.ndarray]]:
+    """The action-effect cases of one episode (see the module docstring): for each, the case record,
+    the area of the box that changed and the figure row ``(H, 3W, 3)`` before | truth | model.
+
+    ``roll`` is a loaded desktop pipeline, ``clip`` the episode at its size, ``actions`` its records and
+    ``start`` ``(T, H, W, 3)`` the frames each rollout starts from (cursor-free for DeskDelta)."""
+    from neuralcomputer.data.desktop.cursor import composite_cursor
+    from neuralcomputer.eval.gui import changed_box
+    from neuralcomputer.eval.image_metrics import ssim
+
+    shown = clip.frames(np.arange(len(clip)))
+    fbs = clip.frames(np.arange(len(clip)), cursor=False)
+    out = []
+    for f, a in enumerate(actions[: len(clip) - EFFECT_FRAMES]):
+        if not any(m["type"] in EFFECT_METAS for m in a.meta):
+            continue
+        box = changed_box(fbs[f], fbs[f + EFFECT_FRAMES])
+        if box is None or np.any(fbs[f] != fbs[f + EFFECT_FRAMES], axis=-1).sum() < MIN_CHANGED_PX:
+            continue
+        rolled, _ = roll.rollout(start[f], actions[f: f + EFFECT_FRAMES + 1])
+        rows, cols = box
+        # the frame before the action, its cursor moved to where it is 15 frames later: what a cursor
+        # compositor alone would show, so the cursor itself earns the model nothing here
+        before = composite_cursor(fbs[f], *clip.pointer[f + EFFECT_FRAMES], clip.sprite)
+        after, before, truth = rolled[-1][rows, cols], before[rows, cols], shown[f + EFFECT_FRAMES][rows, cols]
+        s_model, s_before = ssim(after[None], truth[None]), ssim(before[None], truth[None])
+        case = {"episode": episode, "frame": f, "type": [m["type"] for m in a.meta],
+                "model_ssim": s_model, "before_ssim": s_before, "success": bool(s_model > s_before)}
+        area = (rows.stop - rows.start) * (cols.stop - cols.start)
+        out.append((case, area, np.concatenate([shown[f], shown[f + EFFECT_FRAMES], rolled[-1]], axis=1)))
+    return out
+
+
 def targets_report(model: Path, data: Path, out: Path, split: str = "test", episodes: int = 8,
                    long_frames: int = 150, short_frames: int = 31) -> dict[str, Any]:
     """Score ``model`` on up to ``episodes`` episodes of ``split``; writes ``out/targets.json`` and the
@@ -66,7 +100,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.cursor import composite_cursor
     from neuralcomputer.data.desktop.episode import read_desktop_clip
-    from neuralcomputer.eval.gui import changed_box, changed_psnr, cursor_hit_rate
+    from neuralcomputer.eval.gui import changed_psnr, cursor_hit_rate
     from neuralcomputer.eval.image_metrics import psnr, ssim
     from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
     from neuralcomputer.pipelines.load import load_pipeline
@@ -119,25 +153,9 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
         if figure is None and n >= long_frames:
             figure = np.concatenate([pred[n - 1], shown[n - 1], shown[0]], axis=1)  # model | truth | first
         # action effect over the whole episode
-        for f, a in enumerate(actions[: len(clip) - EFFECT_FRAMES]):
-            if not any(m["type"] in EFFECT_METAS for m in a.meta):
-                continue
-            box = changed_box(fbs[f], fbs[f + EFFECT_FRAMES])
-            if box is None or np.any(fbs[f] != fbs[f + EFFECT_FRAMES], axis=-1).sum() < MIN_CHANGED_PX:
-                continue
-            seq = actions[f: f + EFFECT_FRAMES + 1]
-            rolled, _ = roll.rollout(start[f], seq)
-            rows, cols = box
-            # the frame before the action, its cursor moved to where it is 15 frames later: what a cursor
-            # compositor alone would show, so the cursor itself earns the model nothing here
-            before = composite_cursor(fbs[f], *clip.pointer[f + EFFECT_FRAMES], clip.sprite)
-            after, before, truth = rolled[-1][rows, cols], before[rows, cols], shown[f + EFFECT_FRAMES][rows, cols]
-            s_model, s_before = ssim(after[None], truth[None]), ssim(before[None], truth[None])
-            effects.append({"episode": r["id"], "frame": f, "type": [m["type"] for m in a.meta],
-                            "model_ssim": s_model, "before_ssim": s_before, "success": bool(s_model > s_before)})
-            area = (rows.stop - rows.start) * (cols.stop - cols.start)
-            cases.append((effects[-1]["success"], area, np.concatenate([shown[f], shown[f + EFFECT_FRAMES],
-                                                                        rolled[-1]], axis=1)))
+        for case, area, image in effect_cases(roll, r["id"], clip, actions, start):
+            effects.append(case)
+            cases.append((case["success"], area, image))
     success = [float(x["success"]) for x in effects]
     result: dict[str, Any] = {
         "model": str(model), "data": str(data), "split": split, "episodes": [r["id"] for r in records],
