@@ -39,7 +39,8 @@ the glyph replaces); found nowhere, it stays where it was stored. Measured on th
 kept 0.556, letting any key (Return, shortcuts) choose 0.597.
 
 The patch was chosen on the val episodes (action effect 0.625 -> 0.681 at weight 40) and across three
-folds of held-out training episodes (577 cases: +0.010 [-0.021, +0.038]); docs/results/guiworld-delta.
+folds of held-out training episodes (``ncomp experiment desktop-recall``, 577 cases: +0.010
+[-0.019, +0.040], 150-frame rollouts -0.013 SSIM); docs/results/guiworld-delta.
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
