@@ -339,6 +339,11 @@ def test_levers_table_trains_each_variant_at_each_seed_and_pairs_it_with_full(tm
                        episodes=2, frames=16, variants=variants)
     assert again["rows"] == result["rows"]
     assert (out / "full" / "seed-0" / "run" / "done.json").stat().st_mtime_ns == stamp
+    # without mode=off training exports a memory beside each run; its rows still score the network alone
+    plain = run_levers(ds, ds, tmp_path / "plain", steps=2, seeds=[0, 1], overrides=TINY_DELTA, split="all",
+                       episodes=2, frames=16, variants=["no copy prior"])
+    assert list((tmp_path / "plain" / "full" / "seed-0" / "run").rglob("memory.npz"))
+    assert plain["rows"]["full"] == result["rows"]["full"]
 
 
 def test_a_runtime_session_with_memory_equals_the_offline_rollout(tmp_path: Path) -> None:

@@ -107,7 +107,10 @@ def run_levers(data: Path, eval_data: Path, out: Path, steps: int, seeds: list[i
             if report_file.is_file():
                 report = json.loads(report_file.read_text())
             else:
-                report = targets_report(run, eval_data, report_dir, split, episodes, long_frames=frames)
+                # a trained row is the network alone: training exports the memory beside it unless the
+                # overrides say mode=off, and a memory would replay the same changes for every row
+                report = targets_report(run, eval_data, report_dir, split, episodes, long_frames=frames,
+                                        recall=None if name in RECALL_VARIANTS else "off")
             values.setdefault(name, {})[seed] = _per_episode(report)
     result = {"steps": steps, "seeds": seeds, "data": str(data), "eval_data": str(eval_data), "split": split,
               "overrides": overrides, "rows": _rows(values)}

@@ -91,9 +91,10 @@ def effect_cases(roll: Any, episode: str, clip: Any, actions: list, start: np.nd
 
 
 def targets_report(model: Path, data: Path, out: Path, split: str = "test", episodes: int = 8,
-                   long_frames: int = 150, short_frames: int = 31) -> dict[str, Any]:
+                   long_frames: int = 150, short_frames: int = 31, recall: str | None = None) -> dict[str, Any]:
     """Score ``model`` on up to ``episodes`` episodes of ``split``; writes ``out/targets.json`` and the
-    150th-frame figure ``out/rollout-150.png``. Returns the result."""
+    150th-frame figure ``out/rollout-150.png``. Returns the result. ``recall`` overrides a DeskDelta
+    model's recall mode (``"off"``: its network alone, whatever memory the directory holds)."""
     from PIL import Image
 
     from neuralcomputer.data.dataset import load_manifest
@@ -105,7 +106,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
     from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
     from neuralcomputer.pipelines.load import load_pipeline
 
-    roll = load_pipeline(model)
+    roll = load_pipeline(model, **({"recall": recall} if recall else {}))
     bare = isinstance(roll, DeskDeltaRollout)  # starts from cursor-free screenshots
     size = roll.size
     records = [r for r in load_manifest(data) if split in ("all", r["split"]) and r.get("cursor_at_read")]
