@@ -87,15 +87,18 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
         episodes = (read_episode(data, r, size, cache) for r in train if r["id"] not in ids)
         memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
                                         tuple(roll.screen), base)
-        clips = [(r, read_desktop_clip(data / r["path"], size), read_actions(data / r["actions"], float(r["fps"])))
-                 for r in held]
+        clips = []  # decoded once per fold, replayed by every setting
+        for r in held:
+            clip = read_desktop_clip(data / r["path"], size)
+            frames = np.arange(len(clip))
+            clips.append((r, clip, read_actions(data / r["actions"], float(r["fps"])), clip.frames(frames),
+                          clip.frames(frames, cursor=False)))
         for name, overrides in settings:
             roll.memory = TransitionMemory(memory.arrays, {**base, **overrides})
-            for r, clip, actions in clips:
-                fbs = clip.frames(np.arange(len(clip)), cursor=False)
-                effects[name] += [{**case, "fold": k} for case, _, _ in effect_cases(roll, r["id"], clip, actions, fbs)]
+            for r, clip, actions, shown, fbs in clips:
+                cases = effect_cases(roll, r["id"], clip, actions, fbs, shown, fbs)
+                effects[name] += [{**case, "fold": k} for case, _, _ in cases]
                 n = min(len(clip), max(ROLLOUTS))
-                shown = clip.frames(np.arange(n))
                 pred, _ = roll.rollout(fbs[0], actions[:n])
                 rollouts[name].append([ssim(pred[1:m], shown[1:m]) for m in (min(f, n) for f in ROLLOUTS)])
     result = {"model": str(model), "data": str(data), "policies": policies, "folds": folds, "per_policy": per_policy,

@@ -56,19 +56,18 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(finite)) if finite else None, "ci95": bootstrap(finite), "n": len(finite)}
 
 
-def effect_cases(roll: Any, episode: str, clip: Any, actions: list, start: np.ndarray
-                 ) -> list[tuple[dict[str, Any], int, np.ndarray]]:
+def effect_cases(roll: Any, episode: str, clip: Any, actions: list, start: np.ndarray, shown: np.ndarray,
+                 fbs: np.ndarray) -> list[tuple[dict[str, Any], int, np.ndarray]]:
     """The action-effect cases of one episode (see the module docstring): for each, the case record,
     the area of the box that changed and the figure row ``(H, 3W, 3)`` before | truth | model.
 
-    ``roll`` is a loaded desktop pipeline, ``clip`` the episode at its size, ``actions`` its records and
-    ``start`` ``(T, H, W, 3)`` the frames each rollout starts from (cursor-free for DeskDelta)."""
+    ``roll`` is a loaded desktop pipeline, ``clip`` the episode at its size, ``actions`` its records,
+    ``start`` ``(T, H, W, 3)`` the frames each rollout starts from (cursor-free for DeskDelta), ``shown``
+    and ``fbs`` ``(T, H, W, 3)`` the clip's frames with and without the cursor (decoded once by the caller)."""
     from neuralcomputer.data.desktop.cursor import composite_cursor
     from neuralcomputer.eval.gui import changed_box
     from neuralcomputer.eval.image_metrics import ssim
 
-    shown = clip.frames(np.arange(len(clip)))
-    fbs = clip.frames(np.arange(len(clip)), cursor=False)
     out = []
     for f, a in enumerate(actions[: len(clip) - EFFECT_FRAMES]):
         if not any(m["type"] in EFFECT_METAS for m in a.meta):
@@ -154,7 +153,7 @@ def targets_report(model: Path, data: Path, out: Path, split: str = "test", epis
         if figure is None and n >= long_frames:
             figure = np.concatenate([pred[n - 1], shown[n - 1], shown[0]], axis=1)  # model | truth | first
         # action effect over the whole episode
-        for case, area, image in effect_cases(roll, r["id"], clip, actions, start):
+        for case, area, image in effect_cases(roll, r["id"], clip, actions, start, shown, fbs):
             effects.append(case)
             cases.append((case["success"], area, image))
     success = [float(x["success"]) for x in effects]
