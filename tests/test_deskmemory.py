@@ -188,6 +188,40 @@ def test_what_is_under_the_click_chooses_the_menu_item_wherever_the_menu_is() ->
     assert (off.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (200, 30, 30)).all()
 
 
+def _still(frames: int) -> list[FrameActions]:
+    """``frames`` records of a pointer resting at (60, 40), no input at all."""
+    return [FrameActions(f, f / 15, (60, 40)) for f in range(frames)]
+
+
+def test_the_step_before_decides_which_training_episode_the_rollout_follows() -> None:
+    """Without any input, a half-drawn window (H) either finishes drawing (an animation: bare B, then
+    H, then the full window F) or stays (a resting state). One step's key cannot tell the two apart
+    (the same screen, the same input); the sequence key can: coming from B it is the animation,
+    coming from H it is the resting state."""
+    bare = _frame(W, H, False, (0, 0), cursor=False)
+    full = _frame(W, H, True, (0, 0), cursor=False)
+    half = bare.copy()
+    half[20:40] = full[20:40]
+    animation = (np.stack([bare, half, full]), np.asarray([0, 0, 1, 2, 2, 2]), _still(6))
+    resting = (np.stack([half]), np.zeros(6, int), _still(6))
+    steps = _still(9)
+    for order in ([animation, resting], [resting, animation]):  # ties of one step's key: storage order
+        memory = TransitionMemory.build(order, SCREEN)
+        from_bare, _ = memory.recall(half, steps[1:], SCREEN, previous=(bare, steps[:-1]))
+        from_half, _ = memory.recall(half, steps[1:], SCREEN, previous=(half, steps[:-1]))
+        assert from_bare is not None and (from_bare.apply(half) == full).all()
+        assert from_half is None
+        # the distance is one step's plus the weighted distance of each transition's predecessor
+        one = memory.distances(half, steps[1:], SCREEN)
+        two = memory.distances(half, steps[1:], SCREEN, previous=(bare, steps[:-1]))
+        before = memory.distances(bare, steps[:-1], SCREEN)
+        inner = [i for i in range(1, len(memory)) if i not in memory.starts]
+        assert np.allclose(two[inner], one[inner] + 0.5 * before[[i - 1 for i in inner]])
+    alone = TransitionMemory(memory.arrays, {"sequence_weight": 0.0})  # the same for either step before
+    assert (alone.recall(half, steps[1:], SCREEN, previous=(bare, steps[:-1]))[0] is None) == \
+        (alone.recall(half, steps[1:], SCREEN, previous=(half, steps[:-1]))[0] is None)
+
+
 def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     episodes = [_episode(rng) for _ in range(2)]

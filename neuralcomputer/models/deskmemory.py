@@ -42,9 +42,23 @@ The patch was chosen on the val episodes (action effect 0.625 -> 0.681 at weight
 folds of held-out training episodes (``ncomp experiment desktop-recall``, 577 cases: +0.010
 [-0.019, +0.040], 150-frame rollouts -0.013 SSIM); docs/results/guiworld-delta.
 
+The sequence key (``sequence_weight`` λ): a transition is also judged by the one stored before it in
+its episode, against the step before the present one (the framebuffer two back and the input window
+one back): the distance is ``d_t(i) + λ d_{t-1}(i-1)``. A single step's key is ambiguous (the same
+thumbnail and pointer occur in many episodes, some just before a menu opened, some not); two
+consecutive steps rarely are, so recall follows a training episode that went the way the present one
+did, and one wrong recall is not repeated step after step: the next step's candidates must have a
+predecessor like the (wrong) screen now shown *and* the input, and the input wins back. It needs no
+state: the rollout hands both steps in (the previous step's distances are memoised, so the cost is
+one comparison a step). An episode's first transition has no predecessor; its second term is the
+median. Chosen across three folds of held-out training episodes (``ncomp experiment desktop-recall``;
+docs/results/guiworld-delta): rollout SSIM over 150 frames far above the memory without it, the action
+effect unchanged within its interval.
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
-uint8 (a memory saved without them compares no patch) and change id (-1: none); the distinct
+uint8 (a memory saved without them compares no patch) and change id (-1: none), the index of each
+episode's first transition (a memory saved without it is one episode to the sequence key); the distinct
 changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
 the masked pixels, uint8; for the small ones also the pixels of the box before the change (a memory
 saved without them recalls without moving changes).
@@ -90,6 +104,7 @@ DEFAULTS: dict[str, Any] = {
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
+    "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
 }
 
 
@@ -217,6 +232,9 @@ class TransitionMemory:
         # per transition: whether it changes the screen (None: typing is off, or the memory was saved
         # without the "before" pixels that moving a change needs)
         self._changes = (self.change_of >= 0) if self.config.get("typing", True) and "befores" in arrays else None
+        self.sequence_weight = float(self.config["sequence_weight"])
+        self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
+        self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -238,7 +256,9 @@ class TransitionMemory:
         thumb_of, inputs, change_of, patches = [], [], [], []
         boxes, masks, colours, befores = [], [], [], []
         change_ids: dict[bytes, int] = {}
+        starts = []
         for framebuffers, index, actions in episodes:
+            starts.append(len(thumb_of))
             local = []  # this episode's framebuffer -> thumbnail id
             for fb in framebuffers:
                 t = thumbnail(fb)
@@ -256,31 +276,61 @@ class TransitionMemory:
             raise NCError("transition memory: the episodes have no frame after their first")
         arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
                   "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
-                  "patches": np.stack(patches), **_pack_changes(boxes, masks, colours, befores)}
+                  "patches": np.stack(patches), "starts": np.asarray(starts, np.int64),
+                  **_pack_changes(boxes, masks, colours, befores)}
         return cls(arrays, config)
 
-    def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
-                  ) -> np.ndarray:
-        """Squared distances ``(N,)`` from the present situation to every stored transition."""
-        return self._distances(framebuffer, thumbnail(framebuffer), steps, screen)
+    def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
+                  previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> np.ndarray:
+        """Squared distances ``(N,)`` from the present situation to every stored transition (with
+        ``previous``, the step before it as :meth:`recall` takes it, the sequence key's term added)."""
+        return self._distances(framebuffer, thumbnail(framebuffer), steps, screen, previous)
 
     def _distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
-                   screen: tuple[int, int]) -> np.ndarray:
+                   screen: tuple[int, int], previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None
+                   ) -> np.ndarray:
         """:meth:`distances`, given the present framebuffer's thumbnail ``(12, 16, 3)`` uint8 too."""
+        if previous is None or not self.sequence_weight:
+            return self._step_distances(framebuffer, thumb, steps, screen)
+        fb, before = previous
+        d_before = self._step_distances(fb, thumbnail(fb), before, screen)  # first: the memo holds it
+        d = self._step_distances(framebuffer, thumb, steps, screen)
+        # transition i's predecessor is i - 1, except at an episode's start (no predecessor: neutral)
+        shifted = np.empty_like(d_before)
+        shifted[1:] = d_before[:-1]
+        shifted[self.starts] = np.median(d_before)
+        return d + self.sequence_weight * shifted
+
+    def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
+                        screen: tuple[int, int]) -> np.ndarray:
+        """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these). The
+        latest query is memoised: in a rollout, a step's "previous" is the step before's "present"."""
         q_thumb = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
         features = input_features(steps[-self.history:], screen)
         q_input = features * self.weights
+        q_patch = None
+        if self.patch_weight:
+            q_patch = pointer_patch(framebuffer, anchor(features, framebuffer.shape[:2])).astype(np.float32) / 255
+            q_patch *= self.patch_weight
+        key = q_thumb.tobytes() + q_input.tobytes() + (b"" if q_patch is None else q_patch.tobytes())
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
         d_thumb = self.thumb_sq - 2 * self.thumbs @ q_thumb + (q_thumb ** 2).sum()
         d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
-        if self.patch_weight:
-            q = pointer_patch(framebuffer, anchor(features, framebuffer.shape[:2])).astype(np.float32) / 255
-            q *= self.patch_weight
-            d += self.patch_sq - 2 * self.patches @ q + (q ** 2).sum()
+        if q_patch is not None:
+            d += self.patch_sq - 2 * self.patches @ q_patch + (q_patch ** 2).sum()
+        d.flags.writeable = False  # shared with the memo
+        self._last = (key, d)
         return d
 
-    def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int]
-               ) -> tuple[Change | None, float]:
+    def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
+               previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> tuple[Change | None, float]:
         """The change of the nearest stored transition (None: it changed nothing) and its distance.
+
+        ``framebuffer`` ``(H, W, 3)`` uint8 is the screen before the step, ``steps`` its input window;
+        ``previous`` is the step before as ``(framebuffer before it, its input window)``, for the
+        sequence key (None: a rollout's first step, compared by the present step alone).
 
         With ``fit_tolerance`` set, a change is replayed only where it fits the present screen: the
         thumbnail blocks under its box must look as they did before it in the training episode (mean
@@ -288,7 +338,7 @@ class TransitionMemory:
         else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
         """
         present = thumbnail(framebuffer)
-        d = self._distances(framebuffer, present, steps, screen)
+        d = self._distances(framebuffer, present, steps, screen, previous)
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change says

@@ -116,7 +116,7 @@ class DeskDeltaRollout(GUIWorldRollout):
         t0 = time.perf_counter()
         if self.recall == "alone":  # the network is not run: its inputs are not built either
             t1 = time.perf_counter()
-            fb = self._recalled(latents[target - 1], actions, target)
+            fb = self._recalled(latents, actions, target)
         else:
             ctx = torch.stack([latents[i] for i in self.model.context_ids(target)])[None]  # (1, K, 3, H, W)
             maps, vectors = self.model.inputs([step_window(list(actions[: target + 1]), target, cfg["history"])],
@@ -129,7 +129,7 @@ class DeskDeltaRollout(GUIWorldRollout):
             fb = DeskDeltaModel.combine(ctx[:, -1], logits, colour, hard=True, threshold=self.gate_threshold)[0]
             fb = (fb * 255).round() / 255
             if self.recall == "over-network":
-                fb = self._recalled(latents[target - 1], actions, target, over=fb)
+                fb = self._recalled(latents, actions, target, over=fb)
         if keep:
             latents[target] = fb
         t2 = time.perf_counter()
@@ -139,15 +139,22 @@ class DeskDeltaRollout(GUIWorldRollout):
             timings.record(t0, t1, t2, t3)
         return frame
 
-    def _recalled(self, previous: torch.Tensor, actions: Sequence[FrameActions], target: int,
+    def _recalled(self, latents: dict[int, torch.Tensor], actions: Sequence[FrameActions], target: int,
                   over: torch.Tensor | None = None) -> torch.Tensor:
         """The framebuffer ``(3, H, W)`` the memory recalls for ``target``: its change pasted onto
-        ``over`` (default: a copy of ``previous``, the framebuffer before it)."""
+        ``over`` (default: a copy of the framebuffer before it). The framebuffer two back, when
+        ``latents`` holds it, and its step's input are the sequence key's "step before"."""
         to_u8 = lambda fb: (fb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)  # noqa: E731
-        steps = step_window(list(actions[max(0, target - self.memory.history): target + 1]),
-                            min(target, self.memory.history), self.memory.history)
+        h = self.memory.history
+
+        def window(t: int) -> list[FrameActions]:  # the input of the step into frame t (the last records)
+            return step_window(list(actions[max(0, t - h): t + 1]), min(t, h), h)
+
+        previous = latents[target - 1]
         before = to_u8(previous)
-        change, _ = self.memory.recall(before, steps, self.screen)
+        step_before = (to_u8(latents[target - 2]), window(target - 1)) if target >= 2 and target - 2 in latents \
+            else None
+        change, _ = self.memory.recall(before, window(target), self.screen, step_before)
         if change is None:
             return previous if over is None else over
         pasted = change.apply(before if over is None else to_u8(over))
