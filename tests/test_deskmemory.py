@@ -275,6 +275,19 @@ def test_recall_settings_are_scored_on_folds_of_held_out_training_episodes(tmp_p
     assert blind["action_effect_diff"][1][1] < 0  # paired over the same cases: clear of zero
     assert own["rollout31_ssim"] > blind["rollout31_ssim"] and own["rollout150_ssim"] > blind["rollout150_ssim"]
     assert "| blind |" in (tmp_path / "cv" / "recall.md").read_text()
+    # another dataset's train episodes join every fold's memory and are never held out: here a copy of
+    # the same collection (4 train episodes of 39 transitions), so each held-out episode is stored
+    # verbatim and replayed exactly
+    more = make_desktop_dataset(tmp_path / "more", episodes=5, frames=40, cursor_free=True, period=5)
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "cv2"), "--setting", "own:",
+                                       "--extra-data", str(more)])
+    assert result.exit_code == 0, result.output
+    wider = json.loads((tmp_path / "cv2" / "recall.json").read_text())
+    assert wider["held_out"] == report["held_out"] and wider["extra_data"] == [str(more)]
+    row = wider["rows"]["own"]
+    assert row["cases"] == 10 and row["action_effect"] == 1.0 and row["rollout150_ssim"] == pytest.approx(1.0)
+    assert wider["memory_transitions"] == [n + 4 * 39 for n in report["memory_transitions"]] == [273, 273]
+    assert f"the train episodes of `{more}`" in (tmp_path / "cv2" / "recall.md").read_text()
     bad = CliRunner().invoke(main, [*args, "--setting", "x:no_such_key=1"])
     assert bad.exit_code != 0 and "unknown recall setting" in bad.output
     short = CliRunner().invoke(main, [*args, "--folds", "9", "--setting", "own:"])
@@ -288,6 +301,12 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     ds = make_desktop_dataset(tmp_path, episodes=4, frames=20, cursor_free=True)
     result = _export_with_memory(tmp_path, ds)
     assert (tmp_path / "m" / MEMORY_FILE).is_file() and "distinct changes" in result.output
+    one = int(result.output.split("transition memory: ")[1].split()[0])
+    more = make_desktop_dataset(tmp_path / "more", episodes=3, frames=20, cursor_free=True, seed=5)
+    both = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "m2"),
+                                     "--memory-data", str(ds), "--memory-data", str(more)])
+    assert both.exit_code == 0, both.output
+    assert int(both.output.split("transition memory: ")[1].split()[0]) == one + 2 * 19  # 2 train episodes more
     import json
 
     pinned = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["recall"]

@@ -590,19 +590,20 @@ def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed:
 @main.command()
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Run folder or checkpoint.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--memory-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="DeskDelta only: (re)build the transition memory from this desktop dataset's train split.")
-def export(model: Path, out: Path, memory_data: Path | None) -> None:
+@click.option("--memory-data", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
+              help="DeskDelta only: (re)build the transition memory from this desktop dataset's train split "
+                   "(repeat it to store the train splits of several).")
+def export(model: Path, out: Path, memory_data: tuple[Path, ...]) -> None:
     """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors
     (and a DeskDelta model's transition memory, memory.npz)."""
     from neuralcomputer.pipelines.cligen import export_model
 
     export_model(model, out)
-    if memory_data is not None:
+    if memory_data:
         from neuralcomputer.train.deskdelta import build_memory
 
         try:
-            memory = build_memory(out, memory_data)
+            memory = build_memory(out, list(memory_data))
         except BaseException:  # no half-made model directory
             import shutil
 
@@ -660,8 +661,10 @@ def experiment_desktop_levers(dataset: Path, eval_data: Path, eval_split: str, e
 @click.option("--folds", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--per-policy", type=click.IntRange(1), default=3, show_default=True,
               help="Episodes of each policy held out per fold.")
+@click.option("--extra-data", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Another desktop dataset whose train split every fold's memory also stores (never held out).")
 def experiment_desktop_recall(model: Path, dataset: Path, out: Path, settings: tuple[str, ...], policies: str,
-                              folds: int, per_policy: int) -> None:
+                              folds: int, per_policy: int, extra_data: tuple[Path, ...]) -> None:
     """Transition-memory settings scored on folds of held-out training episodes (the memory needs no
     training, so a setting is chosen on far more cases than the val split holds); writes OUT/recall.md."""
     from neuralcomputer.experiments.desktop_recall import parse_setting, recall_cv, recall_markdown
@@ -670,7 +673,7 @@ def experiment_desktop_recall(model: Path, dataset: Path, out: Path, settings: t
     if len({name for name, _ in parsed}) < len(parsed):
         raise NCError("--setting: two settings share a name")
     result = recall_cv(model, dataset, out, parsed, [p.strip() for p in policies.split(",") if p.strip()],
-                       folds, per_policy)
+                       folds, per_policy, list(extra_data))
     click.echo(recall_markdown(result))
     click.echo(f"report: {out / 'recall.json'}, {out / 'recall.md'}", err=True)
 

@@ -48,9 +48,12 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict[str, Any]]],
-              policies: list[str], folds: int = 3, per_policy: int = 3) -> dict[str, Any]:
+              policies: list[str], folds: int = 3, per_policy: int = 3, extra: list[Path] | None = None
+              ) -> dict[str, Any]:
     """Score each of ``settings`` (name, recall overrides) of ``model``'s memory on ``folds`` folds of
-    ``data``'s training episodes (see the module docstring); returns and writes the result."""
+    ``data``'s training episodes (see the module docstring); returns and writes the result. The train
+    episodes of the ``extra`` datasets join every fold's memory and are never held out (what more
+    data buys)."""
     from neuralcomputer.data.dataset import load_manifest
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.episode import read_desktop_clip
@@ -80,13 +83,22 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
                 for k in range(folds)]
     cache = cache_dir(data, out, ".deskdelta-cache")
     size = roll.size
+    more = []  # (dataset, record, cache) of the extra datasets' train episodes
+    for root in extra or []:
+        records = [r for r in load_manifest(root) if r["split"] == "train"]
+        if not records or any("actions" not in r for r in records):
+            raise NCError(f"{root}: not a desktop dataset with train episodes (--extra-data)")
+        more += [(root, r, cache_dir(root, out, ".deskdelta-cache")) for r in records]
     effects: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in settings}
     rollouts: dict[str, list[list[float]]] = {name: [] for name, _ in settings}
+    sizes = []  # transitions in each fold's memory
     for k, held in enumerate(held_out):
         ids = {r["id"] for r in held}
-        episodes = (read_episode(data, r, size, cache) for r in train if r["id"] not in ids)
+        episodes = (read_episode(root, r, size, c) for root, r, c in
+                    [(data, r, cache) for r in train if r["id"] not in ids] + more)
         memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
                                         tuple(roll.screen), base)
+        sizes.append(len(memory))
         clips = []  # decoded once per fold, replayed by every setting
         for r in held:
             clip = read_desktop_clip(data / r["path"], size)
@@ -101,8 +113,9 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
                 n = min(len(clip), max(ROLLOUTS))
                 pred, _ = roll.rollout(fbs[0], actions[:n])
                 rollouts[name].append([ssim(pred[1:m], shown[1:m]) for m in (min(f, n) for f in ROLLOUTS)])
-    result = {"model": str(model), "data": str(data), "policies": policies, "folds": folds, "per_policy": per_policy,
-              "held_out": [[r["id"] for r in held] for held in held_out], "base": base,
+    result = {"model": str(model), "data": str(data), "extra_data": [str(p) for p in extra or []],
+              "policies": policies, "folds": folds, "per_policy": per_policy,
+              "held_out": [[r["id"] for r in held] for held in held_out], "memory_transitions": sizes, "base": base,
               "settings": {name: overrides for name, overrides in settings},
               "rows": _rows(effects, rollouts, settings[0][0]), "cases": effects, "rollouts": rollouts}
     out.mkdir(parents=True, exist_ok=True)
@@ -148,12 +161,13 @@ def recall_markdown(result: dict[str, Any]) -> str:
         return value
 
     held = sum(len(h) for h in result["held_out"])
+    extra = "".join(f" and the train episodes of `{d}`" for d in result.get("extra_data", []))
     lines = [f"# Transition-memory settings, {result['folds']} folds of held-out training episodes",
              "",
              f"`{result['model']}` on `{result['data']}`: each fold holds out {result['per_policy']} training "
              f"episodes of each of {', '.join(result['policies'])} ({held} in all) and builds the memory from "
-             f"the rest. Beside the first row: paired differences (same case, same episode), 95% bootstrap "
-             f"intervals.",
+             f"the rest{extra}. Beside the first row: paired differences (same case, same episode), 95% "
+             f"bootstrap intervals.",
              "",
              "| setting | overrides | action effect | rollout SSIM, 31 frames | rollout SSIM, 150 frames |",
              "|---|---|---|---|---|"]

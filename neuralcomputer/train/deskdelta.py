@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,24 +92,28 @@ def example(ep: dict[str, Any], t: int, model: DeskDeltaModel, screen: tuple[int
     return frames[:-1], frames[-1], step_window(ep["actions"], t, model.config["history"])
 
 
-def build_memory(model_dir: Path, data: Path, split: str = "train", progress: bool = True) -> TransitionMemory:
-    """A transition memory of ``data``'s ``split`` episodes for the DeskDelta model in ``model_dir``
-    (at its frame size and recall settings), saved there as ``memory.npz``; the settings, defaults
-    filled in, are written into its ``config.json``. More or other episodes than the network was
-    trained on are fine: recall reads no weights."""
+def build_memory(model_dir: Path, data: Path | Sequence[Path], split: str = "train", progress: bool = True
+                 ) -> TransitionMemory:
+    """A transition memory of the ``split`` episodes of ``data`` (one desktop dataset or several) for
+    the DeskDelta model in ``model_dir`` (at its frame size and recall settings), saved there as
+    ``memory.npz``; the settings, defaults filled in, are written into its ``config.json``. More or
+    other episodes than the network was trained on are fine: recall reads no weights."""
     from neuralcomputer.models.cligen import read_model_config
 
     config = read_model_config(model_dir)
     if config.get("kind") != "guiworld-delta":
         raise NCError(f"{model_dir}: not a DeskDelta model (only guiworld-delta models recall)")
     m = config["model"]
-    records = check_dataset(data, m, None, (), split=split)
-    if any("actions" not in r for r in records):
-        raise NCError(f"{data}: not a desktop dataset (records without actions)")
-    cache = cache_dir(data, model_dir, ".deskdelta-cache")
     size = (m["height"], m["width"])
-    episodes = (read_episode(data, r, size, cache) for r in tqdm(records, desc="memory", unit="episode",
-                                                                   disable=not progress))
+    sources = []  # (dataset, record, cache folder): every dataset checked before any is read
+    for root in [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]:
+        records = check_dataset(root, m, None, (), split=split)
+        if any("actions" not in r for r in records):
+            raise NCError(f"{root}: not a desktop dataset (records without actions)")
+        cache = cache_dir(root, model_dir, ".deskdelta-cache")
+        sources += [(root, r, cache) for r in records]
+    episodes = (read_episode(root, r, size, cache) for root, r, cache in tqdm(
+        sources, desc="memory", unit="episode", disable=not progress))
     memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
                                     tuple(m["screen"]), m.get("recall", {}))
     save_memory(memory, model_dir)
