@@ -51,9 +51,9 @@ did, and one wrong recall is not repeated step after step: the next step's candi
 predecessor like the (wrong) screen now shown *and* the input, and the input wins back. It needs no
 state: the rollout hands both steps in (the previous step's distances are memoised, so the cost is
 one comparison a step). An episode's first transition has no predecessor; its second term is the
-median. Chosen across three folds of held-out training episodes (``ncomp experiment desktop-recall``;
-docs/results/guiworld-delta): rollout SSIM over 150 frames far above the memory without it, the action
-effect unchanged within its interval.
+median. Chosen across three folds of held-out training episodes (``ncomp experiment desktop-recall``,
+577 cases; docs/results/guiworld-delta): rollout SSIM +0.037 [+0.003, +0.077] over 31 frames and +0.109
+[+0.023, +0.207] over 150, action effect +0.017 [-0.014, +0.047].
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
