@@ -307,6 +307,15 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
                                      "--memory-data", str(ds), "--memory-data", str(more)])
     assert both.exit_code == 0, both.output
     assert int(both.output.split("transition memory: ")[1].split()[0]) == one + 2 * 19  # 2 train episodes more
+    # --half: the network's weights stored as float16, half the bytes, loaded back as float32
+    half = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "net"), "--out", str(tmp_path / "h"),
+                                     "--half", "--memory-data", str(ds)])
+    assert half.exit_code == 0, half.output
+    full_size = (tmp_path / "m" / "deskdelta.safetensors").stat().st_size
+    assert (tmp_path / "h" / "deskdelta.safetensors").stat().st_size < 0.55 * full_size
+    a, b = DeskDeltaModel.from_pretrained(tmp_path / "m"), DeskDeltaModel.from_pretrained(tmp_path / "h")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert y.dtype == x.dtype and torch.allclose(x, y, rtol=2 ** -10, atol=1e-7), name
     import json
 
     pinned = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["recall"]

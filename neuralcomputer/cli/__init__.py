@@ -593,23 +593,32 @@ def rollout(model: Path, first_frame: Path, actions_path: Path, out: Path, seed:
 @click.option("--memory-data", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
               help="DeskDelta only: (re)build the transition memory from this desktop dataset's train split "
                    "(repeat it to store the train splits of several).")
-def export(model: Path, out: Path, memory_data: tuple[Path, ...]) -> None:
+@click.option("--half", is_flag=True,
+              help="DeskDelta only: store the network's weights as float16 (half the bytes; loaded as float32).")
+def export(model: Path, out: Path, memory_data: tuple[Path, ...], half: bool) -> None:
     """Export a run's latest weights (EMA when kept) as a model directory: config.json + safetensors
     (and a DeskDelta model's transition memory, memory.npz)."""
-    from neuralcomputer.pipelines.cligen import export_model
+    from neuralcomputer.models.cligen import read_model_config
+    from neuralcomputer.pipelines.cligen import export_model, resolve_model_dir
 
+    if (memory_data or half) and read_model_config(resolve_model_dir(model)).get("kind") != "guiworld-delta":
+        raise NCError(f"{model}: --memory-data and --half are for DeskDelta (guiworld-delta) models only")
     export_model(model, out)
-    if memory_data:
-        from neuralcomputer.train.deskdelta import build_memory
+    try:
+        if half:
+            from neuralcomputer.models.deskdelta import DeskDeltaModel
 
-        try:
+            DeskDeltaModel.halve_weights(out)
+        if memory_data:
+            from neuralcomputer.train.deskdelta import build_memory
+
             memory = build_memory(out, list(memory_data))
-        except BaseException:  # no half-made model directory
-            import shutil
+            click.echo(f"transition memory: {len(memory)} transitions, {memory.changes} distinct changes", err=True)
+    except BaseException:  # no half-made model directory
+        import shutil
 
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-        click.echo(f"transition memory: {len(memory)} transitions, {memory.changes} distinct changes", err=True)
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     click.echo(f"exported to {out}", err=True)
 
 

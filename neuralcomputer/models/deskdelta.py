@@ -339,6 +339,21 @@ class DeskDeltaModel(nn.Module):
         (path / "config.json").write_text(json.dumps({"kind": "guiworld-delta", "model": self.config}, indent=2))
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(path / "deskdelta.safetensors"))
 
+    @staticmethod
+    def halve_weights(path: str | Path) -> None:
+        """Rewrite ``path``'s ``deskdelta.safetensors`` with its floating tensors as float16: half the
+        bytes of a bundled model; :meth:`from_pretrained` loads them back into float32 parameters
+        (a weight then differs from its float32 value by at most 2^-11 of itself)."""
+        import os
+
+        from safetensors.torch import load_file, save_file
+
+        file = Path(path) / "deskdelta.safetensors"
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(file)).items()}
+        tmp = file.with_name(f".{file.name}.tmp")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, file)
+
     @classmethod
     def from_pretrained(cls, path: str | Path) -> DeskDeltaModel:
         from safetensors.torch import load_file
