@@ -54,15 +54,13 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
     ``data``'s training episodes (see the module docstring); returns and writes the result. The train
     episodes of the ``extra`` datasets join every fold's memory and are never held out (what more
     data buys)."""
-    from neuralcomputer.data.dataset import load_manifest
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.episode import read_desktop_clip
     from neuralcomputer.eval.image_metrics import ssim
     from neuralcomputer.models.deskmemory import DEFAULTS, TransitionMemory
     from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
     from neuralcomputer.pipelines.load import load_pipeline
-    from neuralcomputer.train.common import cache_dir
-    from neuralcomputer.train.deskdelta import read_episode
+    from neuralcomputer.train.deskdelta import episode_sources, read_episode
 
     if not settings:
         raise NCError("desktop-recall: no --setting to score")
@@ -73,7 +71,8 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
     unknown = sorted({k for _, o in settings for k in o} - set(DEFAULTS))
     if unknown:
         raise NCError(f"desktop-recall: unknown recall setting(s) {unknown}; known: {', '.join(DEFAULTS)}")
-    train = [r for r in load_manifest(data) if r["split"] == "train"]
+    sources = episode_sources([data], roll.model.config, out)  # (dataset, record, cache) of the train split
+    train = [r for _, r, _ in sources]
     by_policy = {p: [r for r in train if r.get("policy") == p] for p in policies}
     short = {p: len(rs) for p, rs in by_policy.items() if len(rs) < folds * per_policy}
     if short:
@@ -81,21 +80,15 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
                       f"policy; found {short}")
     held_out = [[r for p in policies for r in by_policy[p][k * per_policy:(k + 1) * per_policy]]
                 for k in range(folds)]
-    cache = cache_dir(data, out, ".deskdelta-cache")
     size = roll.size
-    more = []  # (dataset, record, cache) of the extra datasets' train episodes
-    for root in extra or []:
-        records = [r for r in load_manifest(root) if r["split"] == "train"]
-        if not records or any("actions" not in r for r in records):
-            raise NCError(f"{root}: not a desktop dataset with train episodes (--extra-data)")
-        more += [(root, r, cache_dir(root, out, ".deskdelta-cache")) for r in records]
+    more = episode_sources(extra or [], roll.model.config, out)  # in every fold's memory, never held out
     effects: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in settings}
     rollouts: dict[str, list[list[float]]] = {name: [] for name, _ in settings}
     sizes = []  # transitions in each fold's memory
     for k, held in enumerate(held_out):
         ids = {r["id"] for r in held}
-        episodes = (read_episode(root, r, size, c) for root, r, c in
-                    [(data, r, cache) for r in train if r["id"] not in ids] + more)
+        episodes = (read_episode(root, r, size, cache) for root, r, cache in
+                    [src for src in sources if src[1]["id"] not in ids] + more)
         memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
                                         tuple(roll.screen), base)
         sizes.append(len(memory))

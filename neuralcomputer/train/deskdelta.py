@@ -92,6 +92,21 @@ def example(ep: dict[str, Any], t: int, model: DeskDeltaModel, screen: tuple[int
     return frames[:-1], frames[-1], step_window(ep["actions"], t, model.config["history"])
 
 
+def episode_sources(datasets: Sequence[Path], model_cfg: dict[str, Any], work: Path, split: str = "train"
+                    ) -> list[tuple[Path, dict[str, Any], Path]]:
+    """``(dataset, record, cache folder)`` of every ``split`` episode of the desktop ``datasets``, each
+    dataset checked for ``model_cfg`` before any episode is read (one clear NCError); ``work`` is where
+    a cache goes when a dataset is read-only (:func:`cache_dir`)."""
+    sources = []
+    for root in map(Path, datasets):
+        records = check_dataset(root, model_cfg, None, (), split=split)
+        if any("actions" not in r for r in records):
+            raise NCError(f"{root}: not a desktop dataset (records without actions)")
+        cache = cache_dir(root, work, ".deskdelta-cache")
+        sources += [(root, r, cache) for r in records]
+    return sources
+
+
 def build_memory(model_dir: Path, data: Path | Sequence[Path], split: str = "train", progress: bool = True
                  ) -> TransitionMemory:
     """A transition memory of the ``split`` episodes of ``data`` (one desktop dataset or several) for
@@ -105,13 +120,7 @@ def build_memory(model_dir: Path, data: Path | Sequence[Path], split: str = "tra
         raise NCError(f"{model_dir}: not a DeskDelta model (only guiworld-delta models recall)")
     m = config["model"]
     size = (m["height"], m["width"])
-    sources = []  # (dataset, record, cache folder): every dataset checked before any is read
-    for root in [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]:
-        records = check_dataset(root, m, None, (), split=split)
-        if any("actions" not in r for r in records):
-            raise NCError(f"{root}: not a desktop dataset (records without actions)")
-        cache = cache_dir(root, model_dir, ".deskdelta-cache")
-        sources += [(root, r, cache) for r in records]
+    sources = episode_sources([Path(data)] if isinstance(data, str | Path) else list(data), m, model_dir, split)
     episodes = (read_episode(root, r, size, cache) for root, r, cache in tqdm(
         sources, desc="memory", unit="episode", disable=not progress))
     memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
