@@ -188,6 +188,38 @@ def test_what_is_under_the_click_chooses_the_menu_item_wherever_the_menu_is() ->
     assert (off.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (200, 30, 30)).all()
 
 
+def _context_menu(at: tuple[int, int] | None) -> np.ndarray:
+    """A grey 48x64 desktop with, when ``at`` (row, col), a 12x16 px menu whose top-left corner is
+    there: a white body with a black first item."""
+    fb = np.full((H, W, 3), 90, np.uint8)
+    if at is not None:
+        y, x = at
+        fb[y:y + 12, x:x + 16] = 255
+        fb[y:y + 4, x:x + 16] = 0
+    return fb
+
+
+def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
+    """Trained on a right-click at one place (its menu opening at the pointer), the memory opens the
+    menu at the present right-click, wherever it is; ``anchored`` off replays it at the trained place,
+    and a left click's answer never moves."""
+    pointer = (20, 16)  # screen px: frame (row 8, col 10)
+    fbs = np.stack([_context_menu(None), _context_menu((8, 10))])
+    actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+                            if f == 3 else []) for f in range(8)]
+    memory = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
+    present = _context_menu(None)
+    steps = _steps(click=False, pointer=(80, 50))  # frame (row 25, col 40)
+    steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+    change, _ = memory.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _context_menu((25, 40))).all()
+    fixed = TransitionMemory(memory.arrays, {**memory.config, "anchored": False})
+    assert (fixed.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
+    for e in steps[-1].events:
+        e["button"] = 1  # trained on a right-click only, so the same menu, but a left click's stays put
+    assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
+
+
 def _still(frames: int) -> list[FrameActions]:
     """``frames`` records of a pointer resting at (60, 40), no input at all."""
     return [FrameActions(f, f / 15, (60, 40)) for f in range(frames)]
