@@ -97,7 +97,7 @@ KEY_DIMS = 3
 # (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS)
 FEATURES = 4 + 6 + 1 + KEY_DIMS
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
-RIGHT_BUTTON = 3
+RIGHT_BUTTON = 3  # X's right button: its press opens a context menu at the pointer (``anchored``)
 PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the pointer, as the key sees it
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
@@ -378,7 +378,8 @@ class TransitionMemory:
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
-                return self.change(cid), float(max(d[i], 0.0))
+                return self._anchored(self.change(cid), int(i), steps, screen, framebuffer.shape[:2]), \
+                    float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
 
     def _anchored(self, change: Change | None, i: int, steps: Sequence[FrameActions], screen: tuple[int, int],
