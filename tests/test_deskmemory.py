@@ -407,3 +407,25 @@ def test_the_bundled_desktop_opens_the_applications_menu_when_clicked() -> None:
     frames = [c.step({"type": "click", "x": 41, "y": 15, "button": 1, "count": 1}).frames[-1]]
     frames += [c.step({"type": "frame", "events": [], "meta": [], "pointer": [41, 15]}).frames[-1] for _ in range(5)]
     assert _brightness(frames[-1]) > 200, [round(_brightness(f)) for f in frames]  # the menu is open
+
+
+def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None:
+    """A user's right-click on the bare desktop of the bundled model, at two places: a light menu
+    opens within a few frames with the pointer on its edge or inside it (a context menu opens at the
+    pointer, flipped near the screen's edges), each where its click was."""
+    boxes = []
+    for x, y in ((120, 100), (300, 200)):  # screen px (512x384); the model's frame is half that
+        c = NeuralComputer.load(BUNDLED)
+        c.reset()
+        c.step({"type": "move", "x": x, "y": y})
+        frames = [c.step({"type": "click", "x": x, "y": y, "button": 3, "count": 1}).frames[-1]]
+        frames += [c.step({"type": "frame", "events": [], "meta": [], "pointer": [x, y]}).frames[-1] for _ in range(4)]
+        light = frames[-1].astype(np.float32).mean(-1) > 200
+        light[:16] = light[:64, :48] = False  # the panel and the Home icon's label
+        assert light.sum() > 3000, "no menu opened"  # a menu, not the arrow or a highlight
+        rows, cols = np.flatnonzero(light.any(1)), np.flatnonzero(light.any(0))
+        box = (rows[0], rows[-1], cols[0], cols[-1])
+        assert light.sum() > 0.6 * (box[1] - box[0]) * (box[3] - box[2])  # one light block
+        assert box[0] - 3 <= y // 2 <= box[1] + 3 and box[2] - 3 <= x // 2 <= box[3] + 3, (box, (y // 2, x // 2))
+        boxes.append(box)
+    assert boxes[0] != boxes[1]

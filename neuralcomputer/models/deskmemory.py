@@ -59,9 +59,12 @@ Context menus (``anchored``): a right-click menu opens at the pointer (flipped a
 near the screen's edge), wherever the click was; the training right-click that the key finds was
 elsewhere. While the input window holds a right-click, a recalled change that answered a stored
 right-click is moved by the offset between the two presses (the menu, then its highlighted items),
-unless it covers more than half the screen (a window, which opens where it opens). Across three
-folds of held-out training episodes (579 cases, a fresh collection): action effect +7 cases, every
-fold at or above the fixed placement; docs/results/guiworld-delta.
+unless it covers more than half the screen (a window, which opens where it opens). For the same
+reason the button weighs 10 in the key (it weighed 3, as the press place per grid cell does): a
+right-click now finds the training right-clicks wherever they were, no longer a left click at the
+same place (which opened nothing on most of the bare desktop). Across three folds of held-out
+training episodes (579 cases, a fresh collection): anchoring +7 cases (every fold at or above the
+fixed placement), the button's weight +10 more (every fold gains); docs/results/guiworld-delta.
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
@@ -107,7 +110,7 @@ DEFAULTS: dict[str, Any] = {
     "history": 8,
     "thumb_weight": 20.0,
     # pointer now/before, press present, press x/y, press age, button, released, key age, key identity
-    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 3.0, 3.0, 20.0, 3.0, 3.0, 3.0],
+    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 10.0, 3.0, 20.0, 3.0, 3.0, 3.0],
     "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
     "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
