@@ -220,6 +220,34 @@ def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
     assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
 
 
+def _icon(selected: bool) -> np.ndarray:
+    """A grey 48x64 desktop with an icon that is white when selected."""
+    fb = np.full((H, W, 3), 90, np.uint8)
+    fb[4:12, 4:12] = 255 if selected else 150
+    return fb
+
+
+def test_navigation_keys_vote_together_on_whether_the_screen_changes() -> None:
+    """Down and Up each selected the icon once, Left once did nothing (a focus the screen does not
+    show). Left again: alone its one transition says nothing happens; with ``key_kinds`` the three
+    navigation presses on this screen vote, and two of three selected the icon."""
+    fbs = np.stack([_icon(False), _icon(True)])
+    episodes = []
+    for key, works in (("Down", True), ("Up", True), ("Left", False)):
+        actions = [FrameActions(f, f / 15, (100, 80), [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
+                                if f == 1 else []) for f in range(4)]
+        episodes.append((fbs, np.asarray([0, 0, int(works), int(works)]), actions))
+    alone = TransitionMemory.build(episodes, SCREEN)
+    pooled = TransitionMemory(alone.arrays, {**alone.config, "key_kinds": True})
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "Left"}, {"type": "key_up", "key": "Left"}]
+    assert alone.recall(_icon(False), steps, SCREEN)[0] is None
+    change, _ = pooled.recall(_icon(False), steps, SCREEN)
+    assert change is not None and (change.apply(_icon(False)) == _icon(True)).all()
+    steps[-1].events[:] = [{"type": "key_down", "key": "Tab"}, {"type": "key_up", "key": "Tab"}]
+    assert pooled._kind_vote(thumbnail(_icon(False)), np.zeros(len(pooled)), steps, SCREEN) is None  # no vote
+
+
 def _still(frames: int) -> list[FrameActions]:
     """``frames`` records of a pointer resting at (60, 40), no input at all."""
     return [FrameActions(f, f / 15, (60, 40)) for f in range(frames)]

@@ -118,12 +118,26 @@ DEFAULTS: dict[str, Any] = {
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
+    "key_kinds": False,      # navigation keys share one identity, and their pooled rate decides (below)
 }
+# Keys of one kind do the same to a screen (move a selection); with ``key_kinds`` they are one key
+NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Page_Down")
+KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
+KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
+KIND_VOTES = 3      # ... and at least this many such transitions
 
 
 def _printable(key: str) -> bool:
     """Whether pressing ``key`` types a glyph (a character or the space bar; not Return or a modifier)."""
     return len(key) == 1 or key == "space"
+
+
+def _is_navigation(features: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a navigation key as their
+    latest key (compared as the stored float16 identities)."""
+    codes = features[:, KEY_CODE].astype(np.float16)
+    return np.any([(codes == _key_code(k).astype(np.float16)).all(1) for k in NAVIGATION_KEYS], axis=0) \
+        & (features[:, 10] < NO_EVENT_AGE)
 
 
 def _key_code(key: str) -> np.ndarray:
@@ -253,6 +267,13 @@ class TransitionMemory:
         self.sequence_weight = float(self.config["sequence_weight"])
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
+        self._kinds = bool(self.config.get("key_kinds", False))
+        if self._kinds:  # every navigation key's stored identity becomes the kind's (the first key's)
+            self._navigation = _is_navigation(arrays["inputs"])  # (N,) bool
+            pooled = arrays["inputs"].copy()
+            pooled[self._navigation, KEY_CODE] = _key_code(NAVIGATION_KEYS[0]).astype(np.float16)
+            self.inputs = pooled.astype(np.float32) * weights
+            self.input_sq = (self.inputs ** 2).sum(1)
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -325,6 +346,8 @@ class TransitionMemory:
         latest query is memoised: in a rollout, a step's "previous" is the step before's "present"."""
         q_thumb = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
         features = input_features(steps[-self.history:], screen)
+        if self._kinds and _is_navigation(features[None])[0]:
+            features[KEY_CODE] = _key_code(NAVIGATION_KEYS[0])
         q_input = features * self.weights
         q_patch = None
         if self.patch_weight:
@@ -357,6 +380,13 @@ class TransitionMemory:
         """
         present = thumbnail(framebuffer)
         d = self._distances(framebuffer, present, steps, screen, previous)
+        if self._kinds:
+            voted = self._kind_vote(present, d, steps, screen)
+            if voted is not None:
+                i = voted[0]
+                change = None if i < 0 else self._anchored(self.change(int(self.change_of[i])), i, steps, screen,
+                                                           framebuffer.shape[:2])
+                return change, float(max(d[i] if i >= 0 else d.min(), 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change says
@@ -384,6 +414,30 @@ class TransitionMemory:
                 return self._anchored(self.change(cid), int(i), steps, screen, framebuffer.shape[:2]), \
                     float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
+
+    def _kind_vote(self, present: np.ndarray, d: np.ndarray, steps: Sequence[FrameActions],
+                   screen: tuple[int, int]) -> tuple[int] | None:
+        """With ``key_kinds``, for a navigation key at most ``KIND_AGE`` steps old: the stored
+        transitions of a navigation key at the same age on the same screen (thumbnail ``present``
+        ``(12, 16, 3)`` uint8 within ``KIND_SCREEN``) vote on whether the screen changes. What such a
+        key does hangs on a focus the screen does not show (the desktop's icon is selected by 22 of 39
+        presses): the nearest of a few transitions is a coin toss, the majority of all of them is the
+        likelier answer. Returns ``(i,)``: the nearest changing transition to replay, or -1 for none;
+        None when the vote does not apply (another key, or fewer than ``KIND_VOTES`` transitions)."""
+        features = input_features(steps[-self.history:], screen)
+        if not _is_navigation(features[None])[0] or features[10] > KIND_AGE:
+            return None
+        stored = self.arrays["inputs"]
+        q = present.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
+        d_thumb = self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
+        voters = np.flatnonzero(self._navigation & (stored[:, 10].astype(np.float32) == features[10])
+                                & (d_thumb[self.thumb_of] < KIND_SCREEN))
+        if len(voters) < KIND_VOTES:
+            return None
+        changed = voters[self.change_of[voters] >= 0]
+        if 2 * len(changed) < len(voters):
+            return (-1,)
+        return (int(changed[np.argmin(d[changed])]),)
 
     def _anchored(self, change: Change | None, i: int, steps: Sequence[FrameActions], screen: tuple[int, int],
                   size: tuple[int, int]) -> Change | None:
