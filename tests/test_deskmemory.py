@@ -237,8 +237,8 @@ def test_navigation_keys_vote_together_on_whether_the_screen_changes() -> None:
         actions = [FrameActions(f, f / 15, (100, 80), [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
                                 if f == 1 else []) for f in range(4)]
         episodes.append((fbs, np.asarray([0, 0, int(works), int(works)]), actions))
-    alone = TransitionMemory.build(episodes, SCREEN)
-    pooled = TransitionMemory(alone.arrays, {**alone.config, "key_kinds": True})
+    pooled = TransitionMemory.build(episodes, SCREEN)  # the default
+    alone = TransitionMemory(pooled.arrays, {**pooled.config, "key_kinds": False})
     steps = _steps(click=False)
     steps[-1].events += [{"type": "key_down", "key": "Left"}, {"type": "key_up", "key": "Left"}]
     assert alone.recall(_icon(False), steps, SCREEN)[0] is None
