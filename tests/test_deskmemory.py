@@ -245,7 +245,7 @@ def test_navigation_keys_vote_together_on_whether_the_screen_changes() -> None:
     change, _ = pooled.recall(_icon(False), steps, SCREEN)
     assert change is not None and (change.apply(_icon(False)) == _icon(True)).all()
     steps[-1].events[:] = [{"type": "key_down", "key": "Tab"}, {"type": "key_up", "key": "Tab"}]
-    assert pooled._kind_vote(thumbnail(_icon(False)), np.zeros(len(pooled)), steps, SCREEN) is None  # no vote
+    assert pooled._kind_vote(thumbnail(_icon(False)), np.zeros(len(pooled)), input_features(steps, SCREEN)) is None
 
 
 def _still(frames: int) -> list[FrameActions]:

@@ -262,7 +262,13 @@ class TransitionMemory:
         if weights.shape != (FEATURES,):
             raise NCError(f"transition memory: input_weights has {weights.size} numbers, expected {FEATURES}")
         self.weights = weights
-        self.inputs = arrays["inputs"].astype(np.float32) * weights  # (N, F)
+        inputs = arrays["inputs"]
+        self._kinds = bool(self.config["key_kinds"])
+        if self._kinds:  # every navigation key's stored identity becomes the kind's (the first key's)
+            self._navigation = _is_navigation(inputs)  # (N,) bool
+            inputs = inputs.copy()
+            inputs[self._navigation, KEY_CODE] = _key_code(NAVIGATION_KEYS[0]).astype(np.float16)
+        self.inputs = inputs.astype(np.float32) * weights  # (N, F)
         self.input_sq = (self.inputs ** 2).sum(1)
         self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
         # what is under the press or pointer (a memory saved without it, or a weight of 0: not compared)
@@ -276,13 +282,6 @@ class TransitionMemory:
         self.sequence_weight = float(self.config["sequence_weight"])
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
-        self._kinds = bool(self.config.get("key_kinds", False))
-        if self._kinds:  # every navigation key's stored identity becomes the kind's (the first key's)
-            self._navigation = _is_navigation(arrays["inputs"])  # (N,) bool
-            pooled = arrays["inputs"].copy()
-            pooled[self._navigation, KEY_CODE] = _key_code(NAVIGATION_KEYS[0]).astype(np.float16)
-            self.inputs = pooled.astype(np.float32) * weights
-            self.input_sq = (self.inputs ** 2).sum(1)
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -349,11 +348,16 @@ class TransitionMemory:
         shifted[self.starts] = np.median(d_before)
         return d + self.sequence_weight * shifted
 
+    def _thumb_distances(self, thumb: np.ndarray) -> np.ndarray:
+        """Squared distances ``(U,)`` from thumbnail ``thumb`` ``(12, 16, 3)`` uint8 to every stored one,
+        in the key's units (``thumb_weight``)."""
+        q = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
+        return self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
+
     def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
                         screen: tuple[int, int]) -> np.ndarray:
         """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these). The
         latest query is memoised: in a rollout, a step's "previous" is the step before's "present"."""
-        q_thumb = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
         features = input_features(steps[-self.history:], screen)
         if self._kinds and _is_navigation(features[None])[0]:
             features[KEY_CODE] = _key_code(NAVIGATION_KEYS[0])
@@ -362,12 +366,11 @@ class TransitionMemory:
         if self.patch_weight:
             q_patch = pointer_patch(framebuffer, anchor(features, framebuffer.shape[:2])).astype(np.float32) / 255
             q_patch *= self.patch_weight
-        key = q_thumb.tobytes() + q_input.tobytes() + (b"" if q_patch is None else q_patch.tobytes())
+        key = thumb.tobytes() + q_input.tobytes() + (b"" if q_patch is None else q_patch.tobytes())
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        d_thumb = self.thumb_sq - 2 * self.thumbs @ q_thumb + (q_thumb ** 2).sum()
-        d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
+        d = self._thumb_distances(thumb)[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
         if q_patch is not None:
             d += self.patch_sq - 2 * self.patches @ q_patch + (q_patch ** 2).sum()
         d.flags.writeable = False  # shared with the memo
@@ -389,13 +392,15 @@ class TransitionMemory:
         """
         present = thumbnail(framebuffer)
         d = self._distances(framebuffer, present, steps, screen, previous)
+        features = input_features(steps[-self.history:], screen)
+        size = framebuffer.shape[:2]
         if self._kinds:
-            voted = self._kind_vote(present, d, steps, screen)
+            voted = self._kind_vote(present, d, features)
+            if voted is not None and voted < 0:
+                return None, float(max(d.min(), 0.0))
             if voted is not None:
-                i = voted[0]
-                change = None if i < 0 else self._anchored(self.change(int(self.change_of[i])), i, steps, screen,
-                                                           framebuffer.shape[:2])
-                return change, float(max(d[i] if i >= 0 else d.min(), 0.0))
+                return self._anchored(self.change(int(self.change_of[voted])), voted, features, size), \
+                    float(max(d[voted], 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change says
@@ -406,8 +411,7 @@ class TransitionMemory:
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
             i = int(np.argmin(d))  # ties: the earliest stored, so recall is deterministic
-            return self._anchored(self.change(int(self.change_of[i])), i, steps, screen, framebuffer.shape[:2]), \
-                float(max(d[i], 0.0))
+            return self._anchored(self.change(int(self.change_of[i])), i, features, size), float(max(d[i], 0.0))
         near = np.argpartition(d, k - 1)[:k]
         near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
         present = present.astype(np.int16)
@@ -420,44 +424,38 @@ class TransitionMemory:
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
-                return self._anchored(self.change(cid), int(i), steps, screen, framebuffer.shape[:2]), \
-                    float(max(d[i], 0.0))
+                return self._anchored(self.change(cid), int(i), features, size), float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
 
-    def _kind_vote(self, present: np.ndarray, d: np.ndarray, steps: Sequence[FrameActions],
-                   screen: tuple[int, int]) -> tuple[int] | None:
+    def _kind_vote(self, present: np.ndarray, d: np.ndarray, features: np.ndarray) -> int | None:
         """With ``key_kinds``, for a navigation key at most ``KIND_AGE`` steps old: the stored
         transitions of a navigation key at the same age on the same screen (thumbnail ``present``
         ``(12, 16, 3)`` uint8 within ``KIND_SCREEN``) vote on whether the screen changes. What such a
         key does hangs on a focus the screen does not show (the desktop's icon is selected by 22 of 39
         presses): the nearest of a few transitions is a coin toss, the majority of all of them is the
-        likelier answer. Returns ``(i,)``: the nearest changing transition to replay, or -1 for none;
-        None when the vote does not apply (another key, or fewer than ``KIND_VOTES`` transitions)."""
-        features = input_features(steps[-self.history:], screen)
+        likelier answer. ``features`` are the present input's (:func:`input_features`), ``d`` the
+        distances. Returns the transition whose change to replay (the nearest changing voter), -1 when
+        the majority changed nothing, None when the vote does not apply (another key, or fewer than
+        ``KIND_VOTES`` transitions)."""
         if not _is_navigation(features[None])[0] or features[10] > KIND_AGE:
             return None
         stored = self.arrays["inputs"]
-        q = present.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
-        d_thumb = self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
         voters = np.flatnonzero(self._navigation & (stored[:, 10].astype(np.float32) == features[10])
-                                & (d_thumb[self.thumb_of] < KIND_SCREEN))
+                                & (self._thumb_distances(present)[self.thumb_of] < KIND_SCREEN))
         if len(voters) < KIND_VOTES:
             return None
         changed = voters[self.change_of[voters] >= 0]
-        if 2 * len(changed) < len(voters):
-            return (-1,)
-        return (int(changed[np.argmin(d[changed])]),)
+        return int(changed[np.argmin(d[changed])]) if 2 * len(changed) >= len(voters) else -1
 
-    def _anchored(self, change: Change | None, i: int, steps: Sequence[FrameActions], screen: tuple[int, int],
-                  size: tuple[int, int]) -> Change | None:
+    def _anchored(self, change: Change | None, i: int, present: np.ndarray, size: tuple[int, int]) -> Change | None:
         """``change`` (of stored transition ``i``) moved by the offset from the stored right-click to the
         present one, when both windows hold a right-click and ``anchored`` is on: a context menu opens
         at the pointer (or flipped above or left of it near an edge), and its highlights and items
         move with it. A change over more than half the screen (a window) stays where it was stored;
-        a moved one is kept inside the frame."""
-        if change is None or not self.config.get("anchored", True):
+        a moved one is kept inside the frame. ``present`` are the present input's features
+        (:func:`input_features`), ``size`` the framebuffer's (H, W)."""
+        if change is None or not self.config["anchored"]:
             return change
-        present = input_features(steps[-self.history:], screen)
         stored = self.arrays["inputs"][i].astype(np.float32)
         if not (present[4] > 0 and stored[4] > 0 and present[8] == RIGHT_BUTTON and stored[8] == RIGHT_BUTTON):
             return change
