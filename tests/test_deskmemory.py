@@ -220,6 +220,23 @@ def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
     assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
 
 
+def test_a_context_menu_that_opened_flipped_in_training_opens_as_there_is_room_now() -> None:
+    """Trained on a right-click near the bottom-right corner, where the menu opened flipped left of
+    the pointer and shifted up to fit, the memory opens it with its top-left corner at a right-click
+    in the open (where moving it by the offset would put it up and left of the pointer), and flipped
+    left only where the present one has no room to its right."""
+    pointer = (120, 90)  # screen px: frame (row 45, col 60); the 12x16 menu ends at col 60, row 48
+    fbs = np.stack([_context_menu(None), _context_menu((36, 44))])
+    actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+                            if f == 3 else []) for f in range(8)]
+    memory = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
+    for at, menu in (((40, 30), (15, 20)), ((120, 20), (10, 44))):
+        steps = _steps(click=False, pointer=at)
+        steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+        change, _ = memory.recall(_context_menu(None), steps, SCREEN)
+        assert (change.apply(_context_menu(None)) == _context_menu(menu)).all(), at
+
+
 def _icon(selected: bool) -> np.ndarray:
     """A grey 48x64 desktop with an icon that is white when selected."""
     fb = np.full((H, W, 3), 90, np.uint8)
@@ -246,6 +263,46 @@ def test_navigation_keys_vote_together_on_whether_the_screen_changes() -> None:
     assert change is not None and (change.apply(_icon(False)) == _icon(True)).all()
     steps[-1].events[:] = [{"type": "key_down", "key": "Tab"}, {"type": "key_up", "key": "Tab"}]
     assert pooled._kind_vote(thumbnail(_icon(False)), np.zeros(len(pooled)), input_features(steps, SCREEN)) is None
+
+
+def _window() -> np.ndarray:
+    """The 48x64 desktop of :func:`_icon` with a window open over it (what a double click opens)."""
+    fb = _icon(True)
+    fb[16:44, 8:60] = 230
+    return fb
+
+
+def test_a_double_click_opens_what_a_single_click_only_selects() -> None:
+    """Trained on one click on the icon (it is selected) and one double click at the same place and
+    step (a window opens), the memory tells them apart by the click count alone: the latest press
+    is the same, and the two presses of a double click spread over consecutive steps count too.
+    Without the count (its weight 0) both read as the single click stored first."""
+    fbs = np.stack([_icon(False), _icon(True), _window()])
+    click = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    episodes = []
+    for presses, after in ((1, 1), (2, 2)):
+        actions = [FrameActions(f, f / 15, (16, 16), click * presses if f == 1 else []) for f in range(4)]
+        episodes.append((fbs, np.asarray([0, 0, after, after]), actions))
+    memory = TransitionMemory.build(episodes, SCREEN)
+    blind = TransitionMemory(memory.arrays, {**memory.config, "input_weights": memory.config["input_weights"][:-1] + [0]})
+    for steps_apart in (0, 1):  # both presses in the latest step (a browser's), or one step apart
+        steps = _steps(click=False, pointer=(16, 16))
+        steps[-1].events += click
+        steps[-1 - steps_apart].events += click
+        assert input_features(steps, SCREEN)[-1] == 2
+        assert (memory.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == _window()).all()
+        assert (blind.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
+    single = _steps(click=False, pointer=(16, 16))
+    single[-1].events += click
+    single[-5].events += click  # an earlier click, more than a double click's few steps before
+    assert input_features(single, SCREEN)[-1] == 1
+    assert (memory.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
+    # a memory and settings saved before the count still load: each stored press reads as one click
+    older = TransitionMemory({**memory.arrays, "inputs": memory.arrays["inputs"][:, :-1]},
+                             {**memory.config, "input_weights": memory.config["input_weights"][:-1]})
+    assert len(older.config["input_weights"]) == 15
+    assert (older.inputs[:, -1] == older.weights[-1] * memory.arrays["inputs"][:, 4]).all()
+    assert (older.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
 
 
 def _still(frames: int) -> list[FrameActions]:
@@ -320,7 +377,7 @@ def test_recall_settings_are_scored_on_folds_of_held_out_training_episodes(tmp_p
     change, everywhere: its paired difference is clear of zero."""
     ds = make_desktop_dataset(tmp_path, episodes=5, frames=40, cursor_free=True, period=5)
     _export_with_memory(tmp_path, ds)
-    zeros = ";".join(["input_weights=" + str([0] * 14), "thumb_weight=0", "patch_weight=0"])
+    zeros = ";".join(["input_weights=" + str([0] * 15), "thumb_weight=0", "patch_weight=0"])
     args = ["experiment", "desktop-recall", "--model", str(tmp_path / "m"), "--data", str(ds),
             "--out", str(tmp_path / "cv"), "--policies", "synthetic", "--folds", "2", "--per-policy", "1"]
     result = CliRunner().invoke(main, [*args, "--setting", "own:", "--setting", "blind:" + zeros])
@@ -379,7 +436,7 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     import json
 
     pinned = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["recall"]
-    assert pinned["mode"] == "alone" and len(pinned["input_weights"]) == 14  # later defaults cannot change it
+    assert pinned["mode"] == "alone" and len(pinned["input_weights"]) == 15  # later defaults cannot change it
     from neuralcomputer.data.dataset import load_manifest
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.episode import read_desktop_clip

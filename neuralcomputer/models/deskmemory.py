@@ -14,8 +14,9 @@ A transition (frame t-1 -> t) is keyed by
 * the input of the last ``history`` steps (:func:`input_features`): the pointer now and one step
   before, the latest button press or wheel notch (where, how many steps ago, which button, whether
   it was released since: so a user's click, press and release in one step, reads as the
-  collector's, which spreads them over two) and the latest key press (how many steps ago, which
-  key),
+  collector's, which spreads them over two), how many presses that click is (2: a double click, its
+  presses at most ``CLICK_STEPS`` steps apart: on a title bar or an icon it does what one click does
+  not) and the latest key press (how many steps ago, which key),
 
 * what is under the latest button press (else under the pointer): a 16x32 px patch around it as 4x8
   grey block means (:func:`pointer_patch`), so that a click on a menu item or a taskbar entry finds
@@ -58,8 +59,11 @@ median. Chosen across three folds of held-out training episodes (``ncomp experim
 Context menus (``anchored``): a right-click menu opens at the pointer (flipped above or left of it
 near the screen's edge), wherever the click was; the training right-click that the key finds was
 elsewhere. While the input window holds a right-click, a recalled change that answered a stored
-right-click is moved by the offset between the two presses (the menu, then its highlighted items),
-unless it covers more than half the screen (a window, which opens where it opens). For the same
+right-click is placed for the present one: the menu itself as a toolkit places a popup (top-left
+corner at the pointer, flipped left where it would cross the right edge, shifted up where it would
+cross the bottom: a training menu opened near a corner was flipped or shifted, the present one need
+not be), its highlighted items moved by the offset between the two presses; a change over more than
+half the screen (a window) opens where it opens. For the same
 reason the button weighs 10 in the key (it weighed 3, as the press place per grid cell does): a
 right-click now finds the training right-clicks wherever they were, no longer a left click at the
 same place (which opened nothing on most of the bare desktop). Across three folds of held-out
@@ -106,20 +110,23 @@ GRID = (24, 32)   # pointer coordinates are given in cells of this grid (rows, c
 NO_EVENT_AGE = 20.0  # the "steps since" of an event that did not happen in the window
 KEY_DIMS = 3
 # input features: pointer now (x, y), pointer one step before (x, y), a button press present, its
-# (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS)
-FEATURES = 4 + 6 + 1 + KEY_DIMS
+# (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS); clicks
+FEATURES = 4 + 6 + 1 + KEY_DIMS + 1
+CLICK_STEPS = 3  # presses of one button this many steps apart or closer are one double (triple) click
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
 RIGHT_BUTTON = 3  # X's right button: its press opens a context menu at the pointer (``anchored``)
+POPUP_PX = 2  # px: a change with an edge this close to its right-click, across and down, is the popup itself
 PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the pointer, as the key sees it
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
+CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
 
 DEFAULTS: dict[str, Any] = {
     "history": 8,
     "thumb_weight": 20.0,
-    # pointer now/before, press present, press x/y, press age, button, released, key age, key identity
-    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 10.0, 3.0, 20.0, 3.0, 3.0, 3.0],
+    # pointer now/before, press present, press x/y, press age, button, released, key age, key identity, clicks
+    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 10.0, 3.0, 20.0, 3.0, 3.0, 3.0, 10.0],
     "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
     "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
@@ -191,10 +198,16 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
         f[4] = 1.0
         f[5:7] = np.asarray(press[1], np.float32) * scale
         f[7], f[8], f[9] = press[0], press[2], float(press[3])
+        # a double click is two presses of one button within a few steps (the collector spreads them,
+        # an interactive one may send both in one step): on a title bar or an icon it does what one
+        # click does not (maximise, open), and the latest press alone cannot tell them apart
+        newest = len(steps) - 1 - press[0]
+        f[CLICKS] = sum(e["type"] == "down" and e["button"] == press[2]
+                        for step in steps[max(0, newest - CLICK_STEPS):newest + 1] for e in step.events)
     else:
         f[7] = NO_EVENT_AGE
     if key is not None:
-        f[10], f[11:] = key[0], _key_code(key[1])
+        f[10], f[KEY_CODE] = key[0], _key_code(key[1])
     else:
         f[10] = NO_EVENT_AGE
     return f
@@ -259,10 +272,15 @@ class TransitionMemory:
             self.config["thumb_weight"])  # (U, 576)
         self.thumb_sq = (self.thumbs ** 2).sum(1)
         weights = np.asarray(self.config["input_weights"], np.float32)
+        if weights.shape == (FEATURES - 1,):  # settings pinned before the click count: its default weight
+            weights = np.append(weights, DEFAULTS["input_weights"][CLICKS]).astype(np.float32)
+            self.config["input_weights"] = weights.tolist()
         if weights.shape != (FEATURES,):
             raise NCError(f"transition memory: input_weights has {weights.size} numbers, expected {FEATURES}")
         self.weights = weights
         inputs = arrays["inputs"]
+        if inputs.shape[1] == FEATURES - 1:  # saved before the click count: every stored press one click
+            inputs = np.concatenate([inputs, inputs[:, 4:5]], axis=1)
         self._kinds = bool(self.config["key_kinds"])
         if self._kinds:  # every navigation key's stored identity becomes the kind's (the first key's)
             self._navigation = _is_navigation(inputs)  # (N,) bool
@@ -448,11 +466,14 @@ class TransitionMemory:
         return int(changed[np.argmin(d[changed])]) if 2 * len(changed) >= len(voters) else -1
 
     def _anchored(self, change: Change | None, i: int, present: np.ndarray, size: tuple[int, int]) -> Change | None:
-        """``change`` (of stored transition ``i``) moved by the offset from the stored right-click to the
-        present one, when both windows hold a right-click and ``anchored`` is on: a context menu opens
-        at the pointer (or flipped above or left of it near an edge), and its highlights and items
-        move with it. A change over more than half the screen (a window) stays where it was stored;
-        a moved one is kept inside the frame. ``present`` are the present input's features
+        """``change`` (of stored transition ``i``) placed for the present right-click, when both windows
+        hold a right-click and ``anchored`` is on. The stored menu itself (its box has an edge at the
+        stored press, across and down) is placed as a toolkit places a popup at the present press: its
+        top-left corner at the pointer, flipped left of it where it would cross the right edge, shifted
+        up where it would cross the bottom (so a menu that opened flipped or shifted in training opens
+        right where there is room now). Any other change (a highlighted item) moves by the offset
+        between the two presses, kept inside the frame; a change over more than half the screen (a
+        window) stays where it was stored. ``present`` are the present input's features
         (:func:`input_features`), ``size`` the framebuffer's (H, W)."""
         if change is None or not self.config["anchored"]:
             return change
@@ -461,9 +482,15 @@ class TransitionMemory:
             return change
         y0, y1, x0, x1 = change.box
         h, w = size
-        if (y1 - y0) * (x1 - x0) > h * w / 2:
+        bh, bw = y1 - y0, x1 - x0
+        if bh * bw > h * w / 2:
             return change
         (py, px), (sy, sx) = anchor(present, size), anchor(stored, size)
+        near = lambda a, b: abs(a - b) <= POPUP_PX  # noqa: E731
+        if (near(x0, sx) or near(x1, sx)) and (near(y0, sy) or near(y1, sy) or (y1 >= h - POPUP_PX and y0 <= sy)):
+            nx = px if px + bw <= w else max(0, px - bw)
+            ny = py if py + bh <= h else max(0, h - bh)
+            return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
 
