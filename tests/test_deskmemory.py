@@ -305,6 +305,28 @@ def test_a_double_click_opens_what_a_single_click_only_selects() -> None:
     assert (older.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
 
 
+def test_a_shortcut_is_its_own_key_not_the_letter_it_shares() -> None:
+    """Trained on v typed (the icon is selected: a stand-in for its glyph) and on ctrl+v (a window
+    opens: a paste), the memory answers ctrl+v with the window and v with the glyph: the modifiers
+    held under a key make it another key, and a shortcut types nothing. shift alone does not."""
+    fbs = np.stack([_icon(False), _icon(True), _window()])
+    episodes = []
+    for keys, after in ((["v"], 1), (["ctrl", "v"], 2)):
+        events = [{"type": "key_down", "key": k} for k in keys] + [{"type": "key_up", "key": k} for k in reversed(keys)]
+        actions = [FrameActions(f, f / 15, (100, 80), events if f == 1 else []) for f in range(4)]
+        episodes.append((fbs, np.asarray([0, 0, after, after]), actions))
+    memory = TransitionMemory.build(episodes, SCREEN)
+    for keys, expected in ((["Control_L", "v"], _window()), (["v"], _icon(True)), (["shift", "v"], _icon(True))):
+        steps = _steps(click=False)
+        steps[-1].events += [{"type": "key_down", "key": k} for k in keys] + [
+            {"type": "key_up", "key": k} for k in reversed(keys)]
+        assert (memory.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == expected).all(), keys
+    held = _steps(click=False)  # ctrl pressed steps before the v, still held
+    held[-3].events.append({"type": "key_down", "key": "ctrl"})
+    held[-1].events += [{"type": "key_down", "key": "v"}, {"type": "key_up", "key": "v"}]
+    assert (memory.recall(_icon(False), held, SCREEN)[0].apply(_icon(False)) == _window()).all()
+
+
 def _still(frames: int) -> list[FrameActions]:
     """``frames`` records of a pointer resting at (60, 40), no input at all."""
     return [FrameActions(f, f / 15, (60, 40)) for f in range(frames)]

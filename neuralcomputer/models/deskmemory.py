@@ -16,7 +16,8 @@ A transition (frame t-1 -> t) is keyed by
   it was released since: so a user's click, press and release in one step, reads as the
   collector's, which spreads them over two), how many presses that click is (2: a double click, its
   presses at most ``CLICK_STEPS`` steps apart: on a title bar or an icon it does what one click does
-  not) and the latest key press (how many steps ago, which key),
+  not) and the latest key press (how many steps ago, which key: with ctrl, alt or super held under
+  it, a shortcut of its own, so ctrl+v is not v and types no glyph),
 
 * what is under the latest button press (else under the pointer): a 16x32 px patch around it as 4x8
   grey block means (:func:`pointer_patch`), so that a click on a menu item or a taskbar entry finds
@@ -101,7 +102,7 @@ from typing import Any
 import numpy as np
 
 from neuralcomputer.data.dataset import atomic_write_bytes
-from neuralcomputer.data.desktop.actions import FrameActions, key_slot
+from neuralcomputer.data.desktop.actions import MODIFIER_KEYS, FrameActions, canonical_key, key_slot
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import step_window
 
@@ -120,6 +121,8 @@ PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
+CHORD_MODIFIERS = ("ctrl", "alt", "super")  # held under a key, they make it a shortcut (its own identity)
+CHORD_SEED = 1000  # a chord's identity is seeded past every key slot's
 CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
 
 DEFAULTS: dict[str, Any] = {
@@ -156,9 +159,17 @@ def _is_navigation(features: np.ndarray) -> np.ndarray:
         & (features[:, 10] < NO_EVENT_AGE)
 
 
-def _key_code(key: str) -> np.ndarray:
-    """A fixed random direction per key slot (the same on every machine: seeded by the slot)."""
-    return np.random.default_rng(1000 + key_slot(key)).normal(size=KEY_DIMS).astype(np.float32)
+def _key_code(key: str, chord: int = 0) -> np.ndarray:
+    """A fixed random direction per key slot (the same on every machine: seeded by the slot), another
+    per chord of it (``chord``: the :func:`_chord` of the modifiers held; 0, none, is the key's own)."""
+    return np.random.default_rng(1000 + key_slot(key) + CHORD_SEED * chord).normal(size=KEY_DIMS).astype(np.float32)
+
+
+def _chord(held: set[str]) -> int:
+    """The modifiers held under a key, as bits (ctrl 1, alt 2, super 4; shift 8 only beside one of
+    those): ctrl+v pastes and ctrl+alt+d hides the windows, where v and d type; shift+h types H."""
+    bits = sum(1 << i for i, m in enumerate(CHORD_MODIFIERS) if m in held)
+    return bits | (8 if bits and "shift" in held else 0)
 
 
 def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np.ndarray:
@@ -175,7 +186,7 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
     before = np.asarray(steps[-2].pointer if len(steps) > 1 else steps[-1].pointer, np.float32) * scale
     f[0:2], f[2:4] = now, before
     press: tuple | None = None  # the newest button press or wheel notch: (age, where, button, released)
-    key: tuple | None = None
+    key = _latest_key(steps)
     released: set[int] = set()  # buttons let go after the events scanned so far (newest first)
     for age, step in enumerate(reversed(steps)):
         where, pointer = [], None  # the pointer at each event of the step
@@ -192,8 +203,6 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
                 # click) or two (the collector's): the press's age and whether it was let go since
                 button = SCROLL_BUTTON if kind == "scroll" else e["button"]
                 press = (age, at, button, kind == "scroll" or button in released)
-            elif kind == "key_down" and key is None:
-                key = (age, e["key"])
     if press is not None:
         f[4] = 1.0
         f[5:7] = np.asarray(press[1], np.float32) * scale
@@ -207,10 +216,27 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
     else:
         f[7] = NO_EVENT_AGE
     if key is not None:
-        f[10], f[KEY_CODE] = key[0], _key_code(key[1])
+        f[10], f[KEY_CODE] = key[0], _key_code(key[1], key[2])
     else:
         f[10] = NO_EVENT_AGE
     return f
+
+
+def _latest_key(steps: Sequence[FrameActions]) -> tuple[int, str, int] | None:
+    """The newest key press of the window ``steps`` (oldest first): (steps ago, key, :func:`_chord` of
+    the modifiers held under it; a modifier's own press is no chord), None without one."""
+    key, held = None, set()
+    for age, step in zip(range(len(steps) - 1, -1, -1), steps, strict=True):
+        for e in step.events:
+            if e["type"] not in ("key_down", "key_up"):
+                continue
+            name = canonical_key(e["key"])
+            if e["type"] == "key_down":
+                key = (age, e["key"], 0 if name in MODIFIER_KEYS else _chord(held))
+                held.add(name)
+            else:
+                held.discard(name)
+    return key
 
 
 def anchor(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
@@ -501,11 +527,10 @@ class TransitionMemory:
         their screen does, not what the key did elsewhere: the nearest decides."""
         if self._changes is None or not self._changes[nearest]:
             return None
-        key = next((e["key"] for step in reversed(steps[-self.history:]) for e in reversed(step.events)
-                    if e["type"] == "key_down"), None)
-        if key is None or not _printable(key):
+        latest = _latest_key(steps[-self.history:])
+        if latest is None or latest[2] or not _printable(latest[1]):  # a shortcut (ctrl+v) types nothing
             return None
-        same = np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == _key_code(key).astype(np.float16)).all(1)
+        same = np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == _key_code(latest[1]).astype(np.float16)).all(1)
                               & self._changes)
         return same if len(same) else None
 
