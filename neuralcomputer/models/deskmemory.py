@@ -17,7 +17,8 @@ A transition (frame t-1 -> t) is keyed by
   collector's, which spreads them over two), how many presses that click is (2: a double click, its
   presses at most ``CLICK_STEPS`` steps apart: on a title bar or an icon it does what one click does
   not) and the latest key press (how many steps ago, which key: with ctrl, alt or super held under
-  it, a shortcut of its own, so ctrl+v is not v and types no glyph),
+  it, a shortcut of its own, so ctrl+v is not v and types no glyph; a memory saved before that reads
+  its stored shortcuts as their last key),
 
 * what is under the latest button press (else under the pointer): a 16x32 px patch around it as 4x8
   grey block means (:func:`pointer_patch`), so that a click on a menu item or a taskbar entry finds
@@ -121,9 +122,9 @@ PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
+CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
 CHORD_MODIFIERS = ("ctrl", "alt", "super")  # held under a key, they make it a shortcut (its own identity)
 CHORD_SEED = 1000  # a chord's identity is seeded past every key slot's
-CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
 
 DEFAULTS: dict[str, Any] = {
     "history": 8,
