@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from neuralcomputer.cli import main
 from neuralcomputer.config import preset_config
-from neuralcomputer.data.desktop.actions import FrameActions
+from neuralcomputer.data.desktop.actions import FrameActions, meta_to_events
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
 from neuralcomputer.models.deskmemory import TransitionMemory, input_features, thumbnail
@@ -312,14 +312,13 @@ def test_a_shortcut_is_its_own_key_not_the_letter_it_shares() -> None:
     fbs = np.stack([_icon(False), _icon(True), _window()])
     episodes = []
     for keys, after in ((["v"], 1), (["ctrl", "v"], 2)):
-        events = [{"type": "key_down", "key": k} for k in keys] + [{"type": "key_up", "key": k} for k in reversed(keys)]
-        actions = [FrameActions(f, f / 15, (100, 80), events if f == 1 else []) for f in range(4)]
+        actions = [FrameActions(f, f / 15, (100, 80), meta_to_events({"type": "key", "keys": keys}) if f == 1 else [])
+                   for f in range(4)]
         episodes.append((fbs, np.asarray([0, 0, after, after]), actions))
     memory = TransitionMemory.build(episodes, SCREEN)
     for keys, expected in ((["Control_L", "v"], _window()), (["v"], _icon(True)), (["shift", "v"], _icon(True))):
         steps = _steps(click=False)
-        steps[-1].events += [{"type": "key_down", "key": k} for k in keys] + [
-            {"type": "key_up", "key": k} for k in reversed(keys)]
+        steps[-1].events += meta_to_events({"type": "key", "keys": keys})
         assert (memory.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == expected).all(), keys
     held = _steps(click=False)  # ctrl pressed steps before the v, still held
     held[-3].events.append({"type": "key_down", "key": "ctrl"})

@@ -92,6 +92,7 @@ saved without them recalls without moving changes).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import zlib
@@ -156,14 +157,25 @@ def _is_navigation(features: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a navigation key as their
     latest key (compared as the stored float16 identities)."""
     codes = features[:, KEY_CODE].astype(np.float16)
-    return np.any([(codes == _key_code(k).astype(np.float16)).all(1) for k in NAVIGATION_KEYS], axis=0) \
-        & (features[:, 10] < NO_EVENT_AGE)
+    return (codes[:, None] == _navigation_codes()).all(-1).any(1) & (features[:, 10] < NO_EVENT_AGE)
 
 
+@functools.cache
+def _navigation_codes() -> np.ndarray:
+    """``(8, KEY_DIMS)`` float16: the navigation keys' identities as a memory stores them."""
+    codes = np.stack([_key_code(k) for k in NAVIGATION_KEYS]).astype(np.float16)
+    codes.flags.writeable = False
+    return codes
+
+
+@functools.cache
 def _key_code(key: str, chord: int = 0) -> np.ndarray:
     """A fixed random direction per key slot (the same on every machine: seeded by the slot), another
-    per chord of it (``chord``: the :func:`_chord` of the modifiers held; 0, none, is the key's own)."""
-    return np.random.default_rng(1000 + key_slot(key) + CHORD_SEED * chord).normal(size=KEY_DIMS).astype(np.float32)
+    per chord of it (``chord``: the :func:`_chord` of the modifiers held; 0, none, is the key's own).
+    Cached (read-only): every recall asks for a few, and seeding a generator is the slow part."""
+    code = np.random.default_rng(1000 + key_slot(key) + CHORD_SEED * chord).normal(size=KEY_DIMS).astype(np.float32)
+    code.flags.writeable = False
+    return code
 
 
 def _chord(held: set[str]) -> int:
@@ -376,17 +388,18 @@ class TransitionMemory:
                   previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> np.ndarray:
         """Squared distances ``(N,)`` from the present situation to every stored transition (with
         ``previous``, the step before it as :meth:`recall` takes it, the sequence key's term added)."""
-        return self._distances(framebuffer, thumbnail(framebuffer), steps, screen, previous)
+        features = input_features(steps[-self.history:], screen)
+        return self._distances(framebuffer, thumbnail(framebuffer), features, screen, previous)
 
-    def _distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
-                   screen: tuple[int, int], previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None
-                   ) -> np.ndarray:
-        """:meth:`distances`, given the present framebuffer's thumbnail ``(12, 16, 3)`` uint8 too."""
+    def _distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray, screen: tuple[int, int],
+                   previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> np.ndarray:
+        """:meth:`distances`, given the present framebuffer's thumbnail ``(12, 16, 3)`` uint8 and its
+        input features (:func:`input_features`) too."""
         if previous is None or not self.sequence_weight:
-            return self._step_distances(framebuffer, thumb, steps, screen)
+            return self._step_distances(framebuffer, thumb, features)
         fb, before = previous
-        d_before = self._step_distances(fb, thumbnail(fb), before, screen)  # first: the memo holds it
-        d = self._step_distances(framebuffer, thumb, steps, screen)
+        d_before = self._step_distances(fb, thumbnail(fb), input_features(before[-self.history:], screen))  # memo
+        d = self._step_distances(framebuffer, thumb, features)
         # transition i's predecessor is i - 1, except at an episode's start (no predecessor: neutral)
         shifted = np.empty_like(d_before)
         shifted[1:] = d_before[:-1]
@@ -399,12 +412,12 @@ class TransitionMemory:
         q = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
         return self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
 
-    def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, steps: Sequence[FrameActions],
-                        screen: tuple[int, int]) -> np.ndarray:
-        """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these). The
-        latest query is memoised: in a rollout, a step's "previous" is the step before's "present"."""
-        features = input_features(steps[-self.history:], screen)
+    def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these), from its
+        framebuffer, thumbnail and input features ``(FEATURES,)``. The latest query is memoised: in a
+        rollout, a step's "previous" is the step before's "present"."""
         if self._kinds and _is_navigation(features[None])[0]:
+            features = features.copy()
             features[KEY_CODE] = _key_code(NAVIGATION_KEYS[0])
         q_input = features * self.weights
         q_patch = None
@@ -436,8 +449,8 @@ class TransitionMemory:
         else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
         """
         present = thumbnail(framebuffer)
-        d = self._distances(framebuffer, present, steps, screen, previous)
         features = input_features(steps[-self.history:], screen)
+        d = self._distances(framebuffer, present, features, screen, previous)
         size = framebuffer.shape[:2]
         if self._kinds:
             voted = self._kind_vote(present, d, features)
