@@ -15,7 +15,14 @@ from neuralcomputer.config import preset_config
 from neuralcomputer.data.desktop.actions import FrameActions, meta_to_events
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import DeskDeltaModel, step_window
-from neuralcomputer.models.deskmemory import TransitionMemory, input_features, thumbnail
+from neuralcomputer.models.deskmemory import (
+    CLICKS,
+    FEATURES,
+    KEYS,
+    TransitionMemory,
+    input_features,
+    thumbnail,
+)
 from neuralcomputer.pipelines.deskdelta import MEMORY_FILE, DeskDeltaRollout
 from neuralcomputer.pipelines.load import load_pipeline
 from neuralcomputer.runtime.computer import NeuralComputer
@@ -89,8 +96,8 @@ def test_a_change_that_does_not_fit_the_present_screen_is_not_replayed() -> None
     closed, opened = episodes[0][0]
     covered = closed.copy()
     covered[10:30, 15:50] = (255, 0, 0)  # where the window opens (rows 20-60, cols 30-100 at 96x128)
-    plain = TransitionMemory.build(episodes, SCREEN)
-    checked = TransitionMemory.build(episodes, SCREEN, {"neighbours": 8, "fit_tolerance": 16.0})
+    checked = TransitionMemory.build(episodes, SCREEN)  # the default: 8 neighbours, 24 levels
+    plain = TransitionMemory(checked.arrays, {**checked.config, "fit_tolerance": None})
     assert plain.recall(covered, _steps(click=True), SCREEN)[0] is not None  # pasted over the red panel
     assert checked.recall(covered, _steps(click=True), SCREEN)[0] is None
     change, _ = checked.recall(closed, _steps(click=True), SCREEN)  # where it fits it still replays
@@ -126,10 +133,11 @@ def _typing_episode(caret: tuple[int, int], text: str) -> tuple[np.ndarray, np.n
 
 def test_a_typed_key_draws_its_own_glyph_at_the_present_caret() -> None:
     """Trained on typing at one place, the memory types the pressed key's glyph wherever the caret is
-    now (it fits the caret block the glyph replaces); without ``typing`` it replays at the trained place."""
+    now (it fits the caret block the glyph replaces); without ``typing`` (and the fit check) it replays at
+    the trained place."""
     episodes = [_typing_episode((8, 8), "abcabc"), _typing_episode((8, 8), "cba")]
     memory = TransitionMemory.build(episodes, SCREEN)
-    off = TransitionMemory.build(episodes, SCREEN, {"typing": False})
+    off = TransitionMemory.build(episodes, SCREEN, {"typing": False, "fit_tolerance": None})
     present = _terminal((32, 40), "b")  # one glyph typed here already, the caret after it
     steps = _steps(click=False)
     steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
@@ -265,6 +273,30 @@ def test_navigation_keys_vote_together_on_whether_the_screen_changes() -> None:
     assert pooled._kind_vote(thumbnail(_icon(False)), np.zeros(len(pooled)), input_features(steps, SCREEN)) is None
 
 
+def test_the_screen_where_the_click_lands_counts_more_than_the_rest() -> None:
+    """Two training clicks at the same place: one on the icon while a far corner of the screen looked
+    otherwise (the icon is selected), one on bare desktop while all the rest looked as now (nothing
+    happens). A click on the icon now: by the whole thumbnail the second is nearer (fewer blocks
+    differ), with the blocks near the click weighing more the first is, and the icon is selected."""
+    icon, bare = _icon(False), _icon(False)
+    icon[36:44, 40:52] = 30  # six blocks far from the click look otherwise
+    bare[4:12, 4:12] = 90    # no icon under the click: four blocks differ there
+    after = icon.copy()
+    after[4:12, 4:12] = 255
+    click = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    actions = [FrameActions(f, f / 15, (16, 16), click if f == 1 else []) for f in range(4)]
+    episodes = [(np.stack([icon, after]), np.asarray([0, 0, 1, 1]), actions),
+                (bare[None], np.zeros(4, int), actions)]
+    near = TransitionMemory.build(episodes, SCREEN, {"patch_weight": 0.0})  # the thumbnail alone decides
+    uniform = TransitionMemory(near.arrays, {**near.config, "thumb_far": 1.0, "thumb_near": 0.0})
+    steps = _steps(click=True, pointer=(16, 16))
+    assert uniform.recall(_icon(False), steps, SCREEN)[0] is None
+    change, _ = near.recall(_icon(False), steps, SCREEN)
+    assert change is not None and (change.apply(_icon(False)) == _icon(True)).all()
+    weights = near._near_weights(input_features(steps, SCREEN), (H, W)).reshape(12, 16, 3)[..., 0]
+    assert weights[2, 2] == 2.5 and weights[2, 4] == 2.5 and weights[2, 5] == 0.5 and weights[10, 11] == 0.5
+
+
 def _window() -> np.ndarray:
     """The 48x64 desktop of :func:`_icon` with a window open over it (what a double click opens)."""
     fb = _icon(True)
@@ -284,24 +316,25 @@ def test_a_double_click_opens_what_a_single_click_only_selects() -> None:
         actions = [FrameActions(f, f / 15, (16, 16), click * presses if f == 1 else []) for f in range(4)]
         episodes.append((fbs, np.asarray([0, 0, after, after]), actions))
     memory = TransitionMemory.build(episodes, SCREEN)
-    blind = TransitionMemory(memory.arrays, {**memory.config, "input_weights": memory.config["input_weights"][:-1] + [0]})
+    weights = memory.config["input_weights"]
+    blind = TransitionMemory(memory.arrays, {**memory.config, "input_weights": [*weights[:CLICKS], 0, *weights[CLICKS + 1:]]})
     for steps_apart in (0, 1):  # both presses in the latest step (a browser's), or one step apart
         steps = _steps(click=False, pointer=(16, 16))
         steps[-1].events += click
         steps[-1 - steps_apart].events += click
-        assert input_features(steps, SCREEN)[-1] == 2
+        assert input_features(steps, SCREEN)[CLICKS] == 2
         assert (memory.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == _window()).all()
         assert (blind.recall(_icon(False), steps, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
     single = _steps(click=False, pointer=(16, 16))
     single[-1].events += click
     single[-5].events += click  # an earlier click, more than a double click's few steps before
-    assert input_features(single, SCREEN)[-1] == 1
+    assert input_features(single, SCREEN)[CLICKS] == 1
     assert (memory.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
     # a memory and settings saved before the count still load: each stored press reads as one click
-    older = TransitionMemory({**memory.arrays, "inputs": memory.arrays["inputs"][:, :-1]},
-                             {**memory.config, "input_weights": memory.config["input_weights"][:-1]})
-    assert len(older.config["input_weights"]) == 15
-    assert (older.inputs[:, -1] == older.weights[-1] * memory.arrays["inputs"][:, 4]).all()
+    older = TransitionMemory({**memory.arrays, "inputs": memory.arrays["inputs"][:, :CLICKS]},
+                             {**memory.config, "input_weights": weights[:CLICKS]})
+    assert len(older.config["input_weights"]) == FEATURES
+    assert (older.inputs[:, CLICKS] == older.weights[CLICKS] * memory.arrays["inputs"][:, 4]).all()
     assert (older.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
 
 
@@ -324,6 +357,35 @@ def test_a_shortcut_is_its_own_key_not_the_letter_it_shares() -> None:
     held[-3].events.append({"type": "key_down", "key": "ctrl"})
     held[-1].events += [{"type": "key_down", "key": "v"}, {"type": "key_up", "key": "v"}]
     assert (memory.recall(_icon(False), held, SCREEN)[0].apply(_icon(False)) == _window()).all()
+
+
+def test_the_first_key_of_a_word_is_told_from_the_letters_after_it() -> None:
+    """Trained on x typed as a word's first key on a desktop with its icon selected (the selection
+    clears, as xfdesktop's does) and on x typed after two other letters on the same screen (nothing
+    changes), the memory tells the two apart by how many keys the window holds; without the count
+    (its weight 0) both read alike. Modifiers are not counted: shift+x is still a first key."""
+    fbs = np.stack([_icon(True), _icon(False)])
+    x = [{"type": "key_down", "key": "x"}, {"type": "key_up", "key": "x"}]
+    episodes = []
+    for before, after in (([], 1), (["y", "z"], 0)):
+        actions = [FrameActions(f, f / 15, (100, 80)) for f in range(6)]
+        for f, key in enumerate(before, start=1):
+            actions[f].events += [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
+        actions[3].events += x
+        episodes.append((fbs, np.asarray([0, 0, 0, 0, after, after]), actions))
+    memory = TransitionMemory.build(episodes, SCREEN)
+    weights = memory.config["input_weights"]
+    blind = TransitionMemory(memory.arrays, {**memory.config, "input_weights": [*weights[:KEYS], 0.0]})
+    first, third = _steps(click=False), _steps(click=False)
+    first[-1].events += [{"type": "key_down", "key": "shift"}, *x, {"type": "key_up", "key": "shift"}]
+    third[-3].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    third[-2].events += [{"type": "key_down", "key": "b"}, {"type": "key_up", "key": "b"}]
+    third[-1].events += x
+    assert input_features(first, SCREEN)[KEYS] == 1 and input_features(third, SCREEN)[KEYS] == 3
+    change, _ = memory.recall(_icon(True), first, SCREEN)
+    assert change is not None and (change.apply(_icon(True)) == _icon(False)).all()
+    assert memory.recall(_icon(True), third, SCREEN)[0] is None
+    assert (blind.recall(_icon(True), first, SCREEN)[0] is None) == (blind.recall(_icon(True), third, SCREEN)[0] is None)
 
 
 def _still(frames: int) -> list[FrameActions]:
@@ -457,7 +519,7 @@ def test_exported_memory_drives_rollout_and_runtime_alike(tmp_path: Path) -> Non
     import json
 
     pinned = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["recall"]
-    assert pinned["mode"] == "alone" and len(pinned["input_weights"]) == 15  # later defaults cannot change it
+    assert pinned["mode"] == "alone" and len(pinned["input_weights"]) == FEATURES  # later defaults cannot change it
     from neuralcomputer.data.dataset import load_manifest
     from neuralcomputer.data.desktop.actions import read_actions
     from neuralcomputer.data.desktop.episode import read_desktop_clip

@@ -18,13 +18,16 @@ A transition (frame t-1 -> t) is keyed by
   presses at most ``CLICK_STEPS`` steps apart: on a title bar or an icon it does what one click does
   not) and the latest key press (how many steps ago, which key: with ctrl, alt or super held under
   it, a shortcut of its own, so ctrl+v is not v and types no glyph; a memory saved before that reads
-  its stored shortcuts as their last key),
+  its stored shortcuts as their last key) and how many keys the window holds (up to ``KEY_RUN``: a
+  word's first letter clears a selected icon or opens a type-ahead search, the letters after it
+  only type; a memory saved before the count reads each stored key as a first),
 
 * what is under the latest button press (else under the pointer): a 16x32 px patch around it as 4x8
   grey block means (:func:`pointer_patch`), so that a click on a menu item or a taskbar entry finds
   the training clicks on that item wherever the menu or the entry was drawn,
 
-each part scaled by a weight (``thumb_weight``, ``input_weights``, ``patch_weight``), so that the squared distance
+each part scaled by a weight (``thumb_weight``, ``input_weights``, ``patch_weight``; the thumbnail's blocks
+near the press or pointer weigh more than the rest, below), so that the squared distance
 trades "the screen looks the same" against "the same input at the same place and time". Its value
 is the change: the pixels that differ between the two framebuffers and their new colours, or
 nothing. The recalled change is pasted onto the present framebuffer; every other pixel is copied.
@@ -81,6 +84,24 @@ on whether the screen changes (the majority; the nearest changing one is replaye
 folds of held-out training episodes (579 cases, a fresh collection): action effect +0.022 [+0.010,
 +0.038], rollouts -0.001 / +0.012; docs/results/guiworld-delta.
 
+Where the input acts (``thumb_far``, ``thumb_near``, ``near_blocks``): a desktop's screens are many
+arrangements of a few windows, and later in an episode the whole screen rarely matches any training
+one; what a click does hangs on what is under and around it. Each thumbnail block weighs
+``thumb_far``, those within ``near_blocks`` blocks of the press (else the pointer) ``thumb_far +
+thumb_near`` (1 and 0: the whole screen alike, as memories before it were compared).
+
+The fit check (``fit_tolerance``, ``neighbours``): a change recalled for a screen unlike its own
+(another window where a menu of the training episode opened) pastes a fragment of that episode's
+screen over this one, and a rollout carries the debris on. Of the ``neighbours`` nearest, the first
+whose stored screen under its change's box looks as the present one does there (thumbnail blocks
+within ``fit_tolerance`` levels) is replayed; a nearest "nothing changed" or no fitting one, nothing.
+A menu placed at the present right-click (``anchored``) is not checked: no stored screen was there.
+
+These three and the key count were chosen together on three folds of held-out training episodes
+(564 cases; docs/results/guiworld-delta, "Where the input acts"): the fit check costs the action
+effect nothing and lifts 150-frame rollouts by 0.02; the near blocks and the count lift the action
+effect.
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and change id (-1: none), the index of each
@@ -113,8 +134,8 @@ GRID = (24, 32)   # pointer coordinates are given in cells of this grid (rows, c
 NO_EVENT_AGE = 20.0  # the "steps since" of an event that did not happen in the window
 KEY_DIMS = 3
 # input features: pointer now (x, y), pointer one step before (x, y), a button press present, its
-# (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS); clicks
-FEATURES = 4 + 6 + 1 + KEY_DIMS + 1
+# (x, y), age, button, released since (1/0); key age, key identity (KEY_DIMS); clicks; keys pressed
+FEATURES = 4 + 6 + 1 + KEY_DIMS + 1 + 1
 CLICK_STEPS = 3  # presses of one button this many steps apart or closer are one double (triple) click
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
 RIGHT_BUTTON = 3  # X's right button: its press opens a context menu at the pointer (``anchored``)
@@ -124,28 +145,37 @@ PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 n
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
 CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
+KEYS = CLICKS + 1  # ... and how many keys were pressed in the window (the first of a typed word: 1)
+KEY_RUN = 3  # ... counted up to this many
 CHORD_MODIFIERS = ("ctrl", "alt", "super")  # held under a key, they make it a shortcut (its own identity)
 CHORD_SEED = 1000  # a chord's identity is seeded past every key slot's
 
 DEFAULTS: dict[str, Any] = {
     "history": 8,
     "thumb_weight": 20.0,
-    # pointer now/before, press present, press x/y, press age, button, released, key age, key identity, clicks
-    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 10.0, 3.0, 20.0, 3.0, 3.0, 3.0, 10.0],
-    "neighbours": 1,         # how many nearest transitions a fit check may try (1: the nearest, no check)
-    "fit_tolerance": None,   # 8-bit levels; None: replay the nearest change wherever it lands
+    # pointer now/before, press present, press x/y, press age, button, released, key age, key identity, clicks,
+    # keys pressed
+    "input_weights": [1.0, 1.0, 1.0, 1.0, 6.0, 3.0, 3.0, 20.0, 10.0, 3.0, 20.0, 10.0, 10.0, 10.0, 10.0, 10.0],
+    "neighbours": 8,         # how many nearest transitions the fit check may try (1: the nearest, no check)
+    "fit_tolerance": 24.0,   # 8-bit levels; None: replay the nearest change wherever it lands
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
+    # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
+    # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
+    "thumb_far": 0.5,
+    "thumb_near": 2.0,
+    "near_blocks": 3.0,
 }
 # Keys of one kind do the same to a screen (move a selection); with ``key_kinds`` they are one key
 NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Page_Down")
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
 KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
 KIND_VOTES = 3      # ... and at least this many such transitions
+_BLOCK_ROWS, _BLOCK_COLS = np.mgrid[0:THUMB[0], 0:THUMB[1]]  # (12, 16) each: a thumbnail block's row, column
 
 
 def _printable(key: str) -> bool:
@@ -230,6 +260,10 @@ def input_features(steps: Sequence[FrameActions], screen: tuple[int, int]) -> np
         f[7] = NO_EVENT_AGE
     if key is not None:
         f[10], f[KEY_CODE] = key[0], _key_code(key[1], key[2])
+        # the first key of a typed word is what clears a selected icon or opens a type-ahead search;
+        # the letters after it change only the text
+        f[KEYS] = min(KEY_RUN, sum(e["type"] == "key_down" and canonical_key(e["key"]) not in MODIFIER_KEYS
+                                   for step in steps for e in step.events))
     else:
         f[10] = NO_EVENT_AGE
     return f
@@ -310,16 +344,19 @@ class TransitionMemory:
         self.thumbs = arrays["thumbs"].reshape(len(arrays["thumbs"]), -1).astype(np.float32) / 255 * float(
             self.config["thumb_weight"])  # (U, 576)
         self.thumb_sq = (self.thumbs ** 2).sum(1)
+        self.thumbs_2 = self.thumbs ** 2  # (U, 576): block-weighted distances expand over it (_near_weights)
         weights = np.asarray(self.config["input_weights"], np.float32)
-        if weights.shape == (FEATURES - 1,):  # settings pinned before the click count: its default weight
-            weights = np.append(weights, DEFAULTS["input_weights"][CLICKS]).astype(np.float32)
+        if CLICKS <= weights.size < FEATURES:  # settings pinned before the click or key count: their defaults
+            weights = np.append(weights, DEFAULTS["input_weights"][weights.size:]).astype(np.float32)
             self.config["input_weights"] = weights.tolist()
         if weights.shape != (FEATURES,):
             raise NCError(f"transition memory: input_weights has {weights.size} numbers, expected {FEATURES}")
         self.weights = weights
         inputs = arrays["inputs"]
-        if inputs.shape[1] == FEATURES - 1:  # saved before the click count: every stored press one click
+        if inputs.shape[1] == CLICKS:  # saved before the click count: every stored press one click
             inputs = np.concatenate([inputs, inputs[:, 4:5]], axis=1)
+        if inputs.shape[1] == KEYS:  # saved before the key count: every stored key the first
+            inputs = np.concatenate([inputs, (inputs[:, 10:11] < NO_EVENT_AGE).astype(inputs.dtype)], axis=1)
         self._kinds = bool(self.config["key_kinds"])
         if self._kinds:  # every navigation key's stored identity becomes the kind's (the first key's)
             self._navigation = _is_navigation(inputs)  # (N,) bool
@@ -428,12 +465,27 @@ class TransitionMemory:
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        d = self._thumb_distances(thumb)[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
+        w = self._near_weights(features, framebuffer.shape[:2])
+        q = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
+        d_thumb = self.thumbs_2 @ w - 2 * self.thumbs @ (w * q) + (w * q * q).sum()  # (U,)
+        d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
         if q_patch is not None:
             d += self.patch_sq - 2 * self.patches @ q_patch + (q_patch ** 2).sum()
         d.flags.writeable = False  # shared with the memo
         self._last = (key, d)
         return d
+
+    def _near_weights(self, features: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``(576,)`` float32: the weight of each thumbnail number in the step's key, ``thumb_far`` plus
+        ``thumb_near`` for the blocks whose centre is within ``near_blocks`` blocks of where the input
+        points (:func:`anchor` of ``features``; ``size`` is the framebuffer's (H, W))."""
+        ay, ax = anchor(features, size)
+        gh, gw = THUMB
+        # the anchor in block units, block centres at integers
+        cy, cx = (ay + 0.5) * gh / size[0] - 0.5, (ax + 0.5) * gw / size[1] - 0.5
+        near = np.hypot(_BLOCK_ROWS - cy, _BLOCK_COLS - cx) <= float(self.config["near_blocks"])
+        w = float(self.config["thumb_far"]) + float(self.config["thumb_near"]) * near
+        return np.repeat(w.reshape(-1), 3).astype(np.float32)  # RGB of a block: one weight
 
     def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
                previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> tuple[Change | None, float]:
@@ -478,11 +530,15 @@ class TransitionMemory:
             cid = int(self.change_of[i])
             if cid < 0:
                 return None, float(max(d[i], 0.0))
-            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
+            change = self.change(cid)
+            placed = self._anchored(change, int(i), features, size)
+            if placed.box != change.box:  # a menu placed at the present right-click: no stored screen there
+                return placed, float(max(d[i], 0.0))
+            y0, y1, x0, x1 = change.box
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
-                return self._anchored(self.change(cid), int(i), features, size), float(max(d[i], 0.0))
+                return placed, float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
 
     def _kind_vote(self, present: np.ndarray, d: np.ndarray, features: np.ndarray) -> int | None:
