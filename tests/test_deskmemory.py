@@ -386,6 +386,12 @@ def test_the_first_key_of_a_word_is_told_from_the_letters_after_it() -> None:
     assert change is not None and (change.apply(_icon(True)) == _icon(False)).all()
     assert memory.recall(_icon(True), third, SCREEN)[0] is None
     assert (blind.recall(_icon(True), first, SCREEN)[0] is None) == (blind.recall(_icon(True), third, SCREEN)[0] is None)
+    # a memory and settings saved before the count still load: each stored key reads as a first
+    older = TransitionMemory({**memory.arrays, "inputs": memory.arrays["inputs"][:, :KEYS]},
+                             {**memory.config, "input_weights": weights[:KEYS]})
+    pressed = memory.arrays["inputs"][:, 10] < 20
+    assert len(older.config["input_weights"]) == FEATURES and pressed.any() and not pressed.all()
+    assert (older.inputs[:, KEYS] == older.weights[KEYS] * pressed).all()
 
 
 def _still(frames: int) -> list[FrameActions]:
