@@ -444,11 +444,14 @@ class TransitionMemory:
         shifted[self.starts] = np.median(d_before)
         return d + self.sequence_weight * shifted
 
-    def _thumb_distances(self, thumb: np.ndarray) -> np.ndarray:
+    def _thumb_distances(self, thumb: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Squared distances ``(U,)`` from thumbnail ``thumb`` ``(12, 16, 3)`` uint8 to every stored one,
-        in the key's units (``thumb_weight``)."""
+        in the key's units (``thumb_weight``); with ``weights`` ``(576,)`` (:meth:`_near_weights`), each
+        number's squared difference scaled by its weight."""
         q = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
-        return self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
+        if weights is None:
+            return self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
+        return self.thumbs_2 @ weights - 2 * self.thumbs @ (weights * q) + (weights * q * q).sum()
 
     def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray) -> np.ndarray:
         """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these), from its
@@ -468,9 +471,7 @@ class TransitionMemory:
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        w = self._near_weights(features, framebuffer.shape[:2])
-        q = thumb.reshape(-1).astype(np.float32) / 255 * float(self.config["thumb_weight"])
-        d_thumb = self.thumbs_2 @ w - 2 * self.thumbs @ (w * q) + (w * q * q).sum()  # (U,)
+        d_thumb = self._thumb_distances(thumb, self._near_weights(features, framebuffer.shape[:2]))
         d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
         if q_patch is not None:
             d += self.patch_sq - 2 * self.patches @ q_patch + (q_patch ** 2).sum()
