@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from neuralcomputer.data.dataset import dataset_info, load_manifest, read_clip_payload, split_for
+from neuralcomputer.data.dataset import dataset_info, is_dataset, load_manifest, read_clip_payload, split_for
 from neuralcomputer.data.terminal.build import BuildOptions, find_casts, render_dataset, select_shard
 from neuralcomputer.data.terminal.clips import ClipOptions, iter_clips
 from neuralcomputer.data.torch_dataset import ClipDataset
@@ -98,6 +98,8 @@ def test_shards_partition_the_job(small_real, tmp_path):
         render_dataset([small_real], shared, shard=(k, 2), progress=False)
     assert sorted(p.name for p in shared.glob("manifest*.jsonl")) == [
         "manifest-00000-of-00002.jsonl", "manifest-00001-of-00002.jsonl"]
+    # a sharded set is a dataset to every command that asks (no manifest.jsonl of its own)
+    assert is_dataset(shared) and not (shared / "manifest.jsonl").exists() and not is_dataset(tmp_path)
     ids = sorted(r["id"] for r in load_manifest(shared))
     assert ids == sorted(r["id"] for r in load_manifest(tmp_path / "whole")) and len(ids) == whole.clips
     items = list(range(10))

@@ -770,6 +770,7 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
     """One of the paper's CLIGen findings (caption tiers, step curves over seeds, arithmetic probe,
     determinism), or the CellGen levers table (each design choice off alone, equal budget, seeds)."""
     from neuralcomputer.config import preset_config
+    from neuralcomputer.data.dataset import is_dataset
     from neuralcomputer.experiments import cligen as ex
 
     preset = preset or ("cligen-cells" if table == "levers" else "cligen-tiny")
@@ -786,7 +787,7 @@ def experiment_cligen(table: str, out: Path, data: Path | None, steps: int, seed
         if not quick:
             raise NCError(f"experiment cligen {table}: give --data DATASET (or --quick to record a tiny one)")
         data = ex.quick_dataset(out)
-    if data is not None and not (data / "manifest.jsonl").is_file():
+    if data is not None and not is_dataset(data):
         raise NCError(f"--data {data}: not a dataset (no manifest.jsonl)")
     needed = {"arithmetic": [(model, "--model")],
               "determinism": [(model, "--model"), (desktop_model, "--desktop-model")]}.get(table, [])

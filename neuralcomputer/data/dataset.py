@@ -113,6 +113,11 @@ def write_manifest(path: Path, records: Iterable[dict]) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def is_dataset(root: str | Path) -> bool:
+    """Whether ``root`` holds a manifest (``manifest.jsonl``, or the parts a sharded or parallel job writes)."""
+    return any(Path(root).glob(MANIFEST_GLOB))
+
+
 def manifest_name(shard: tuple[int, int]) -> str:
     k, n = shard
     return "manifest.jsonl" if n == 1 else f"manifest-{k:05d}-of-{n:05d}.jsonl"

@@ -41,11 +41,12 @@ DEFAULT_DESKTOP = {"kind": "desktop", "policy": "scripted", "episodes": 2, "seco
 
 def _terminal_set(spec: dict, work: Path) -> Path:
     """Record one fresh session per generator (seed ``spec['seed']``) and render them (clean variant)."""
+    from neuralcomputer.data.dataset import is_dataset
     from neuralcomputer.data.terminal.build import BuildOptions, render_dataset
     from neuralcomputer.data.terminal.recorder import record_many
 
     ds = work / "terminal-check"
-    if (ds / "manifest.jsonl").is_file():
+    if is_dataset(ds):
         return ds
     for generator in spec["generators"]:
         summary = record_many(generator, 1, spec["seed"], work / "casts", progress=False)
@@ -77,11 +78,13 @@ def _score_terminal(model: Path, spec: dict, work: Path) -> dict[str, float]:
 
 
 def _score_desktop(model: Path, spec: dict, work: Path) -> dict[str, float]:
+    from neuralcomputer.data.dataset import is_dataset, load_manifest
     from neuralcomputer.data.desktop.collect import collect_desktop
     from neuralcomputer.experiments.guiworld import desktop_report
 
     ds = work / "desktop-check"
-    if not (ds / "manifest.jsonl").is_file():
+    # the collector writes one manifest part per worker (manifest-*.jsonl); a set cut short is collected again
+    if not is_dataset(ds) or len(load_manifest(ds)) < spec["episodes"]:
         summary = collect_desktop(spec["policy"], spec["episodes"], spec["seconds"], ds, seed=spec["seed"],
                                   size=tuple(spec["size"]), progress=False)
         if summary.failed:

@@ -110,12 +110,12 @@ def quick_dataset(out: Path, sessions: int = 4) -> Path:
     """A tiny real dataset, recorded on the spot: ``sessions`` real bash sessions (the ``basic`` and
     ``python-math`` generators) in a 40x8 pty on the virtual clock, rendered to clips; the last session
     is the test split, the one before it the val split. Reused when it already exists."""
-    from neuralcomputer.data.dataset import load_manifest, write_manifest
+    from neuralcomputer.data.dataset import is_dataset, load_manifest, write_manifest
     from neuralcomputer.data.terminal.build import BuildOptions, render_dataset
     from neuralcomputer.data.terminal.recorder import record_many
 
     ds = out / "quick-data" / "clean"
-    if (ds / "manifest.jsonl").is_file():
+    if is_dataset(ds):
         return ds
     casts = out / "quick-data" / "casts"
     cols, rows = QUICK_GRID

@@ -77,9 +77,9 @@ def _seed_in_split(policy: str, split: str) -> int:
 
 
 def _collected(root: Path, split: str) -> bool:
-    from neuralcomputer.data.dataset import MANIFEST_GLOB, load_manifest
+    from neuralcomputer.data.dataset import is_dataset, load_manifest
 
-    return any(root.glob(MANIFEST_GLOB)) and any(r["split"] == split for r in load_manifest(root))
+    return is_dataset(root) and any(r["split"] == split for r in load_manifest(root))
 
 
 def _quick_dataset(root: Path, policy: str, split: str, progress: bool) -> Path:
