@@ -231,14 +231,15 @@ def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
 def test_a_context_menu_that_opened_flipped_in_training_opens_as_there_is_room_now() -> None:
     """Trained on a right-click near the bottom-right corner, where the menu opened flipped left of
     the pointer and shifted up to fit, the memory opens it with its top-left corner at a right-click
-    in the open (where moving it by the offset would put it up and left of the pointer), and flipped
-    left only where the present one has no room to its right."""
+    in the open (where moving it by the offset would put it up and left of the pointer), flipped
+    left only where the present one has no room to its right, and above the pointer (not shifted up to
+    the bottom edge) where it has no room below but room above, below the top panel."""
     pointer = (120, 90)  # screen px: frame (row 45, col 60); the 12x16 menu ends at col 60, row 48
     fbs = np.stack([_context_menu(None), _context_menu((36, 44))])
     actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
                             if f == 3 else []) for f in range(8)]
     memory = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
-    for at, menu in (((40, 30), (15, 20)), ((120, 20), (10, 44))):
+    for at, menu in (((40, 30), (15, 20)), ((120, 20), (10, 44)), ((40, 88), (32, 20))):
         steps = _steps(click=False, pointer=at)
         steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
         change, _ = memory.recall(_context_menu(None), steps, SCREEN)

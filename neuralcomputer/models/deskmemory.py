@@ -65,9 +65,10 @@ Context menus (``anchored``): a right-click menu opens at the pointer (flipped a
 near the screen's edge), wherever the click was; the training right-click that the key finds was
 elsewhere. While the input window holds a right-click, a recalled change that answered a stored
 right-click is placed for the present one: the menu itself as a toolkit places a popup (top-left
-corner at the pointer, flipped left where it would cross the right edge, shifted up where it would
-cross the bottom: a training menu opened near a corner was flipped or shifted, the present one need
-not be), its highlighted items moved by the offset between the two presses; a change over more than
+corner at the pointer, flipped left where it would cross the right edge; where it would cross the
+bottom, flipped above the pointer if it stays below the top panel there (``WORKAREA_TOP``), else
+shifted up to the bottom edge: a training menu opened near a corner was flipped or shifted, the
+present one need not be), its highlighted items moved by the offset between the two presses; a change over more than
 half the screen (a window) opens where it opens. For the same
 reason the button weighs 10 in the key (it weighed 3, as the press place per grid cell does): a
 right-click now finds the training right-clicks wherever they were, no longer a left click at the
@@ -141,6 +142,11 @@ CLICK_STEPS = 3  # presses of one button this many steps apart or closer are one
 SCROLL_BUTTON = 9  # the "button" of a wheel event (real buttons are 1-3)
 RIGHT_BUTTON = 3  # X's right button: its press opens a context menu at the pointer (``anchored``)
 POPUP_PX = 2  # px: a change with an edge this close to its right-click, across and down, is the popup itself
+# the top of the work area, as a fraction of the frame's height: the desktop's top panel and its border
+# (29 rows of the collector's 384). A popup that would cross the bottom opens above the pointer only
+# where it stays below it: the stored right-click menus at 256x192 flipped with 14 px of room above and
+# more, shifted up with 13 or less
+WORKAREA_TOP = 29 / 384
 PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the pointer, as the key sees it
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
 SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
@@ -569,9 +575,11 @@ class TransitionMemory:
         """``change`` (of stored transition ``i``) placed for the present right-click, when both windows
         hold a right-click and ``anchored`` is on. The stored menu itself (its box has an edge at the
         stored press, across and down) is placed as a toolkit places a popup at the present press: its
-        top-left corner at the pointer, flipped left of it where it would cross the right edge, shifted
-        up where it would cross the bottom (so a menu that opened flipped or shifted in training opens
-        right where there is room now). Any other change (a highlighted item) moves by the offset
+        top-left corner at the pointer, flipped left of it where it would cross the right edge; where it
+        would cross the bottom, flipped above it if it stays below ``WORKAREA_TOP`` there, else shifted
+        up to the bottom edge, as GTK flips then slides (so a menu that opened flipped or shifted in
+        training opens right where there is room now; the stored menus at 256x192 open where this says
+        in 135 of 142, shifted only in 123). Any other change (a highlighted item) moves by the offset
         between the two presses, kept inside the frame; a change over more than half the screen (a
         window) stays where it was stored. ``present`` are the present input's features
         (:func:`input_features`), ``size`` the framebuffer's (H, W)."""
@@ -589,7 +597,7 @@ class TransitionMemory:
         near = lambda a, b: abs(a - b) <= POPUP_PX  # noqa: E731
         if (near(x0, sx) or near(x1, sx)) and (near(y0, sy) or near(y1, sy) or (y1 >= h - POPUP_PX and y0 <= sy)):
             nx = px if px + bw <= w else max(0, px - bw)
-            ny = py if py + bh <= h else max(0, h - bh)
+            ny = py if py + bh <= h else py - bh if py - bh >= int(h * WORKAREA_TOP) else max(0, h - bh)
             return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
