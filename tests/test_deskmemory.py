@@ -244,6 +244,8 @@ def test_a_context_menu_that_opened_flipped_in_training_opens_as_there_is_room_n
         steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
         change, _ = memory.recall(_context_menu(None), steps, SCREEN)
         assert (change.apply(_context_menu(None)) == _context_menu(menu)).all(), at
+    slid = TransitionMemory(memory.arrays, {**memory.config, "popup_flip": False})  # as memories placed it before
+    assert (slid.recall(_context_menu(None), steps, SCREEN)[0].apply(_context_menu(None)) == _context_menu((36, 20))).all()
 
 
 def _icon(selected: bool) -> np.ndarray:

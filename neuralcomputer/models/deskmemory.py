@@ -170,6 +170,7 @@ DEFAULTS: dict[str, Any] = {
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
+    "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
@@ -597,7 +598,8 @@ class TransitionMemory:
         near = lambda a, b: abs(a - b) <= POPUP_PX  # noqa: E731
         if (near(x0, sx) or near(x1, sx)) and (near(y0, sy) or near(y1, sy) or (y1 >= h - POPUP_PX and y0 <= sy)):
             nx = px if px + bw <= w else max(0, px - bw)
-            ny = py if py + bh <= h else py - bh if py - bh >= int(h * WORKAREA_TOP) else max(0, h - bh)
+            flip = self.config["popup_flip"] and py - bh >= int(h * WORKAREA_TOP)
+            ny = py if py + bh <= h else py - bh if flip else max(0, h - bh)
             return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
