@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralcomputer.data.dataset import MANIFEST_GLOB, atomic_write_bytes, load_manifest, read_clip_payload
+from neuralcomputer.data.dataset import atomic_write_bytes, is_dataset, load_manifest, read_clip_payload
 from neuralcomputer.errors import NCError
 
 
@@ -35,7 +35,7 @@ class VideoSet:
         root = Path(root)
         if not root.is_dir():
             raise NCError(f"{root}: not a directory of videos or a dataset")
-        if any(root.glob(MANIFEST_GLOB)):
+        if is_dataset(root):
             return cls(root, {r["id"]: r for r in load_manifest(root)}, True)
         records = {p.stem: {"path": p.name} for p in sorted(root.iterdir()) if p.suffix in (".npz", ".mp4")}
         if not records:

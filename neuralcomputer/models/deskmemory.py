@@ -68,9 +68,9 @@ right-click is placed for the present one: the menu itself as a toolkit places a
 corner at the pointer, flipped left where it would cross the right edge; where it would cross the
 bottom, flipped above the pointer if it stays below the top panel there (``WORKAREA_TOP``), else
 shifted up to the bottom edge: a training menu opened near a corner was flipped or shifted, the
-present one need not be), its highlighted items moved by the offset between the two presses; a change over more than
-half the screen (a window) opens where it opens. For the same
-reason the button weighs 10 in the key (it weighed 3, as the press place per grid cell does): a
+present one need not be), its highlighted items moved by the offset between the two presses; a
+change over more than half the screen (a window) opens where it opens. For the same reason the
+button weighs 10 in the key (it weighed 3, as the press place per grid cell does): a
 right-click now finds the training right-clicks wherever they were, no longer a left click at the
 same place (which opened nothing on most of the bare desktop). Across three folds of held-out
 training episodes (579 cases, a fresh collection): anchoring +7 cases (every fold at or above the
@@ -351,8 +351,8 @@ class TransitionMemory:
         self.history = int(self.config["history"])
         self.thumbs = arrays["thumbs"].reshape(len(arrays["thumbs"]), -1).astype(np.float32) / 255 * float(
             self.config["thumb_weight"])  # (U, 576)
-        self.thumb_sq = (self.thumbs ** 2).sum(1)
         self.thumbs_2 = self.thumbs ** 2  # (U, 576): block-weighted distances expand over it (_near_weights)
+        self.thumb_sq = self.thumbs_2.sum(1)
         weights = np.asarray(self.config["input_weights"], np.float32)
         if CLICKS <= weights.size < FEATURES:  # settings pinned before the click or key count: their defaults
             weights = np.append(weights, DEFAULTS["input_weights"][weights.size:]).astype(np.float32)
@@ -541,14 +541,16 @@ class TransitionMemory:
             cid = int(self.change_of[i])
             if cid < 0:
                 return None, float(max(d[i], 0.0))
-            change = self.change(cid)
-            placed = self._anchored(change, int(i), features, size)
-            if placed.box != change.box:  # a menu placed at the present right-click: no stored screen there
-                return placed, float(max(d[i], 0.0))
-            y0, y1, x0, x1 = change.box
+            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
-            if np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol):
+            fits = np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol)
+            if not fits and not self._right_clicked(int(i), features):
+                continue  # the change is unpacked only where it may be replayed
+            change = self.change(cid)
+            placed = self._anchored(change, int(i), features, size)
+            # a menu placed at the present right-click is replayed unchecked: no stored screen was there
+            if fits or placed.box != change.box:
                 return placed, float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
 
@@ -584,11 +586,9 @@ class TransitionMemory:
         between the two presses, kept inside the frame; a change over more than half the screen (a
         window) stays where it was stored. ``present`` are the present input's features
         (:func:`input_features`), ``size`` the framebuffer's (H, W)."""
-        if change is None or not self.config["anchored"]:
+        if change is None or not self._right_clicked(i, present):
             return change
         stored = self.arrays["inputs"][i].astype(np.float32)
-        if not (present[4] > 0 and stored[4] > 0 and present[8] == RIGHT_BUTTON and stored[8] == RIGHT_BUTTON):
-            return change
         y0, y1, x0, x1 = change.box
         h, w = size
         bh, bw = y1 - y0, x1 - x0
@@ -603,6 +603,13 @@ class TransitionMemory:
             return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
+
+    def _right_clicked(self, i: int, present: np.ndarray) -> bool:
+        """Whether ``anchored`` is on and both the present input (features ``present``) and stored
+        transition ``i``'s hold a right-click as their latest press: :meth:`_anchored` may move its change."""
+        stored = self.arrays["inputs"][i]
+        return bool(self.config["anchored"] and present[4] > 0 and stored[4] > 0 and present[8] == RIGHT_BUTTON
+                    and stored[8] == RIGHT_BUTTON)
 
     def _typing(self, steps: Sequence[FrameActions], nearest: int) -> np.ndarray | None:
         """The stored changes made under the present key (transition indices), when the latest key
