@@ -104,30 +104,57 @@ def test_a_change_that_does_not_fit_the_present_screen_is_not_replayed() -> None
     assert change is not None and (change.apply(closed) == opened).all()
 
 
-def _terminal(caret: tuple[int, int], typed: str = "") -> np.ndarray:
+def _clicked(x: int, opens: bool) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """Twelve quiet steps with a click at (``x``, 40) in the ninth; the window opens after it if ``opens``."""
+    fbs = np.stack([_frame(W, H, False, (0, 0), cursor=False), _frame(W, H, True, (0, 0), cursor=False)])
+    click = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    actions = [FrameActions(f, f / 15, (x, 40), click if f == 8 else []) for f in range(12)]
+    return fbs, np.asarray([int(opens and f >= 9) for f in range(12)]), actions
+
+
+def test_a_bias_towards_a_change_replays_a_change_as_near_as_the_nearest_nothing() -> None:
+    """Two training clicks 2 px either side of the present one, the first stored changed nothing, the
+    other opened the window: the nearest (the tie's earliest) says nothing; with ``change_bias`` the
+    change within that much more distance is replayed."""
+    memory = TransitionMemory.build([_clicked(62, opens=False), _clicked(58, opens=True)], SCREEN)
+    biased = TransitionMemory(memory.arrays, {**memory.config, "change_bias": 0.3})
+    closed = _frame(W, H, False, (0, 0), cursor=False)
+    assert memory.recall(closed, _steps(click=True), SCREEN)[0] is None
+    change, _ = biased.recall(closed, _steps(click=True), SCREEN)
+    assert change is not None and (change.apply(closed) == _frame(W, H, True, (0, 0), cursor=False)).all()
+    assert biased.recall(closed, _steps(click=False), SCREEN)[0] is None  # no click: nothing near changes
+
+
+def _terminal(caret: tuple[int, int], typed: str = "", thin: bool = False, band: bool = False) -> np.ndarray:
     """A black 48x64 terminal: the glyphs of ``typed`` from ``caret`` (row, col of the first cell,
-    cells 8x4 px), then the white caret block after them."""
+    cells 8x4 px), then the white caret block after them (``thin``: an editor's 1 px caret line;
+    ``band``: a grey status bar along the bottom)."""
     fb = np.zeros((H, W, 3), np.uint8)
+    if band:
+        fb[40:, :] = 128
     y, x = caret
     for ch in typed:
         glyph = np.zeros((8, 4), bool)
         glyph[: 2 + "abc".index(ch) * 2, ::2] = True  # a distinct pattern per key
         fb[y:y + 8, x:x + 4][glyph] = 180
         x += 4
-    fb[y:y + 8, x:x + 4] = 255
+    fb[y:y + 8, x:x + (1 if thin else 4)] = 255
     return fb
 
 
-def _typing_episode(caret: tuple[int, int], text: str) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
-    """Typing ``text`` into the terminal, a key every other step; each glyph shows one step later."""
-    fbs = np.stack([_terminal(caret, text[:n]) for n in range(len(text) + 1)])
+def _typing_episode(caret: tuple[int, int], text: str, late: int = 0,
+                    **look: bool) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """Typing ``text`` into the terminal (``look``: :func:`_terminal`'s), a key every other step; each
+    glyph shows one step later (``late`` 1: two steps later, the step after the press step as the
+    memory keys it)."""
+    fbs = np.stack([_terminal(caret, text[:n], **look) for n in range(len(text) + 1)])
     index, actions = [0], []
     for f in range(2 * len(text) + 1):
         events = [{"type": "key_down", "key": text[f // 2]}, {"type": "key_up", "key": text[f // 2]}]\
             if f % 2 == 0 and f // 2 < len(text) else []
         actions.append(FrameActions(f, f / 15, (100, 80), events))
         if f:
-            index.append(min((f + 1) // 2, len(text)))
+            index.append(min((f + 1 - late) // 2, len(text)))
     return fbs, np.asarray(index), actions
 
 
@@ -149,6 +176,42 @@ def test_a_typed_key_draws_its_own_glyph_at_the_present_caret() -> None:
     stored, _ = off.recall(present, steps, SCREEN)
     assert stored is not None and stored.box[0] == 8  # typed where the training episodes typed
     assert memory.recall(present, _steps(click=False), SCREEN)[0] is None  # no key, no glyph
+
+
+def test_a_typed_key_takes_the_nearest_of_its_glyphs_whose_caret_is_on_the_screen() -> None:
+    """The key was typed in a terminal (a caret block) on a screen like the present one and in an
+    editor (a caret line) under a status bar: typing in an editor now, the nearest glyph's "before"
+    (the block) fits nowhere and it lands where it was stored; with ``typing_candidates`` the
+    editor's glyph, the next nearest, fits the caret line and is drawn there."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _typing_episode((8, 8), "cba", thin=True, band=True)]
+    nearest = TransitionMemory.build(episodes, SCREEN)
+    first_fit = TransitionMemory(nearest.arrays, {**nearest.config, "typing_candidates": 8})
+    present = _terminal((24, 40), "b", thin=True)
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert nearest.recall(present, steps, SCREEN)[0].box[0] == 8  # the terminal's glyph, at its place
+    change, _ = first_fit.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _terminal((24, 40), "ba", thin=True)).all()
+
+
+def test_a_key_draws_its_glyph_once_when_the_step_of_its_press_drew_it() -> None:
+    """Trained where each glyph shows one step after its press, a rollout whose press step already drew
+    the glyph (in training it races the redraw: either step) draws it again the step after, "bb";
+    with ``typing_once`` that step changes nothing, and where the press step drew nothing it still
+    draws the glyph there."""
+    episodes = [_typing_episode((8, 8), "abcabc", late=1), _typing_episode((8, 8), "cba", late=1)]
+    twice = TransitionMemory.build(episodes, SCREEN)
+    once = TransitionMemory(twice.arrays, {**twice.config, "typing_once": True})
+    pressed = _steps(click=False)[1:]  # the window one step before: the key pressed in its last step
+    pressed[-1].events += [{"type": "key_down", "key": "b"}, {"type": "key_up", "key": "b"}]
+    after = [*pressed[1:], FrameActions(8, 8 / 15, (60, 40))]  # the step after the press
+    drew = (_terminal((32, 40), "a"), pressed)  # the press step went from "a" to "ab"
+    change, _ = twice.recall(_terminal((32, 40), "ab"), after, SCREEN, previous=drew)
+    assert change is not None and (change.apply(_terminal((32, 40), "ab")) == _terminal((32, 40), "abb")).all()
+    assert once.recall(_terminal((32, 40), "ab"), after, SCREEN, previous=drew)[0] is None
+    waited = (_terminal((32, 40), "a"), pressed)  # the press step changed nothing: the glyph is due now
+    change, _ = once.recall(_terminal((32, 40), "a"), after, SCREEN, previous=waited)
+    assert change is not None and (change.apply(_terminal((32, 40), "a")) == _terminal((32, 40), "ab")).all()
 
 
 def _menu(top: int, opened: str = "") -> np.ndarray:
@@ -442,9 +505,17 @@ def test_a_saved_memory_recalls_the_same_and_a_bad_file_is_one_clear_error(tmp_p
         a, b = memory.recall(closed, _steps(click), SCREEN), again.recall(closed, _steps(click), SCREEN)
         assert a[1] == pytest.approx(b[1]) and (a[0] is None) == (b[0] is None)
     assert not list(tmp_path.glob(".*"))  # written whole: no temp file left
+    assert all(np.array_equal(again.arrays[k], v) for k, v in memory.arrays.items())
+    np.savez_compressed(tmp_path / "deflate.npz", **memory.arrays)  # as memories were saved before LZMA
+    older = TransitionMemory.load(tmp_path / "deflate.npz", {"thumb_weight": 10.0})
+    assert older.recall(closed, _steps(True), SCREEN)[1] == pytest.approx(memory.recall(closed, _steps(True), SCREEN)[1])
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(NCError, match="bad.npz: not a transition memory"):
         TransitionMemory.load(tmp_path / "bad.npz", {})
+    saved = (tmp_path / "memory.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(saved[: len(saved) - 200])  # a copy cut short
+    with pytest.raises(NCError, match="cut.npz: not a transition memory"):
+        TransitionMemory.load(tmp_path / "cut.npz", {})
     with pytest.raises(NCError, match="not divisible"):
         thumbnail(np.zeros((50, 64, 3), np.uint8))
 
@@ -584,6 +655,31 @@ def test_the_bundled_desktop_opens_the_applications_menu_when_clicked() -> None:
     frames = [c.step({"type": "click", "x": 41, "y": 15, "button": 1, "count": 1}).frames[-1]]
     frames += [c.step({"type": "frame", "events": [], "meta": [], "pointer": [41, 15]}).frames[-1] for _ in range(5)]
     assert _brightness(frames[-1]) > 200, [round(_brightness(f)) for f in frames]  # the menu is open
+
+
+def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once() -> None:
+    """A user at the bundled desktop: Applications, Terminal Emulator, then "ls" typed at a key every
+    third frame (as a person types, press and release in one frame): the terminal opens and the prompt
+    line gains two glyphs, "l" then "s", and the caret after them: three cells of 5 px on one text
+    row (drawn twice, "llss", it was five)."""
+    c = NeuralComputer.load(BUNDLED)
+    c.reset()
+    idle = {"type": "frame", "events": [], "meta": [], "pointer": [80, 44]}
+    c.step({"type": "click", "x": 30, "y": 7, "button": 1, "count": 1})
+    for _ in range(8):
+        c.step({**idle, "pointer": [30, 7]})
+    c.step({"type": "move", "x": 80, "y": 44})
+    c.step({"type": "click", "x": 80, "y": 44, "button": 1, "count": 1})
+    before = [c.step(idle).frames[-1] for _ in range(25)][-1]
+    assert before[40:180, 10:240].mean() < 60  # the terminal's black window covers the desktop
+    for key in "ls":
+        c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
+        after = [c.step(idle).frames[-1] for _ in range(2)][-1]
+    changed = np.any(before != after, axis=-1)
+    rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+    assert rows[-1] - rows[0] < 12 and 14 <= cols[-1] - cols[0] + 1 <= 18, (rows, cols)
+    x = cols[0]
+    assert not np.array_equal(after[rows[0]:rows[-1] + 1, x:x + 5], after[rows[0]:rows[-1] + 1, x + 5:x + 10])
 
 
 def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None:

@@ -118,6 +118,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import lzma
+import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -166,12 +168,17 @@ DEFAULTS: dict[str, Any] = {
     "neighbours": 8,         # how many nearest transitions the fit check may try (1: the nearest, no check)
     "fit_tolerance": 24.0,   # 8-bit levels; None: replay the nearest change wherever it lands
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
+    "typing_candidates": 1,  # ... the first of this many nearest changes of the key that fits somewhere
+    "typing_once": False,    # ... once: the steps after the one that drew its glyph change nothing (_typed)
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
+    # where the nearest changed nothing, a change that fits among the neighbours within this much more
+    # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
+    "change_bias": 0.0,
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
     "thumb_far": 0.5,
@@ -509,12 +516,16 @@ class TransitionMemory:
         With ``fit_tolerance`` set, a change is replayed only where it fits the present screen: the
         thumbnail blocks under its box must look as they did before it in the training episode (mean
         over those blocks of the largest channel difference, in 8-bit levels, at most the tolerance),
-        else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search.
+        else the next of the ``neighbours`` nearest is tried; a nearest "nothing changed" ends the search,
+        unless ``change_bias`` is set: then a change that fits within that fraction more distance than the
+        nearest "nothing" is replayed instead.
         """
         present = thumbnail(framebuffer)
         features = input_features(steps[-self.history:], screen)
         d = self._distances(framebuffer, present, features, screen, previous)
         size = framebuffer.shape[:2]
+        if self.config["typing_once"] and previous is not None and self._typed(steps, framebuffer, previous):
+            return None, float(max(d.min(), 0.0))
         if self._kinds:
             voted = self._kind_vote(present, d, features)
             if voted is not None and voted < 0:
@@ -524,10 +535,16 @@ class TransitionMemory:
                     float(max(d[voted], 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is not None:
-            # the nearest of all says *whether* the screen changes; the same key's nearest change says
-            # how (its glyph), the present screen where (see _fitted)
-            i = int(typing[np.argmin(d[typing])])
-            return self._fitted(int(self.change_of[i]), framebuffer), float(max(d[i], 0.0))
+            # the nearest of all says *whether* the screen changes; the same key's nearest change that
+            # fits the present screen says how (its glyph) and where (see _fitted): a key typed in an
+            # editor and in a terminal has glyphs and carets of both kinds stored
+            order = typing[np.lexsort((typing, d[typing]))][:max(1, int(self.config["typing_candidates"]))]
+            for i in order:
+                placed = self._fitted(int(self.change_of[i]), framebuffer)
+                if placed is not None:
+                    return placed, float(max(d[i], 0.0))
+            i = int(order[0])  # none fits anywhere: the nearest, where it was stored
+            return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
         tol = self.config.get("fit_tolerance")
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
@@ -537,10 +554,16 @@ class TransitionMemory:
         near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
         present = present.astype(np.int16)
         bh, bw = framebuffer.shape[0] // THUMB[0], framebuffer.shape[1] // THUMB[1]
+        bias, unchanged = float(self.config["change_bias"]), None  # the nearest "nothing" seen, its distance
         for i in near:
             cid = int(self.change_of[i])
+            if unchanged is not None and d[i] > (1 + bias) * unchanged:
+                break
             if cid < 0:
-                return None, float(max(d[i], 0.0))
+                if not bias:
+                    return None, float(max(d[i], 0.0))
+                unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
+                continue
             y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
@@ -611,6 +634,20 @@ class TransitionMemory:
         return bool(self.config["anchored"] and present[4] > 0 and stored[4] > 0 and present[8] == RIGHT_BUTTON
                     and stored[8] == RIGHT_BUTTON)
 
+    def _typed(self, steps: Sequence[FrameActions], framebuffer: np.ndarray,
+               previous: tuple[np.ndarray, Sequence[FrameActions]]) -> bool:
+        """Whether the latest key of input window ``steps`` is a printable key pressed one or two steps
+        ago whose glyph the previous step drew: that step changed the screen (``previous`` = (the
+        framebuffer before it, its window); ``framebuffer`` the one after it) and its latest key was the
+        same press. A glyph shows in the step of its press or one of the two after it (the key and the
+        screen's redraw race), so training holds all three and each step's nearest neighbour alone may
+        draw it twice ("llss" for "ls")."""
+        latest = _latest_key(steps[-self.history:])
+        if latest is None or not 1 <= latest[0] <= 2 or latest[2] or not _printable(latest[1]):
+            return False
+        before = _latest_key(previous[1][-self.history:])
+        return before == (latest[0] - 1, latest[1], 0) and bool((previous[0] != framebuffer).any())
+
     def _typing(self, steps: Sequence[FrameActions], nearest: int) -> np.ndarray | None:
         """The stored changes made under the present key (transition indices), when the latest key
         press in the window is a printable key (a glyph), the ``nearest`` transition changes the screen,
@@ -626,11 +663,10 @@ class TransitionMemory:
         return same if len(same) else None
 
     def _fitted(self, cid: int, framebuffer: np.ndarray) -> Change | None:
-        """Change ``cid``, moved (if small) to the place nearest its stored one where the present
-        ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``fit_rms``)."""
+        """Change ``cid`` (not -1), moved (if small) to the place nearest its stored one where the present
+        ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``fit_rms``);
+        None where no place does. A large change keeps no "before": it stays where it was stored."""
         change = self.change(cid)
-        if change is None:
-            return None
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         if b0 == b1:  # a large change: it stays where it was stored
@@ -639,9 +675,11 @@ class TransitionMemory:
         h, w = y1 - y0, x1 - x0
         rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
         tol = float(self.config["fit_rms"])
-        fits = np.argwhere(rms <= tol)
-        if not len(fits) or rms[y0, x0] <= tol:
+        if rms[y0, x0] <= tol:
             return change
+        fits = np.argwhere(rms <= tol)
+        if not len(fits):
+            return None
         # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
         return Change((y, y + h, x, x + w), change.mask, change.colours)
@@ -658,9 +696,16 @@ class TransitionMemory:
         return Change((y0, y1, x0, x1), mask, a["colours"][c0:c1])
 
     def save(self, path: str | Path) -> None:
-        """``path`` (``memory.npz``), compressed, written whole or not at all."""
+        """``path`` (``memory.npz``), LZMA-compressed, written whole or not at all. An ``.npz`` is a zip
+        of ``.npy`` files and ``np.load`` reads any method Python's ``zipfile`` does; LZMA stores the
+        changes' pixels (most of the file: flat GUI colours, windows seen again a little changed) in a
+        third of what ``np.savez_compressed``'s deflate takes (16.7 -> 5.5 MB for the bundled memory)."""
         buf = io.BytesIO()
-        np.savez_compressed(buf, **self.arrays)
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_LZMA) as zf:
+            for name, array in self.arrays.items():
+                entry = io.BytesIO()
+                np.save(entry, np.asarray(array), allow_pickle=False)
+                zf.writestr(f"{name}.npy", entry.getvalue())
         atomic_write_bytes(Path(path), buf.getvalue())
 
     @classmethod
@@ -670,7 +715,7 @@ class TransitionMemory:
         try:
             with np.load(path) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zlib.error) as e:
+        except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as e:
             raise NCError(f"{path}: not a transition memory ({e})") from e
         missing = {"thumbs", "thumb_of", "inputs", "change_of", "boxes", "masks", "mask_offsets", "colours",
                    "colour_offsets"} - set(arrays)
