@@ -194,6 +194,23 @@ def test_a_typed_key_takes_the_nearest_of_its_glyphs_whose_caret_is_on_the_scree
     assert change is not None and (change.apply(present) == _terminal((24, 40), "ba", thin=True)).all()
 
 
+def test_a_typed_key_goes_to_the_live_caret_below_one_left_behind() -> None:
+    """A replayed Return can leave the old caret block on the line above the live one: the glyph's
+    "before" fits both; by default it goes to the one nearest where it was stored (the stale one, up
+    the screen), with ``lowest_caret`` to the lowest, where text goes on."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _typing_episode((8, 8), "cba")]
+    nearest = TransitionMemory.build(episodes, SCREEN)
+    lowest = TransitionMemory(nearest.arrays, {**nearest.config, "lowest_caret": True})
+    present = _terminal((24, 40), "b")
+    present[8:16, 20:24] = 255  # a caret block left behind on an upper line
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert nearest.recall(present, steps, SCREEN)[0].box[0] == 8
+    live = present.copy()
+    live[24:32, 40:52] = _terminal((24, 40), "ba")[24:32, 40:52]
+    assert (lowest.recall(present, steps, SCREEN)[0].apply(present) == live).all()
+
+
 def test_a_key_draws_its_glyph_once_when_the_step_of_its_press_drew_it() -> None:
     """Trained where each glyph shows one step after its press, a rollout whose press step already drew
     the glyph (in training it races the redraw: either step) draws it again the step after, "bb";

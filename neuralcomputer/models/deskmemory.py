@@ -170,6 +170,7 @@ DEFAULTS: dict[str, Any] = {
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
     "typing_candidates": 1,  # ... the first of this many nearest changes of the key that fits somewhere
     "typing_once": False,    # ... once: the steps after the one that drew its glyph change nothing (_typed)
+    "lowest_caret": False,   # ... at the lowest place its "before" (a caret) fits, not the nearest to its own
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
@@ -185,6 +186,9 @@ DEFAULTS: dict[str, Any] = {
     "thumb_near": 2.0,
     "near_blocks": 3.0,
 }
+# a glyph's "before" with less spread than this (8-bit levels) shows no caret (it blinked off): it fits any
+# blank place alike, so ``lowest_caret`` does not move it to the lowest one
+CARET_STD = 20.0
 # Keys of one kind do the same to a screen (move a selection); with ``key_kinds`` they are one key
 NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Page_Down")
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
@@ -675,11 +679,16 @@ class TransitionMemory:
         h, w = y1 - y0, x1 - x0
         rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
         tol = float(self.config["fit_rms"])
-        if rms[y0, x0] <= tol:
-            return change
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
+        if self.config["lowest_caret"] and a["befores"][b0:b1].std() >= CARET_STD:
+            # text flows down, so a caret a replayed change left behind (a Return's replay that did not
+            # erase the old one) is above the live one: the lowest places that fit, within half the
+            # box's height, then the nearest of those
+            fits = fits[fits[:, 0] >= fits[:, 0].max() - h // 2]
+        elif rms[y0, x0] <= tol:
+            return change
         # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
         return Change((y, y + h, x, x + w), change.mask, change.colours)
