@@ -42,7 +42,13 @@ change made under the *same key* instead (the glyph is that key's). A small chan
 moved to the nearest place where it does (within ``fit_rms`` 8-bit levels: the caret block or line
 the glyph replaces); found nowhere, it stays where it was stored. Measured on the val episodes
 (docs/results/guiworld-delta): action effect 0.542 -> 0.625; limiting it to glyph-sized changes
-kept 0.556, letting any key (Return, shortcuts) choose 0.597.
+kept 0.556, letting any key (Return, shortcuts) choose 0.597. Typed as a person types at the browser
+(press and release in one frame, a key every third frame), three more settings: ``typing_candidates``
+(the first of the key's nearest changes whose "before" fits somewhere: a terminal's caret block is
+not an editor's caret line), ``lowest_caret`` (of the places a caret fits, the lowest: a replayed
+Return can leave the old caret above) and ``typing_once`` (the step after the one that drew the
+glyph draws nothing: "llss" for "ls" before). On recorded episodes they are neutral; the browser
+user is what they are for (docs/results/guiworld-delta, "Typing as a person types").
 
 The patch was chosen on the val episodes (action effect 0.625 -> 0.681 at weight 40) and across three
 folds of held-out training episodes (``ncomp experiment desktop-recall``, 577 cases: +0.010
@@ -110,7 +116,8 @@ uint8 (a memory saved without them compares no patch) and change id (-1: none), 
 episode's first transition (a memory saved without it is one episode to the sequence key); the distinct
 changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
 the masked pixels, uint8; for the small ones also the pixels of the box before the change (a memory
-saved without them recalls without moving changes).
+saved without them recalls without moving changes). Written as a zip with LZMA (:meth:`TransitionMemory.save`);
+a memory written by ``np.savez_compressed`` loads the same.
 """
 
 from __future__ import annotations
