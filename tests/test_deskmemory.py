@@ -194,6 +194,24 @@ def test_a_typed_key_takes_the_nearest_of_its_glyphs_whose_caret_is_on_the_scree
     assert change is not None and (change.apply(present) == _terminal((24, 40), "ba", thin=True)).all()
 
 
+def test_a_key_typed_early_draws_at_its_press_step_what_training_drew_a_step_later() -> None:
+    """Trained where each glyph shows the step after its press: pressed one key per frame, a glyph
+    left for the step after is never drawn (the next key is the latest by then). With ``typing_early``
+    the press step draws it; with ``typing_once`` too, the step after draws nothing more."""
+    episodes = [_typing_episode((8, 8), "abcabc", late=1), _typing_episode((8, 8), "cba", late=1)]
+    late = TransitionMemory.build(episodes, SCREEN)
+    early = TransitionMemory(late.arrays, {**late.config, "typing_early": True, "typing_once": True})
+    present = _terminal((32, 40), "a")
+    pressed = _steps(click=False)
+    pressed[-1].events += [{"type": "key_down", "key": "b"}, {"type": "key_up", "key": "b"}]
+    assert late.recall(present, pressed, SCREEN)[0] is None  # the press step: nothing yet
+    change, _ = early.recall(present, pressed, SCREEN)
+    assert change is not None and (change.apply(present) == _terminal((32, 40), "ab")).all()
+    after = [*pressed[1:], FrameActions(8, 8 / 15, (60, 40))]
+    assert early.recall(change.apply(present), after, SCREEN, previous=(present, pressed))[0] is None
+    assert early.recall(present, _steps(click=False), SCREEN)[0] is None  # no key, no glyph
+
+
 def test_a_typed_key_goes_to_the_live_caret_below_one_left_behind() -> None:
     """A replayed Return can leave the old caret block on the line above the live one: the glyph's
     "before" fits both; by default it goes to the one nearest where it was stored (the stale one, up

@@ -177,6 +177,7 @@ DEFAULTS: dict[str, Any] = {
     "typing": True,          # a printable key: replay its own nearest change, a small one moved to fit
     "typing_candidates": 1,  # ... the first of this many nearest changes of the key that fits somewhere
     "typing_once": False,    # ... once: the steps after the one that drew its glyph change nothing (_typed)
+    "typing_early": False,   # ... drawn at its press step if the step after would draw it (_late_glyph)
     "lowest_caret": False,   # ... at the lowest place its "before" (a caret) fits, not the nearest to its own
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
@@ -545,6 +546,8 @@ class TransitionMemory:
                 return self._anchored(self.change(int(self.change_of[voted])), voted, features, size), \
                     float(max(d[voted], 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
+        if typing is None and self.config["typing_early"]:
+            typing = self._typing(steps, self._late_glyph(framebuffer, present, features))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change that
             # fits the present screen says how (its glyph) and where (see _fitted): a key typed in an
@@ -659,12 +662,26 @@ class TransitionMemory:
         before = _latest_key(previous[1][-self.history:])
         return before == (latest[0] - 1, latest[1], 0) and bool((previous[0] != framebuffer).any())
 
+    def _late_glyph(self, framebuffer: np.ndarray, present: np.ndarray, features: np.ndarray) -> int:
+        """With ``typing_early``, at a printable key's press step (``features``' key 0 steps old): the
+        nearest transition to the same input with the key one step old (the step where a glyph that
+        comes late shows), so :meth:`_typing` may draw the glyph now; -1 otherwise. Pressed one per
+        frame, a key whose press step drew nothing is never drawn: the next key is the latest by then."""
+        if features[10] != 0:
+            return -1
+        later = features.copy()
+        later[10] = 1.0
+        memo = self._last  # kept: the next step's "previous" is this step's own query
+        nearest = int(np.argmin(self._step_distances(framebuffer, present, later)))
+        self._last = memo
+        return nearest
+
     def _typing(self, steps: Sequence[FrameActions], nearest: int) -> np.ndarray | None:
         """The stored changes made under the present key (transition indices), when the latest key
         press in the window is a printable key (a glyph), the ``nearest`` transition changes the screen,
         ``typing`` is on and the memory has any; else None. Other keys (Return, a shortcut) do what
         their screen does, not what the key did elsewhere: the nearest decides."""
-        if self._changes is None or not self._changes[nearest]:
+        if self._changes is None or nearest < 0 or not self._changes[nearest]:
             return None
         latest = _latest_key(steps[-self.history:])
         if latest is None or latest[2] or not _printable(latest[1]):  # a shortcut (ctrl+v) types nothing
