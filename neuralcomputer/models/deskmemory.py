@@ -547,7 +547,7 @@ class TransitionMemory:
                     float(max(d[voted], 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is None and self.config["typing_early"]:
-            typing = self._typing(steps, self._late_glyph(framebuffer, present, features))
+            typing = self._typing(steps, self._late_glyph(steps, framebuffer, present, features))
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change that
             # fits the present screen says how (its glyph) and where (see _fitted): a key typed in an
@@ -662,13 +662,15 @@ class TransitionMemory:
         before = _latest_key(previous[1][-self.history:])
         return before == (latest[0] - 1, latest[1], 0) and bool((previous[0] != framebuffer).any())
 
-    def _late_glyph(self, framebuffer: np.ndarray, present: np.ndarray, features: np.ndarray) -> int:
+    def _late_glyph(self, steps: Sequence[FrameActions], framebuffer: np.ndarray, present: np.ndarray,
+                    features: np.ndarray) -> int:
         """With ``typing_early``, at a printable key's press step (``features``' key 0 steps old): the
         nearest transition to the same input with the key one step old (the step where a glyph that
         comes late shows), so :meth:`_typing` may draw the glyph now; -1 otherwise. Pressed one per
         frame, a key whose press step drew nothing is never drawn: the next key is the latest by then."""
-        if features[10] != 0:
-            return -1
+        latest = _latest_key(steps[-self.history:])
+        if latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
+            return -1  # not a glyph's press step: no second distance pass (Return, a shortcut, no key)
         later = features.copy()
         later[10] = 1.0
         memo = self._last  # kept: the next step's "previous" is this step's own query
