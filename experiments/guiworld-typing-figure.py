@@ -1,12 +1,16 @@
 """Typing at the bundled desktop as the web page sends it, before and with the typing settings.
 
     .venv/bin/python experiments/guiworld-typing-figure.py docs/results/guiworld-delta/typing-once.png
+    .venv/bin/python experiments/guiworld-typing-figure.py docs/results/guiworld-delta/typing-speeds.png --speeds
 
 Opens a terminal from the Applications menu (a click, the menu's *Terminal Emulator* item), then types
-``ls -l``, Return and ``echo hello`` at a key every third frame, each key's press and release in one
-frame (``NeuralComputer.step`` frame records, as ``runtime/static/app.js`` sends them). Writes the
-terminal's top rows (2x) after each of the three: the top row with ``typing_once``,
-``typing_candidates`` and ``lowest_caret`` off (the model before them), the bottom row as bundled.
+``ls -l``, Return and ``echo hello``, each key's press and release in one frame (``NeuralComputer.step``
+frame records, as ``runtime/static/app.js`` sends them). Writes the terminal's top rows (2x) after
+each of the three. ``typing-once.png``: a key every third frame, the top row with ``typing_once``,
+``typing_candidates`` and ``lowest_caret`` off (the model before them), the bottom row with them.
+``--speeds``: a pair of rows per speed (a key every frame, every second, every third frame), the
+model before ``typing_early``, ``typing_kind``, ``typing_caret`` and ``loose_rms`` (top), with them
+(bottom), three more frames after each command.
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ from PIL import Image
 from neuralcomputer.runtime.computer import NeuralComputer
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "guiworld-delta"
-BEFORE = {"typing_once": False, "typing_candidates": 1, "lowest_caret": False}
+# the settings of this page's "Typing as a person types" and "Typing at any speed", on and off
+ONCE = {"typing_once": True, "typing_candidates": 8, "lowest_caret": True}
+NO_ONCE = {"typing_once": False, "typing_candidates": 1, "lowest_caret": False}
+EARLY = {"typing_early": True, "typing_kind": True, "typing_caret": True, "loose_rms": 30.0}
+NO_EARLY = {"typing_early": False, "typing_kind": False, "typing_caret": False, "loose_rms": 0.0}
 KEYS = {" ": "space", "\n": "Return"}
 
 
-def session(settings: dict[str, Any]) -> np.ndarray:
-    """The three terminal crops ``(76, 3 * 160, 3)`` uint8 of one session with recall ``settings``."""
+def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.ndarray:
+    """The three terminal crops ``(76, 3 * 160, 3)`` uint8 of one session with recall ``settings``, a
+    key every ``every`` frames, ``settle`` more frames after each command (12 after Return)."""
     desk = NeuralComputer.load(MODEL)
     desk.backend.memory.config.update(settings)
     desk.reset()
@@ -42,20 +51,25 @@ def session(settings: dict[str, Any]) -> np.ndarray:
     for text in ("ls -l", "\n", "echo hello"):
         for char in text:
             key = KEYS.get(char, char)
-            desk.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
-            for _ in range(2):
+            frame = desk.step({**idle, "events": [{"type": "key_down", "key": key},
+                                                  {"type": "key_up", "key": key}]}).frames[-1]
+            for _ in range(every - 1):
                 frame = desk.step(idle).frames[-1]
-        for _ in range(12 if text == "\n" else 0):  # the command's answer takes a few frames
+        for _ in range(12 if text == "\n" else settle):  # the command's answer takes a few frames
             frame = desk.step(idle).frames[-1]
         shots.append(frame[24:100, :160])
     return np.concatenate(shots, axis=1)
 
 
-def main(out: str) -> None:
-    rows = np.concatenate([session(BEFORE), session({})], axis=0)
+def main(out: str, speeds: bool = False) -> None:
+    if speeds:
+        pairs = [(session({**ONCE, **NO_EARLY}, every, 3), session({**ONCE, **EARLY}, every, 3)) for every in (1, 2, 3)]
+        rows = np.concatenate([row for pair in pairs for row in pair], axis=0)
+    else:
+        rows = np.concatenate([session({**NO_ONCE, **NO_EARLY}), session({**ONCE, **NO_EARLY})], axis=0)
     Image.fromarray(rows).resize((rows.shape[1] * 2, rows.shape[0] * 2), Image.NEAREST).save(out)
     print(out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "typing-once.png")
+    main(sys.argv[1] if len(sys.argv) > 1 else "typing-once.png", "--speeds" in sys.argv[2:])

@@ -194,6 +194,111 @@ def test_a_typed_key_takes_the_nearest_of_its_glyphs_whose_caret_is_on_the_scree
     assert change is not None and (change.apply(present) == _terminal((24, 40), "ba", thin=True)).all()
 
 
+def _quiet_keys(fb: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """Keys of ``text`` pressed on screen ``fb`` (one step each, two quiet steps between) that change nothing."""
+    actions = []
+    for f in range(3 * len(text)):
+        key = text[f // 3]
+        events = [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}] if f % 3 == 0 else []
+        actions.append(FrameActions(f, f / 15, (100, 80), events))
+    return fb[None], np.zeros(len(actions), np.int64), actions
+
+
+def _grey_with_terminal(typed: str | None) -> np.ndarray:
+    """A grey screen (a desktop no training episode typed on) with, unless ``typed`` is None, a small
+    terminal whose caret follows ``typed`` at (24, 40)."""
+    fb = np.full((H, W, 3), 128, np.uint8)
+    if typed is not None:
+        fb[20:36, 32:60] = _terminal((24, 40), typed)[20:36, 32:60]
+    return fb
+
+
+def test_a_key_types_where_a_caret_shows_though_the_nearest_screen_typed_nothing() -> None:
+    """Keys pressed on a grey desktop changed nothing; typed into a terminal they drew glyphs. A small
+    terminal over the grey desktop is nearest the desktop (the nearest says "nothing"): with
+    ``typing_caret`` the key's glyph whose caret fits is drawn there; with no caret, still nothing."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _quiet_keys(np.full((H, W, 3), 128, np.uint8), "abcabc")]
+    nearest = TransitionMemory.build(episodes, SCREEN, {"typing_candidates": 8})
+    caret = TransitionMemory(nearest.arrays, {**nearest.config, "typing_caret": True})
+    present = _grey_with_terminal("b")
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert nearest.recall(present, steps, SCREEN)[0] is None
+    change, _ = caret.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _grey_with_terminal("ba")).all()
+    bare = _grey_with_terminal(None)
+    assert caret.recall(bare, steps, SCREEN)[0] is None  # no caret anywhere: the nearest decides
+    later = _steps(click=False)  # the key a step old: not its press step, the nearest decides
+    later[-2].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert caret.recall(present, later, SCREEN)[0] is None
+
+
+def test_a_key_types_at_a_caret_first_though_the_nearest_opened_a_window() -> None:
+    """On a screen like the present one the key opened a window; typed into a terminal it drew glyphs.
+    With a terminal's caret on the screen now, ``caret_first`` types the glyph there (a solid caret
+    shows where the focus is); ``typing_caret`` alone asks the caret only where the nearest says nothing."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _key_window_episode()]
+    second = TransitionMemory.build(episodes, SCREEN, {"typing_candidates": 8, "typing_caret": True})
+    first = TransitionMemory(second.arrays, {**second.config, "caret_first": True})
+    present = _key_window_episode()[0][0].copy()
+    present[32:44, 4:28] = _terminal((34, 8), "b")[32:44, 4:28]
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    window, _ = second.recall(present, steps, SCREEN)
+    assert window is not None and window.box[1] - window.box[0] > 16  # the window
+    glyph, _ = first.recall(present, steps, SCREEN)
+    typed = present.copy()
+    typed[32:44, 4:28] = _terminal((34, 8), "ba")[32:44, 4:28]
+    assert glyph is not None and (glyph.apply(present) == typed).all()
+
+
+def test_a_glyph_is_typed_where_its_caret_fits_loosely_when_it_fits_nowhere_closely() -> None:
+    """A caret resampled at another pixel phase is 20-30 levels from every stored "before": with
+    ``loose_rms`` the glyph goes to the caret within that, not to where it was stored."""
+    episodes = [_typing_episode((8, 8), "abcabc"), _typing_episode((8, 8), "cba")]
+    strict = TransitionMemory.build(episodes, SCREEN, {"typing_candidates": 8})
+    loose = TransitionMemory(strict.arrays, {**strict.config, "loose_rms": 30.0})
+    present = _terminal((32, 40), "b")
+    present[32:40, 44:48] = 225  # the caret block, dimmer: RMS 21 over the glyph's 8x8 "before"
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert strict.recall(present, steps, SCREEN)[0].box[0] == 8  # fits nowhere: where it was stored
+    change, _ = loose.recall(present, steps, SCREEN)
+    assert change is not None and change.box == (32, 40, 44, 52)
+
+
+def _key_window_episode(late: int = 0) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """:func:`_episode` with the key ``a`` for each click: a window (over 16 px a side) that toggles at
+    the key's press step as the memory keys it (``late`` 1: the step after)."""
+    fbs, index, actions = _episode(np.random.default_rng(3))
+    key = [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    index = np.concatenate([index[:1]] * late + [index[:len(index) - late]])
+    return fbs, index, [FrameActions(a.frame, a.t, a.pointer, key if any(e["type"] == "down" for e in a.events)
+                                     else []) for a in actions]
+
+
+def test_the_typing_candidates_are_distinct_changes_and_of_the_nearest_s_kind() -> None:
+    """One glyph typed three times on the same line is one stored change: with two candidates the
+    second is the next *distinct* change (the editor's, whose caret line fits). And with
+    ``typing_kind`` a key whose nearest transition drew a glyph replays only glyphs, never the larger
+    change the same key made on another screen."""
+    block = [_typing_episode((8, 8), "a") for _ in range(3)]
+    editor = _typing_episode((8, 8), "a", thin=True, band=True)
+    memory = TransitionMemory.build([*block, editor], SCREEN, {"typing_candidates": 2})
+    present = _terminal((24, 40), "", thin=True)
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    change, _ = memory.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _terminal((24, 40), "a", thin=True)).all()
+    # the same key opened a window on the desktop (a change over 16 px a side)
+    windowed = [_typing_episode((8, 8), "abcabc"), _key_window_episode()]
+    any_kind = TransitionMemory.build(windowed, SCREEN)
+    same_kind = TransitionMemory(any_kind.arrays, {**any_kind.config, "typing_kind": True})
+    glyph = int(np.flatnonzero(any_kind._changes & any_kind._small(np.arange(len(any_kind))))[0])
+    assert not any_kind._small(any_kind._typing(steps, glyph)).all()  # the window among the key's changes
+    assert same_kind._small(same_kind._typing(steps, glyph)).all()
+
+
 def test_a_key_typed_early_draws_at_its_press_step_what_training_drew_a_step_later() -> None:
     """Trained where each glyph shows the step after its press: pressed one key per frame, a glyph
     left for the step after is never drawn (the next key is the latest by then). With ``typing_early``
@@ -210,6 +315,14 @@ def test_a_key_typed_early_draws_at_its_press_step_what_training_drew_a_step_lat
     after = [*pressed[1:], FrameActions(8, 8 / 15, (60, 40))]
     assert early.recall(change.apply(present), after, SCREEN, previous=(present, pressed))[0] is None
     assert early.recall(present, _steps(click=False), SCREEN)[0] is None  # no key, no glyph
+    # what a key does a step late and is not a glyph (a window opening) is not drawn early, nor its glyph
+    window = TransitionMemory.build([_key_window_episode(late=1), _typing_episode((8, 8), "abcabc")], SCREEN)
+    closed = _key_window_episode()[0][0]
+    pressed = _steps(click=False)
+    pressed[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert window.recall(closed, pressed[1:] + [FrameActions(8, 8 / 15, (60, 40))], SCREEN)[0] is not None
+    assert TransitionMemory(window.arrays, {**window.config, "typing_early": True}).recall(
+        closed, pressed, SCREEN)[0] is None
 
 
 def test_a_typed_key_goes_to_the_live_caret_below_one_left_behind() -> None:
@@ -692,11 +805,8 @@ def test_the_bundled_desktop_opens_the_applications_menu_when_clicked() -> None:
     assert _brightness(frames[-1]) > 200, [round(_brightness(f)) for f in frames]  # the menu is open
 
 
-def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once() -> None:
-    """A user at the bundled desktop: Applications, Terminal Emulator, then "ls" typed at a key every
-    third frame (as a person types, press and release in one frame): the terminal opens and the prompt
-    line gains two glyphs, "l" then "s", and the caret after them: three cells of 5 px on one text
-    row (drawn twice, "llss", it was five)."""
+def _bundled_terminal() -> tuple[NeuralComputer, np.ndarray]:
+    """The bundled desktop after Applications, *Terminal Emulator* and 25 quiet frames, and its last frame."""
     c = NeuralComputer.load(BUNDLED)
     c.reset()
     idle = {"type": "frame", "events": [], "meta": [], "pointer": [80, 44]}
@@ -707,14 +817,30 @@ def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once() -> None:
     c.step({"type": "click", "x": 80, "y": 44, "button": 1, "count": 1})
     before = [c.step(idle).frames[-1] for _ in range(25)][-1]
     assert before[40:180, 10:240].mean() < 60  # the terminal's black window covers the desktop
-    for key in "ls":
-        c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
-        after = [c.step(idle).frames[-1] for _ in range(2)][-1]
+    return c, before
+
+
+@pytest.mark.parametrize(("text", "every"), [("ls", 3), ("ls -l", 1)])
+def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once(text: str, every: int) -> None:
+    """A user at the bundled desktop: Applications, Terminal Emulator, then ``text`` typed at a key
+    every ``every`` frames (press and release in one frame, as the page sends them): the prompt line
+    gains one glyph per key and the caret after them, cells of 5 px on one text row, each unlike the
+    next. At a key every third frame "ls" was drawn "llss" before ``typing_once``; at a key every frame
+    "ls -l" was "ll" before ``typing_early`` and ``typing_caret``."""
+    c, before = _bundled_terminal()
+    idle = {"type": "frame", "events": [], "meta": [], "pointer": [80, 44]}
+    for key in text:
+        key = "space" if key == " " else key
+        after = c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]}).frames[-1]
+        after = [after, *(c.step(idle).frames[-1] for _ in range(every - 1))][-1]
+    after = [after, *(c.step(idle).frames[-1] for _ in range(3))][-1]
     changed = np.any(before != after, axis=-1)
     rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
-    assert rows[-1] - rows[0] < 12 and 14 <= cols[-1] - cols[0] + 1 <= 18, (rows, cols)
-    x = cols[0]
-    assert not np.array_equal(after[rows[0]:rows[-1] + 1, x:x + 5], after[rows[0]:rows[-1] + 1, x + 5:x + 10])
+    cells = len(text) + 1
+    assert rows[-1] - rows[0] < 12 and 5 * cells - 1 <= cols[-1] - cols[0] + 1 <= 5 * cells + 3, (rows, cols)
+    x, y = cols[0], slice(rows[0], rows[-1] + 1)
+    for k in range(len(text) - 1):  # no key drawn twice in a row
+        assert not np.array_equal(after[y, x + 5 * k:x + 5 * k + 5], after[y, x + 5 * k + 5:x + 5 * k + 10])
 
 
 def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None:

@@ -48,7 +48,14 @@ kept 0.556, letting any key (Return, shortcuts) choose 0.597. Typed as a person 
 not an editor's caret line), ``lowest_caret`` (of the places a caret fits, the lowest: a replayed
 Return can leave the old caret above) and ``typing_once`` (the step after the one that drew the
 glyph draws nothing: "llss" for "ls" before). On recorded episodes they are neutral; the browser
-user is what they are for (docs/results/guiworld-delta, "Typing as a person types").
+user is what they are for (docs/results/guiworld-delta, "Typing as a person types"). Typed fast (a
+key every frame) and after a Return's replay, four more: ``typing_early`` (a glyph training drew a
+step late is drawn at the press step: the next key would be the latest by then), ``typing_caret``
+(where the nearest says "nothing", a key still types where one of its glyphs' carets fits: a screen
+no episode showed has far neighbours, and the nearest of them often typed nothing), ``loose_rms``
+(where none fits within ``fit_rms``, within this: a text line at the other pixel phase) and
+``typing_kind`` (a glyph where the nearest drew a glyph); folds +0.007 [-0.007, +0.021]
+(docs/results/guiworld-delta, "Typing at any speed").
 
 The patch was chosen on the val episodes (action effect 0.625 -> 0.681 at weight 40) and across three
 folds of held-out training episodes (``ncomp experiment desktop-recall``, 577 cases: +0.010
@@ -179,7 +186,13 @@ DEFAULTS: dict[str, Any] = {
     "typing_once": False,    # ... once: the steps after the one that drew its glyph change nothing (_typed)
     "typing_early": False,   # ... drawn at its press step if the step after would draw it (_late_glyph)
     "lowest_caret": False,   # ... at the lowest place its "before" (a caret) fits, not the nearest to its own
+    "typing_kind": False,    # ... a glyph where the nearest drew a glyph, a larger change where it drew one
+    "typing_caret": False,   # ... at its press step wherever one of its glyphs' carets fits, if the nearest says nothing
+    "caret_first": False,    # ... or whatever the nearest says (a solid caret shows where the focus is)
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
+    # ... and where none of the candidates fits that close, this close (0: not tried): a text line at
+    # another pixel phase (terminal rows are 9.5 px at 192) resamples a caret 20-30 levels apart
+    "loose_rms": 0.0,
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
@@ -403,6 +416,7 @@ class TransitionMemory:
         self.sequence_weight = float(self.config["sequence_weight"])
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
+        self._caret_std: np.ndarray | None = None  # per change, its "before"'s spread (_caret_glyphs, lazily)
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -545,20 +559,28 @@ class TransitionMemory:
             if voted is not None:
                 return self._anchored(self.change(int(self.change_of[voted])), voted, features, size), \
                     float(max(d[voted], 0.0))
+        if self.config["typing_caret"] and self.config["caret_first"]:
+            placed, i = self._caret_glyph(steps, d, framebuffer)
+            if placed is not None:
+                return placed, float(max(d[i], 0.0))
         typing = self._typing(steps, int(np.argmin(d)))
         if typing is None and self.config["typing_early"]:
             typing = self._typing(steps, self._late_glyph(steps, framebuffer, present, features))
+            if typing is not None:  # drawn early: a glyph only, never a late window or completion list
+                typing = typing[self._small(typing)]
+                typing = typing if len(typing) else None
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change that
             # fits the present screen says how (its glyph) and where (see _fitted): a key typed in an
             # editor and in a terminal has glyphs and carets of both kinds stored
-            order = typing[np.lexsort((typing, d[typing]))][:max(1, int(self.config["typing_candidates"]))]
-            for i in order:
-                placed = self._fitted(int(self.change_of[i]), framebuffer)
-                if placed is not None:
-                    return placed, float(max(d[i], 0.0))
-            i = int(order[0])  # none fits anywhere: the nearest, where it was stored
-            return self.change(int(self.change_of[i])), float(max(d[i], 0.0))
+            placed, i = self._type(typing, d, framebuffer)
+            if placed is None:  # none fits anywhere: the nearest, where it was stored
+                placed = self.change(int(self.change_of[i]))
+            return placed, float(max(d[i], 0.0))
+        if self.config["typing_caret"] and not self.config["caret_first"]:
+            placed, i = self._caret_glyph(steps, d, framebuffer)
+            if placed is not None:
+                return placed, float(max(d[i], 0.0))
         tol = self.config.get("fit_tolerance")
         k = min(int(self.config.get("neighbours", 1)), len(d))
         if tol is None or k <= 1:
@@ -667,16 +689,75 @@ class TransitionMemory:
         """With ``typing_early``, at a printable key's press step (``features``' key 0 steps old): the
         nearest transition to the same input with the key one step old (the step where a glyph that
         comes late shows), so :meth:`_typing` may draw the glyph now; -1 otherwise. Pressed one per
-        frame, a key whose press step drew nothing is never drawn: the next key is the latest by then."""
+        frame, a key whose press step drew nothing is never drawn: the next key is the latest by then.
+        Only a small change (a glyph) is drawn early: -1 when the nearest's change is not one."""
         latest = _latest_key(steps[-self.history:])
-        if latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
-            return -1  # not a glyph's press step: no second distance pass (Return, a shortcut, no key)
+        if self._changes is None or latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
+            return -1  # typing off, or not a glyph's press step: no second distance pass (Return, a shortcut, no key)
         later = features.copy()
         later[10] = 1.0
         memo = self._last  # kept: the next step's "previous" is this step's own query
         nearest = int(np.argmin(self._step_distances(framebuffer, present, later)))
         self._last = memo
-        return nearest
+        # what comes a step late and is drawn early is a glyph: a late change of any size (a completion
+        # list, a search box opening) drawn at the press step cascades through a rollout
+        return nearest if self._small(np.array([nearest]))[0] else -1
+
+    def _small(self, transitions: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: whether each stored transition's change is small (``SMALL`` px a side or less:
+        it keeps its "before", a glyph and its caret), for transition indices ``transitions`` ``(n,)``."""
+        cid = self.change_of[transitions]
+        offsets = self.arrays["before_offsets"]
+        return (cid >= 0) & (offsets[np.maximum(cid, 0) + 1] > offsets[np.maximum(cid, 0)])
+
+    def _type(self, typing: np.ndarray, d: np.ndarray, framebuffer: np.ndarray) -> tuple[Change | None, int]:
+        """The first of the ``typing_candidates`` nearest distinct changes among transitions ``typing``
+        ``(n,)`` (by distances ``d``) that fits the present ``framebuffer`` somewhere (:meth:`_fitted`),
+        placed, and its transition; (None, the nearest) when none fits."""
+        order = typing[np.lexsort((typing, d[typing]))]
+        # distinct changes: a glyph typed on many training lines is stored once, and its repeats would
+        # spend the candidates on one "before" (a caret on another line's pixel phase fits none)
+        first = np.unique(self.change_of[order], return_index=True)[1]
+        order = order[np.sort(first)][:max(1, int(self.config["typing_candidates"]))]
+        loose = float(self.config["loose_rms"])
+        for tol in (float(self.config["fit_rms"]), *([loose] if loose > 0 else [])):
+            for i in order:
+                placed = self._fitted(int(self.change_of[i]), framebuffer, tol)
+                if placed is not None:
+                    return placed, int(i)
+        return None, int(order[0])
+
+    def _caret_glyph(self, steps: Sequence[FrameActions], d: np.ndarray,
+                     framebuffer: np.ndarray) -> tuple[Change | None, int]:
+        """The key's glyph placed at a caret on the present screen (:meth:`_caret_glyphs`, :meth:`_type`)
+        and its transition; (None, -1) where no caret fits or it is not a printable key's press step."""
+        glyphs = self._caret_glyphs(steps)
+        return self._type(glyphs, d, framebuffer) if glyphs is not None else (None, -1)
+
+    def _caret_glyphs(self, steps: Sequence[FrameActions]) -> np.ndarray | None:
+        """With ``typing_caret``, at a printable key's press step: the key's stored glyphs whose "before"
+        shows a caret (spread of at least ``CARET_STD`` levels), transition indices ``(n,)``; None
+        otherwise. Where one fits, a caret is on the screen and the key types there, whatever the nearest
+        transition says: a screen no training episode showed (another episode's command output above
+        the prompt) has far neighbours, and the nearest of them often typed nothing."""
+        latest = _latest_key(steps[-self.history:])
+        if self._changes is None or latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
+            return None
+        same = self._key_changes(latest[1])
+        same = same[self._small(same)]
+        if self._caret_std is None:  # per stored change: its "before"'s spread (0 for a large one)
+            a = self.arrays
+            offsets = a["before_offsets"].astype(np.int64)
+            self._caret_std = np.array([a["befores"][b0:b1].std() if b1 > b0 else 0.0
+                                        for b0, b1 in zip(offsets[:-1], offsets[1:], strict=True)], np.float32)
+        same = same[self._caret_std[self.change_of[same]] >= CARET_STD]
+        return same if len(same) else None
+
+    def _key_changes(self, key: str) -> np.ndarray:
+        """Indices ``(n,)`` of the stored transitions whose latest key is ``key`` (no modifier under it)
+        and that change the screen."""
+        code = _key_code(key).astype(np.float16)
+        return np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == code).all(1) & self._changes)
 
     def _typing(self, steps: Sequence[FrameActions], nearest: int) -> np.ndarray | None:
         """The stored changes made under the present key (transition indices), when the latest key
@@ -688,13 +769,18 @@ class TransitionMemory:
         latest = _latest_key(steps[-self.history:])
         if latest is None or latest[2] or not _printable(latest[1]):  # a shortcut (ctrl+v) types nothing
             return None
-        same = np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == _key_code(latest[1]).astype(np.float16)).all(1)
-                              & self._changes)
+        same = self._key_changes(latest[1])
+        if self.config["typing_kind"] and len(same):
+            # the nearest also says *what kind* of change: a glyph at a caret, or a larger one (a search
+            # box opening); a space typed at a terminal's prompt is not the 90x55 px change the same key
+            # made on another screen, though both are the key's changes
+            kind = self._small(same) == self._small(np.array([nearest]))[0]
+            same = same[kind] if kind.any() else same
         return same if len(same) else None
 
-    def _fitted(self, cid: int, framebuffer: np.ndarray) -> Change | None:
+    def _fitted(self, cid: int, framebuffer: np.ndarray, tol: float) -> Change | None:
         """Change ``cid`` (not -1), moved (if small) to the place nearest its stored one where the present
-        ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``fit_rms``);
+        ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``tol`` levels);
         None where no place does. A large change keeps no "before": it stays where it was stored."""
         change = self.change(cid)
         a = self.arrays
@@ -704,7 +790,6 @@ class TransitionMemory:
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
         rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
-        tol = float(self.config["fit_rms"])
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
