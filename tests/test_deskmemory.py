@@ -439,6 +439,33 @@ def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
     assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
 
 
+def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:
+    """Training right-clicked only on the grey desktop; on another screen (a window toggled by left
+    clicks) the nearest transitions to a right-click are those left clicks, and the menu never
+    opens. With ``right_clicks`` a right-click at most a step old recalls among the stored
+    right-clicks of its age: the menu opens at the pointer (anchored), over the other screen."""
+    pointer = (20, 16)
+    fbs = np.stack([_context_menu(None), _context_menu((8, 10))])
+    actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+                            if f == 3 else []) for f in range(8)]
+    rng = np.random.default_rng(4)
+    episodes = [(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions), *(_episode(rng) for _ in range(6))]
+    nearest = TransitionMemory.build(episodes, SCREEN)
+    right = TransitionMemory(nearest.arrays, {**nearest.config, "right_clicks": True})
+    present = episodes[1][0][0]  # the other screen, its window closed
+    steps = _steps(click=False, pointer=(80, 50))  # frame (row 25, col 40)
+    steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+    change, _ = nearest.recall(present, steps, SCREEN)
+    assert change is None or change.box[:3:2] != (25, 40)  # no menu at the pointer
+    change, _ = right.recall(present, steps, SCREEN)
+    menu = present.copy()
+    menu[25:37, 40:56] = _context_menu((25, 40))[25:37, 40:56]
+    assert change is not None and (change.apply(present) == menu).all()
+    steps[-1].events[:] = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]  # a left click: as before
+    left, plain = right.recall(present, steps, SCREEN)[0], nearest.recall(present, steps, SCREEN)[0]
+    assert (left is None and plain is None) or (left.box == plain.box and (left.apply(present) == plain.apply(present)).all())
+
+
 def test_a_context_menu_that_opened_flipped_in_training_opens_as_there_is_room_now() -> None:
     """Trained on a right-click near the bottom-right corner, where the menu opened flipped left of
     the pointer and shifted up to fit, the memory opens it with its top-left corner at a right-click

@@ -88,6 +88,9 @@ right-click now finds the training right-clicks wherever they were, no longer a 
 same place (which opened nothing on most of the bare desktop). Across three folds of held-out
 training episodes (579 cases, a fresh collection): anchoring +7 cases (every fold at or above the
 fixed placement), the button's weight +10 more (every fold gains); docs/results/guiworld-delta.
+``right_clicks`` (off) goes further: a right-click at most a step old recalls among the stored
+right-clicks of its age only, so one on a screen training never right-clicked still opens a menu
+(folds +0.002 [-0.004, +0.007]: 26 of 564 cases are right-clicks).
 
 Navigation keys (``key_kinds``): an arrow, Home, End or Page key does one thing to a desktop (moves
 a selection), and whether it does anything hangs on a focus the screen does not show (on the bare
@@ -197,6 +200,7 @@ DEFAULTS: dict[str, Any] = {
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
+    "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -417,6 +421,7 @@ class TransitionMemory:
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
         self._caret_std: np.ndarray | None = None  # per change, its "before"'s spread (_caret_glyphs, lazily)
+        self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -550,6 +555,13 @@ class TransitionMemory:
         features = input_features(steps[-self.history:], screen)
         d = self._distances(framebuffer, present, features, screen, previous)
         size = framebuffer.shape[:2]
+        if self.config["right_clicks"] and features[4] > 0 and features[8] == RIGHT_BUTTON and features[7] <= 1:
+            # a right-click opens a context menu wherever it lands: on a screen where training never
+            # right-clicked (a dialog), the nearest transitions are left clicks and keys there, which
+            # draw anything but a menu; the nearest right-click of the same age, anchored, draws one
+            same = self._right_clicks(int(features[7]))
+            if same.any():
+                d = np.where(same, d, np.inf)
         if self.config["typing_once"] and previous is not None and self._typed(steps, framebuffer, previous):
             return None, float(max(d.min(), 0.0))
         if self._kinds:
@@ -662,6 +674,13 @@ class TransitionMemory:
             return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
+
+    def _right_clicks(self, age: int) -> np.ndarray:
+        """``(N,)`` bool: the stored transitions whose latest press is a right-click ``age`` steps old."""
+        if age not in self._right_cache:
+            stored = self.arrays["inputs"]
+            self._right_cache[age] = (stored[:, 4] > 0) & (stored[:, 8] == RIGHT_BUTTON) & (stored[:, 7] == age)
+        return self._right_cache[age]
 
     def _right_clicked(self, i: int, present: np.ndarray) -> bool:
         """Whether ``anchored`` is on and both the present input (features ``present``) and stored
