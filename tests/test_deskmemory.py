@@ -213,6 +213,16 @@ def _grey_with_terminal(typed: str | None) -> np.ndarray:
     return fb
 
 
+def _key_window_episode(late: int = 0) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+    """:func:`_episode` with the key ``a`` for each click: a window (over 16 px a side) that toggles at
+    the key's press step as the memory keys it (``late`` 1: the step after)."""
+    fbs, index, actions = _episode(np.random.default_rng(3))
+    key = [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    index = np.concatenate([index[:1]] * late + [index[:len(index) - late]])
+    return fbs, index, [FrameActions(a.frame, a.t, a.pointer, key if any(e["type"] == "down" for e in a.events)
+                                     else []) for a in actions]
+
+
 def test_a_key_types_where_a_caret_shows_though_the_nearest_screen_typed_nothing() -> None:
     """Keys pressed on a grey desktop changed nothing; typed into a terminal they drew glyphs. A small
     terminal over the grey desktop is nearest the desktop (the nearest says "nothing"): with
@@ -265,16 +275,6 @@ def test_a_glyph_is_typed_where_its_caret_fits_loosely_when_it_fits_nowhere_clos
     assert strict.recall(present, steps, SCREEN)[0].box[0] == 8  # fits nowhere: where it was stored
     change, _ = loose.recall(present, steps, SCREEN)
     assert change is not None and change.box == (32, 40, 44, 52)
-
-
-def _key_window_episode(late: int = 0) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
-    """:func:`_episode` with the key ``a`` for each click: a window (over 16 px a side) that toggles at
-    the key's press step as the memory keys it (``late`` 1: the step after)."""
-    fbs, index, actions = _episode(np.random.default_rng(3))
-    key = [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
-    index = np.concatenate([index[:1]] * late + [index[:len(index) - late]])
-    return fbs, index, [FrameActions(a.frame, a.t, a.pointer, key if any(e["type"] == "down" for e in a.events)
-                                     else []) for a in actions]
 
 
 def test_the_typing_candidates_are_distinct_changes_and_of_the_nearest_s_kind() -> None:

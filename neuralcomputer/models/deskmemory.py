@@ -420,8 +420,9 @@ class TransitionMemory:
         self.sequence_weight = float(self.config["sequence_weight"])
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
-        self._caret_std: np.ndarray | None = None  # per change, its "before"'s spread (_caret_glyphs, lazily)
+        self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
+        self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -710,8 +711,7 @@ class TransitionMemory:
         comes late shows), so :meth:`_typing` may draw the glyph now; -1 otherwise. Pressed one per
         frame, a key whose press step drew nothing is never drawn: the next key is the latest by then.
         Only a small change (a glyph) is drawn early: -1 when the nearest's change is not one."""
-        latest = _latest_key(steps[-self.history:])
-        if self._changes is None or latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
+        if self._glyph_press(steps) is None:
             return -1  # typing off, or not a glyph's press step: no second distance pass (Return, a shortcut, no key)
         later = features.copy()
         later[10] = 1.0
@@ -759,24 +759,40 @@ class TransitionMemory:
         otherwise. Where one fits, a caret is on the screen and the key types there, whatever the nearest
         transition says: a screen no training episode showed (another episode's command output above
         the prompt) has far neighbours, and the nearest of them often typed nothing."""
+        key = self._glyph_press(steps)
+        if key is None:
+            return None
+        same = self._key_changes(key)
+        same = same[self._small(same)]
+        same = same[self._shows_caret(self.change_of[same])]
+        return same if len(same) else None
+
+    def _shows_caret(self, cids: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: whether each stored change's "before" shows a caret (a spread of at least
+        ``CARET_STD`` levels; a large change keeps no "before": False), for change ids ``cids`` ``(n,)``."""
+        if self._spread is None:  # once, on the first typed key (~30 ms for the bundled memory)
+            a = self.arrays
+            offsets = a["before_offsets"].astype(np.int64)
+            self._spread = np.array([a["befores"][b0:b1].std() if b1 > b0 else 0.0
+                                     for b0, b1 in zip(offsets[:-1], offsets[1:], strict=True)])
+        return self._spread[cids] >= CARET_STD
+
+    def _glyph_press(self, steps: Sequence[FrameActions]) -> str | None:
+        """The latest key of input window ``steps`` when it is a printable key (no modifier under it)
+        pressed in the step itself and the memory can type (``typing``, "before" pixels stored); None
+        otherwise: the step where ``typing_early`` and ``typing_caret`` may draw its glyph."""
         latest = _latest_key(steps[-self.history:])
         if self._changes is None or latest is None or latest[0] != 0 or latest[2] or not _printable(latest[1]):
             return None
-        same = self._key_changes(latest[1])
-        same = same[self._small(same)]
-        if self._caret_std is None:  # per stored change: its "before"'s spread (0 for a large one)
-            a = self.arrays
-            offsets = a["before_offsets"].astype(np.int64)
-            self._caret_std = np.array([a["befores"][b0:b1].std() if b1 > b0 else 0.0
-                                        for b0, b1 in zip(offsets[:-1], offsets[1:], strict=True)], np.float32)
-        same = same[self._caret_std[self.change_of[same]] >= CARET_STD]
-        return same if len(same) else None
+        return latest[1]
 
     def _key_changes(self, key: str) -> np.ndarray:
         """Indices ``(n,)`` of the stored transitions whose latest key is ``key`` (no modifier under it)
-        and that change the screen."""
-        code = _key_code(key).astype(np.float16)
-        return np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == code).all(1) & self._changes)
+        and that change the screen (a scan of every stored input, once per key)."""
+        if key not in self._key_cache:
+            code = _key_code(key).astype(np.float16)
+            self._key_cache[key] = np.flatnonzero((self.arrays["inputs"][:, KEY_CODE] == code).all(1) & self._changes)
+        return self._key_cache[key]
 
     def _typing(self, steps: Sequence[FrameActions], nearest: int) -> np.ndarray | None:
         """The stored changes made under the present key (transition indices), when the latest key
@@ -812,7 +828,7 @@ class TransitionMemory:
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
-        if self.config["lowest_caret"] and a["befores"][b0:b1].std() >= CARET_STD:
+        if self.config["lowest_caret"] and self._shows_caret(np.array([cid]))[0]:
             # text flows down, so a caret a replayed change left behind (a Return's replay that did not
             # erase the old one) is above the live one: the lowest places that fit, within half the
             # box's height, then the nearest of those
