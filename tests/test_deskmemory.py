@@ -407,6 +407,82 @@ def test_what_is_under_the_click_chooses_the_menu_item_wherever_the_menu_is() ->
     assert (off.recall(present, steps, SCREEN)[0].apply(present)[40, 30] == (200, 30, 30)).all()
 
 
+def _closing_menu(top: int, state: str) -> np.ndarray:
+    """``_menu(top)`` while ``state`` is "menu"; else the bare desktop it closes to ("bare") or with the
+    window an item opened ("A"/"B")."""
+    if state == "menu":
+        return _menu(top)
+    fb = np.full((H, W, 3), 90, np.uint8)
+    if state != "bare":
+        fb[36:46, 2:62] = (200, 30, 30) if state == "A" else (30, 30, 200)
+    return fb
+
+
+def test_a_click_that_opens_its_window_after_the_menu_closed_is_known_by_what_it_clicked() -> None:
+    """An item's window opens steps after its click, when the menu has closed and the screen under the
+    press is the bare desktop that any click there shows. Trained on item A clicked in one episode and
+    item B in another (menu at row 12), the present menu 8 rows higher and a click on B where A was:
+    three steps later the present patch under the press is the same grey as both stored ones, and
+    position picks A's window; with what was under it at the press compared too (``press_patch``), B's."""
+    episodes = []
+    for item in "AB":
+        fbs = np.stack([_closing_menu(12, s) for s in ("menu", "bare", item)])
+        at = (56, 2 * (12 + (4 if item == "A" else 12)))  # the item's middle, screen px
+        actions = [FrameActions(f, f / 15, at if f >= 3 else (120, 90),
+                                [{"type": "down", "button": 1}, {"type": "up", "button": 1}] if f == 3 else [])
+                   for f in range(10)]
+        episodes.append((fbs, np.asarray([0, 0, 0, 0, 1, 1, 2, 2, 2, 2]), actions))  # closes at 4, opens at 6
+    present = TransitionMemory.build(episodes, SCREEN)
+    pressed = TransitionMemory(present.arrays, {**present.config, "press_patch": 40.0})
+    steps = _steps(click=False, pointer=(56, 2 * (4 + 12)))  # item B's middle now, A's in training
+    steps[4].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]  # three steps ago
+    bare = _closing_menu(4, "bare")
+    past = lambda k: _closing_menu(4, "menu") if k >= 3 else bare  # noqa: E731  the menu until it closed
+    for memory, window in ((present, "A"), (pressed, "B")):
+        change, _ = memory.recall(bare, steps, SCREEN, past=past)
+        assert change is not None and (change.apply(bare) == _closing_menu(4, window)).all()
+    older = {k: v for k, v in present.arrays.items() if k != "press_patches"}  # a memory saved before them
+    change, _ = TransitionMemory(older, pressed.config).recall(bare, steps, SCREEN, past=past)
+    assert (change.apply(bare) == _closing_menu(4, "A")).all()  # the present patches, as it was saved for
+
+
+def _hover_menu(top: int, left: int, lit: str = "") -> np.ndarray:
+    """A grey 48x64 desktop with a three-item menu at (``top``, ``left``): items A, B, C of 6x24 px,
+    white with a black stroke at a column of their own; ``lit`` the one highlighted (blue)."""
+    fb = np.full((H, W, 3), 90, np.uint8)
+    for k, name in enumerate("ABC"):
+        y = top + 6 * k
+        fb[y:y + 6, left:left + 24] = (40, 90, 220) if name == lit else (255, 255, 255)
+        fb[y + 2:y + 4, left + 4 + 6 * k:left + 8 + 6 * k] = 0
+    return fb
+
+
+def test_a_highlight_follows_its_item_to_where_the_menu_is_now() -> None:
+    """Trained on the pointer entering item B of a menu at (10, 10), the memory sees the menu 6 rows
+    lower and 4 columns right. Where training drew B's highlight, the present screen shows A's
+    stroke: with ``follow`` the highlight goes where the present screen shows B as it was before it;
+    with B highlighted already (its "before" nowhere), the thumbnail fit check decides as without."""
+    fbs = np.stack([_hover_menu(10, 10), _hover_menu(10, 10, "B")])
+    on_b = (2 * 22, 2 * 19)  # B's middle (row 19, col 22) in screen px
+    actions = [FrameActions(f, f / 15, on_b if f >= 4 else (120, 90)) for f in range(8)]
+    still = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
+    follow = TransitionMemory(still.arrays, {**still.config, "follow": 24})
+    present = _hover_menu(16, 14)
+
+    def hover(at: tuple[int, int]) -> list[FrameActions]:
+        steps = [FrameActions(i, i / 15, (120, 90)) for i in range(8)]
+        steps[-1] = FrameActions(7, 7 / 15, at)
+        return steps
+
+    change, _ = follow.recall(present, hover((2 * 26, 2 * 25)), SCREEN)  # B's middle now: row 25, col 26
+    assert change is not None and (change.apply(present) == _hover_menu(16, 14, "B")).all()
+    change, _ = still.recall(present, hover((2 * 26, 2 * 25)), SCREEN)
+    assert change is None or not (change.apply(present) == _hover_menu(16, 14, "B")).all()
+    lit = _hover_menu(16, 14, "B")
+    moved, plain = follow.recall(lit, hover((2 * 26, 2 * 25)), SCREEN)[0], still.recall(lit, hover((2 * 26, 2 * 25)), SCREEN)[0]
+    assert (moved is None and plain is None) or (moved.box == plain.box and (moved.apply(lit) == plain.apply(lit)).all())
+
+
 def _context_menu(at: tuple[int, int] | None) -> np.ndarray:
     """A grey 48x64 desktop with, when ``at`` (row, col), a 12x16 px menu whose top-left corner is
     there: a white body with a black first item."""

@@ -114,6 +114,23 @@ whose stored screen under its change's box looks as the present one does there (
 within ``fit_tolerance`` levels) is replayed; a nearest "nothing changed" or no fitting one, nothing.
 A menu placed at the present right-click (``anchored``) is not checked: no stored screen was there.
 
+Following what a change changes (``follow``): a menu or a window is rarely where training saw it (a
+context menu opens at the pointer; a menu flipped or shifted at an edge moves its items too), and its
+items are where they are relative to it. A change up to ``KEEP_BEFORE`` keeps the pixels its box
+showed before it (an item before its highlight, a menu before it closed); with ``follow``, a change
+larger than a glyph whose "before" the present screen does not show where it is placed goes to the
+nearest place within ``follow`` px that does (RMS of 3x3 means within ``follow_rms``: a menu opened at
+another pixel phase of the collector's screen resamples its items), unasked by the thumbnail fit check;
+where none does or two apart do, that check decides as before. (Rejecting a change whose "before" is
+nowhere, or a highlight moved off the pointer, cost the scripted episodes' 150-frame rollouts dearly:
+a highlight comes a step or two behind a pointer sweeping over a menu.)
+
+What was clicked (``press_patch``): a menu item's window opens steps after its click, when the menu
+has closed and the screen under the press is the desktop any click there shows. With ``press_patch``
+(a weight, as ``patch_weight``) a press a step old or older is also keyed by the patch under it as the
+frame showed it when the press came (the rollout hands the frames before the present one in:
+``past``), beside the patch there now.
+
 These three and the key count were chosen together on three folds of held-out training episodes
 (564 cases; docs/results/guiworld-delta, "Where the input acts"): together 371 -> 384 cases, every
 fold gaining; the near blocks alone +9. The fit check cost two cases and lifted the 150-frame
@@ -122,11 +139,13 @@ rollouts by 0.022 [+0.001, +0.059] before the key count, and moves nothing on th
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
-uint8 (a memory saved without them compares no patch) and change id (-1: none), the index of each
+uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
+press (a memory saved without them compares none), and change id (-1: none), the index of each
 episode's first transition (a memory saved without it is one episode to the sequence key); the distinct
 changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
-the masked pixels, uint8; for the small ones also the pixels of the box before the change (a memory
-saved without them recalls without moving changes). Written as a zip with LZMA (:meth:`TransitionMemory.save`);
+the masked pixels, uint8; for those up to ``KEEP_BEFORE`` also the pixels of the box before the change
+(a memory saved without them recalls without moving changes; one saved with them for glyphs only
+follows nothing larger). Written as a zip with LZMA (:meth:`TransitionMemory.save`);
 a memory written by ``np.savez_compressed`` loads the same.
 """
 
@@ -138,7 +157,7 @@ import io
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +187,11 @@ POPUP_PX = 2  # px: a change with an edge this close to its right-click, across 
 WORKAREA_TOP = 29 / 384
 PATCH = (16, 32)  # px (rows, cols) at the model's frame size: what is under the pointer, as the key sees it
 PATCH_GRID = (4, 8)  # ... reduced to these block means of its grey levels (32 numbers)
-SMALL = 16  # px: a change this small or smaller a side keeps what its box showed before it (typing)
+SMALL = 16  # px: a change this small or smaller a side is a glyph's size (typing)
+# px (rows, cols): a change this small or smaller keeps what its box showed before it (a glyph's caret, a
+# menu item before its highlight: where the present screen shows it, the change is placed; ``follow``)
+KEEP_BEFORE = (192, 128)
+FOLLOW_SPREAD = 3  # px: the places a followed change fits must lie this close to one another (``follow``)
 KEY_CODE = slice(11, 11 + KEY_DIMS)  # where input_features keeps the latest key press's identity
 CLICKS = 11 + KEY_DIMS  # ... and how many presses the latest click is (1, 2: a double click)
 KEYS = CLICKS + 1  # ... and how many keys were pressed in the window (the first of a typed word: 1)
@@ -197,8 +220,20 @@ DEFAULTS: dict[str, Any] = {
     # another pixel phase (terminal rows are 9.5 px at 192) resamples a caret 20-30 levels apart
     "loose_rms": 0.0,
     "patch_weight": 40.0,    # weight of what is under the press (or pointer); 0: not part of the key
+    # weight of what was under the press when it was pressed, beside what is there now (0: not compared;
+    # a memory saved without those patches compares none). A menu item's click opens its window steps
+    # after the menu closed: by then the screen under the press is the desktop that any click shows
+    "press_patch": 0.0,
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
+    # px: a change larger than a glyph whose "before" the present screen does not show where it is placed
+    # goes to the nearest place within this many px that does show it (within follow_rms); 0: it stays
+    "follow": 0,
+    # 8-bit levels (RMS, both pictures 3x3-averaged): how close a place must look to such a change's
+    # "before", and no place farther than FOLLOW_SPREAD px from it as close. A menu opened at another pixel
+    # phase of the collector's screen resamples its items 17-31 levels apart at the model's size (8-13
+    # averaged), the next item 35-43 (17-28)
+    "follow_rms": 20.0,
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
@@ -219,6 +254,8 @@ NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Pag
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
 KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
 KIND_VOTES = 3      # ... and at least this many such transitions
+# ``past(k)``: the framebuffer ``(H, W, 3)`` uint8 ``k`` >= 1 steps before the present one, None if not kept
+Past = Callable[[int], np.ndarray | None]
 _BLOCK_ROWS, _BLOCK_COLS = np.mgrid[0:THUMB[0], 0:THUMB[1]]  # (12, 16) each: a thumbnail block's row, column
 
 
@@ -411,6 +448,10 @@ class TransitionMemory:
         self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
         # what is under the press or pointer (a memory saved without it, or a weight of 0: not compared)
         self.patch_weight = float(self.config["patch_weight"]) if "patches" in arrays else 0.0
+        self._press_patch = float(self.config["press_patch"]) if "press_patches" in arrays else 0.0
+        if self._press_patch:
+            self.press_patches = arrays["press_patches"].astype(np.float32) / 255 * self._press_patch  # (N, 32)
+            self.press_patch_sq = (self.press_patches ** 2).sum(1)
         if self.patch_weight:
             self.patches = arrays["patches"].astype(np.float32) / 255 * self.patch_weight  # (N, 32)
             self.patch_sq = (self.patches ** 2).sum(1)
@@ -423,6 +464,9 @@ class TransitionMemory:
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
+        sides = arrays["boxes"].astype(np.int64)
+        self._glyph_sized = (sides[:, 1] - sides[:, 0] <= SMALL) & (sides[:, 3] - sides[:, 2] <= SMALL)  # (M,)
+        self._follow = int(self.config["follow"]) if "befores" in arrays else 0
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -441,7 +485,7 @@ class TransitionMemory:
         config = {**DEFAULTS, **(config or {})}
         thumbs: list[np.ndarray] = []
         thumb_ids: dict[bytes, int] = {}
-        thumb_of, inputs, change_of, patches = [], [], [], []
+        thumb_of, inputs, change_of, patches, press_patches = [], [], [], [], []
         boxes, masks, colours, befores = [], [], [], []
         change_ids: dict[bytes, int] = {}
         starts = []
@@ -457,33 +501,42 @@ class TransitionMemory:
                 a, b = int(index[t - 1]), int(index[t])
                 thumb_of.append(local[a])
                 inputs.append(input_features(step_window(list(actions), t, config["history"]), screen))
-                patches.append(pointer_patch(framebuffers[a], anchor(inputs[-1], framebuffers[a].shape[:2])))
+                at = anchor(inputs[-1], framebuffers[a].shape[:2])
+                patches.append(pointer_patch(framebuffers[a], at))
+                # the frame shown when the window's latest press came (age k: the step k back led out of it)
+                k = int(inputs[-1][7]) if inputs[-1][4] > 0 else 0
+                press_patches.append(pointer_patch(framebuffers[int(index[max(0, t - 1 - k)])], at) if k else patches[-1])
                 change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours,
                                                befores) if a != b else -1)
         if not thumb_of:
             raise NCError("transition memory: the episodes have no frame after their first")
         arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
                   "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
-                  "patches": np.stack(patches), "starts": np.asarray(starts, np.int64),
+                  "patches": np.stack(patches), "press_patches": np.stack(press_patches),
+                  "starts": np.asarray(starts, np.int64),
                   **_pack_changes(boxes, masks, colours, befores)}
         return cls(arrays, config)
 
     def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
-                  previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> np.ndarray:
+                  previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
+                  ) -> np.ndarray:
         """Squared distances ``(N,)`` from the present situation to every stored transition (with
         ``previous``, the step before it as :meth:`recall` takes it, the sequence key's term added)."""
         features = input_features(steps[-self.history:], screen)
-        return self._distances(framebuffer, thumbnail(framebuffer), features, screen, previous)
+        return self._distances(framebuffer, thumbnail(framebuffer), features, screen, previous, past)
 
     def _distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray, screen: tuple[int, int],
-                   previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> np.ndarray:
+                   previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
+                   ) -> np.ndarray:
         """:meth:`distances`, given the present framebuffer's thumbnail ``(12, 16, 3)`` uint8 and its
         input features (:func:`input_features`) too."""
+        pressed = self._pressed(features, past, 0)
         if previous is None or not self.sequence_weight:
-            return self._step_distances(framebuffer, thumb, features)
+            return self._step_distances(framebuffer, thumb, features, pressed)
         fb, before = previous
-        d_before = self._step_distances(fb, thumbnail(fb), input_features(before[-self.history:], screen))  # memo
-        d = self._step_distances(framebuffer, thumb, features)
+        f_before = input_features(before[-self.history:], screen)
+        d_before = self._step_distances(fb, thumbnail(fb), f_before, self._pressed(f_before, past, 1))  # memo
+        d = self._step_distances(framebuffer, thumb, features, pressed)
         # transition i's predecessor is i - 1, except at an episode's start (no predecessor: neutral)
         shifted = np.empty_like(d_before)
         shifted[1:] = d_before[:-1]
@@ -499,21 +552,34 @@ class TransitionMemory:
             return self.thumb_sq - 2 * self.thumbs @ q + (q ** 2).sum()
         return self.thumbs_2 @ weights - 2 * self.thumbs @ (weights * q) + (weights * q * q).sum()
 
-    def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def _pressed(self, features: np.ndarray, past: Past | None, back: int) -> np.ndarray | None:
+        """With ``press_patch``: the framebuffer shown when the latest press of a window (its features
+        ``features``) came, for a step ``back`` steps before the present one (``past(k)``: the framebuffer
+        k steps before the present one's); None where it is the step's own framebuffer or unknown."""
+        if not self._press_patch or past is None or features[4] <= 0 or features[7] < 1:
+            return None
+        return past(int(features[7]) + back)
+
+    def _step_distances(self, framebuffer: np.ndarray, thumb: np.ndarray, features: np.ndarray,
+                        pressed: np.ndarray | None = None) -> np.ndarray:
         """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these), from its
-        framebuffer, thumbnail and input features ``(FEATURES,)``. The latest query is memoised: in a
-        rollout, a step's "previous" is the step before's "present"."""
+        framebuffer, thumbnail and input features ``(FEATURES,)`` (``pressed``: the framebuffer the patch
+        under the press is read from, when not the step's own; :meth:`_pressed`). The latest query is
+        memoised: in a rollout, a step's "previous" is the step before's "present"."""
         if self._kinds and _is_navigation(features[None])[0]:
             features = features.copy()
             features[KEY_CODE] = _key_code(NAVIGATION_KEYS[0])
         q_input = features * self.weights
-        q_patch = None
-        if self.patch_weight:
-            q_patch = pointer_patch(framebuffer, anchor(features, framebuffer.shape[:2])).astype(np.float32) / 255
+        at = anchor(features, framebuffer.shape[:2])
+        q_patch = pointer_patch(framebuffer, at).astype(np.float32) / 255 if self.patch_weight else None
+        q_press = None
+        if pressed is not None:  # what was under the press when it came (a press a step old or older)
+            q_press = pointer_patch(pressed, at).astype(np.float32) / 255 * self._press_patch
+        if q_patch is not None:
             q_patch *= self.patch_weight
         # the features themselves, not their weighted key: the near blocks hang on the anchor even when
         # its weights are 0
-        key = thumb.tobytes() + features.tobytes() + (b"" if q_patch is None else q_patch.tobytes())
+        key = thumb.tobytes() + features.tobytes() + b"".join(q.tobytes() for q in (q_patch, q_press) if q is not None)
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
@@ -521,6 +587,8 @@ class TransitionMemory:
         d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
         if q_patch is not None:
             d += self.patch_sq - 2 * self.patches @ q_patch + (q_patch ** 2).sum()
+        if q_press is not None:
+            d += self.press_patch_sq - 2 * self.press_patches @ q_press + (q_press ** 2).sum()
         d.flags.writeable = False  # shared with the memo
         self._last = (key, d)
         return d
@@ -538,12 +606,14 @@ class TransitionMemory:
         return np.repeat(w.reshape(-1), 3).astype(np.float32)  # RGB of a block: one weight
 
     def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
-               previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None) -> tuple[Change | None, float]:
+               previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
+               ) -> tuple[Change | None, float]:
         """The change of the nearest stored transition (None: it changed nothing) and its distance.
 
         ``framebuffer`` ``(H, W, 3)`` uint8 is the screen before the step, ``steps`` its input window;
         ``previous`` is the step before as ``(framebuffer before it, its input window)``, for the
-        sequence key (None: a rollout's first step, compared by the present step alone).
+        sequence key (None: a rollout's first step, compared by the present step alone); ``past(k)`` is
+        the framebuffer ``k`` steps before ``framebuffer`` (None where not kept), for ``press_patch``.
 
         With ``fit_tolerance`` set, a change is replayed only where it fits the present screen: the
         thumbnail blocks under its box must look as they did before it in the training episode (mean
@@ -554,7 +624,7 @@ class TransitionMemory:
         """
         present = thumbnail(framebuffer)
         features = input_features(steps[-self.history:], screen)
-        d = self._distances(framebuffer, present, features, screen, previous)
+        d = self._distances(framebuffer, present, features, screen, previous, past)
         size = framebuffer.shape[:2]
         if self.config["right_clicks"] and features[4] > 0 and features[8] == RIGHT_BUTTON and features[7] <= 1:
             # a right-click opens a context menu wherever it lands: on a screen where training never
@@ -613,6 +683,10 @@ class TransitionMemory:
                     return None, float(max(d[i], 0.0))
                 unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
                 continue
+            if self._follow and not self._glyph_sized[cid]:
+                followed = self._followed(self._anchored(self.change(cid), int(i), features, size), cid, framebuffer)
+                if followed is not None:
+                    return followed, float(max(d[i], 0.0))
             y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
@@ -726,8 +800,7 @@ class TransitionMemory:
         """``(n,)`` bool: whether each stored transition's change is small (``SMALL`` px a side or less:
         it keeps its "before", a glyph and its caret), for transition indices ``transitions`` ``(n,)``."""
         cid = self.change_of[transitions]
-        offsets = self.arrays["before_offsets"]
-        return (cid >= 0) & (offsets[np.maximum(cid, 0) + 1] > offsets[np.maximum(cid, 0)])
+        return (cid >= 0) & self._glyph_sized[np.maximum(cid, 0)]
 
     def _type(self, typing: np.ndarray, d: np.ndarray, framebuffer: np.ndarray) -> tuple[Change | None, int]:
         """The first of the ``typing_candidates`` nearest distinct changes among transitions ``typing``
@@ -769,12 +842,12 @@ class TransitionMemory:
 
     def _shows_caret(self, cids: np.ndarray) -> np.ndarray:
         """``(n,)`` bool: whether each stored change's "before" shows a caret (a spread of at least
-        ``CARET_STD`` levels; a large change keeps no "before": False), for change ids ``cids`` ``(n,)``."""
+        ``CARET_STD`` levels; a change larger than a glyph: False), for change ids ``cids`` ``(n,)``."""
         if self._spread is None:  # once, on the first typed key (~30 ms for the bundled memory)
             a = self.arrays
             offsets = a["before_offsets"].astype(np.int64)
-            self._spread = np.array([a["befores"][b0:b1].std() if b1 > b0 else 0.0
-                                     for b0, b1 in zip(offsets[:-1], offsets[1:], strict=True)])
+            self._spread = np.array([a["befores"][b0:b1].std() if glyph else 0.0 for b0, b1, glyph
+                                     in zip(offsets[:-1], offsets[1:], self._glyph_sized, strict=True)])
         return self._spread[cids] >= CARET_STD
 
     def _glyph_press(self, steps: Sequence[FrameActions]) -> str | None:
@@ -820,7 +893,7 @@ class TransitionMemory:
         change = self.change(cid)
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
-        if b0 == b1:  # a large change: it stays where it was stored
+        if not self._glyph_sized[cid]:  # a larger change: it stays where it was stored
             return change
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
@@ -838,6 +911,35 @@ class TransitionMemory:
         # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
         return Change((y, y + h, x, x + w), change.mask, change.colours)
+
+    def _followed(self, change: Change, cid: int, framebuffer: np.ndarray) -> Change | None:
+        """With ``follow``: stored change ``cid`` (``change``: placed where it would be replayed) where
+        the present ``framebuffer`` ``(H, W, 3)`` uint8 shows what its box showed before it (RMS of 3x3
+        means within ``follow_rms`` levels): the place itself if it does, else the nearest within
+        ``follow`` px if every such place is within ``FOLLOW_SPREAD`` px of the others. None where no
+        place does or two apart do, or it kept no "before": the thumbnail fit check decides, as without
+        ``follow``. A menu or a window is rarely where training saw it; its items are where they are
+        relative to it, and a highlight found by what it highlights lands on that item."""
+        a = self.arrays
+        b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
+        y0, y1, x0, x1 = change.box
+        h, w = y1 - y0, x1 - x0
+        r, (fh, fw) = self._follow, framebuffer.shape[:2]
+        top, left = max(0, y0 - r), max(0, x0 - r)
+        region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
+        if b0 == b1 or min(h, w) < 3:
+            return None
+        # averaged over 3x3 pixels, both: half a pixel of phase moves a thin stroke, hardly a 3x3 mean
+        seen, before = _box_mean(region), _box_mean(a["befores"][b0:b1].reshape(h, w, 3))
+        tol, (py, px) = float(self.config["follow_rms"]), (y0 - top, x0 - left)
+        if np.sqrt(((seen[py:py + h - 2, px:px + w - 2] - before) ** 2).mean()) <= tol:
+            return change  # where it is placed (most steps: no search)
+        fits = np.argwhere(_patch_rms(seen, before) <= tol)  # (n, 2) places in the region
+        if not len(fits) or (fits.max(0) - fits.min(0)).max() > 2 * FOLLOW_SPREAD:
+            return None  # nowhere, or in two places (a flat "before", an item highlighted already)
+        # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
+        y, x = (int(v) for v in fits[np.argmin(((fits - [py, px]) ** 2).sum(1))])
+        return Change((top + y, top + y + h, left + x, left + x + w), change.mask, change.colours)
 
     def change(self, cid: int) -> Change | None:
         """Stored change ``cid`` (-1: None)."""
@@ -896,6 +998,12 @@ def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
     return (ssd / (h * w * 3)).sqrt().mul(255).numpy()
 
 
+def _box_mean(picture: np.ndarray, k: int = 3) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(H - k + 1, W - k + 1, 3)`` float32: the mean of each ``k`` x ``k`` pixels (stride 1)."""
+    c = np.pad(picture.astype(np.float32).cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))  # summed-area table
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
 def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], boxes: list, masks: list,
                   colours: list, befores: list) -> int:
     """The id of the change ``before -> after`` (stored once however often it recurs); -1 when the two
@@ -915,8 +1023,8 @@ def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], 
         boxes.append(box)
         masks.append(np.packbits(mask.ravel()))
         colours.append(new)
-        small = box[1] - box[0] <= SMALL and box[3] - box[2] <= SMALL
-        befores.append(before[box[0]:box[1], box[2]:box[3]].reshape(-1, 3) if small else np.zeros((0, 3), np.uint8))
+        keep = box[1] - box[0] <= KEEP_BEFORE[0] and box[3] - box[2] <= KEEP_BEFORE[1]
+        befores.append(before[box[0]:box[1], box[2]:box[3]].reshape(-1, 3) if keep else np.zeros((0, 3), np.uint8))
     return ids[digest]
 
 

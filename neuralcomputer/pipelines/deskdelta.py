@@ -154,7 +154,10 @@ class DeskDeltaRollout(GUIWorldRollout):
         before = to_u8(previous)
         step_before = (to_u8(latents[target - 2]), window(target - 1)) if target >= 2 and target - 2 in latents \
             else None
-        change, _ = self.memory.recall(before, window(target), self.screen, step_before)
+        def past(k: int) -> np.ndarray | None:  # the framebuffer k steps before `before`
+            return to_u8(latents[target - 1 - k]) if target - 1 - k in latents else None
+
+        change, _ = self.memory.recall(before, window(target), self.screen, step_before, past)
         if change is None:
             return previous if over is None else over
         pasted = change.apply(before if over is None else to_u8(over))
