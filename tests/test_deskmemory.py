@@ -483,6 +483,39 @@ def test_a_highlight_follows_its_item_to_where_the_menu_is_now() -> None:
     assert (moved is None and plain is None) or (moved.box == plain.box and (moved.apply(lit) == plain.apply(lit)).all())
 
 
+def _selected_field(top: int, left: int, typed: bool = False) -> np.ndarray:
+    """A grey 48x64 screen with a dialog's white 10x28 px text field at (``top``, ``left``), its text
+    selected (a blue bar with a white stroke), or, ``typed``, replaced by the first key's glyph."""
+    fb = np.full((H, W, 3), 90, np.uint8)
+    fb[top:top + 10, left:left + 28] = 255
+    if typed:
+        fb[top + 2:top + 8, left + 2:left + 4] = 0
+    else:
+        fb[top + 2:top + 8, left + 2:left + 22] = (40, 90, 220)
+        fb[top + 4:top + 6, left + 4:left + 20] = 255
+    return fb
+
+
+def test_the_first_key_replaces_a_selected_field_where_the_dialog_is_now() -> None:
+    """Trained on "f" typed over a selected field at (10, 10), the memory sees the dialog 10 rows
+    lower and 20 columns right. The key's change (the selection replaced, 6x20 px: larger than a
+    glyph) is pasted where training drew it; with ``follow_typed`` where the present screen shows the
+    selection, anywhere on it."""
+    fbs = np.stack([_selected_field(10, 10), _selected_field(10, 10, typed=True)])
+    key = [{"type": "key_down", "key": "f"}, {"type": "key_up", "key": "f"}]
+    actions = [FrameActions(f, f / 15, (120, 90), key if f == 4 else []) for f in range(8)]
+    stored = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 0, 1, 1, 1]), actions)], SCREEN,
+                                    {"follow": 24})  # the record of frame 4 leads into frame 5
+    typed = TransitionMemory(stored.arrays, {**stored.config, "follow_typed": True})
+    present = _selected_field(20, 30)
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += key
+    change, _ = stored.recall(present, steps, SCREEN)
+    assert change is not None and change.box[:3:2] == (12, 12)  # where training typed
+    change, _ = typed.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _selected_field(20, 30, typed=True)).all()
+
+
 def _context_menu(at: tuple[int, int] | None) -> np.ndarray:
     """A grey 48x64 desktop with, when ``at`` (row, col), a 12x16 px menu whose top-left corner is
     there: a white body with a black first item."""

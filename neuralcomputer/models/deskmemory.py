@@ -234,6 +234,7 @@ DEFAULTS: dict[str, Any] = {
     # phase of the collector's screen resamples its items 17-31 levels apart at the model's size (8-13
     # averaged), the next item 35-43 (17-28)
     "follow_rms": 20.0,
+    "follow_typed": False,   # ... and a key's own larger change too (typing), the next candidate where not found
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
@@ -798,7 +799,7 @@ class TransitionMemory:
 
     def _small(self, transitions: np.ndarray) -> np.ndarray:
         """``(n,)`` bool: whether each stored transition's change is small (``SMALL`` px a side or less:
-        it keeps its "before", a glyph and its caret), for transition indices ``transitions`` ``(n,)``."""
+        a glyph and its caret), for transition indices ``transitions`` ``(n,)``."""
         cid = self.change_of[transitions]
         return (cid >= 0) & self._glyph_sized[np.maximum(cid, 0)]
 
@@ -889,12 +890,16 @@ class TransitionMemory:
     def _fitted(self, cid: int, framebuffer: np.ndarray, tol: float) -> Change | None:
         """Change ``cid`` (not -1), moved (if small) to the place nearest its stored one where the present
         ``framebuffer`` ``(H, W, 3)`` uint8 looks as its box did before it (RMS within ``tol`` levels);
-        None where no place does. A large change keeps no "before": it stays where it was stored."""
+        None where no place does. A larger change stays where it was stored, or with ``follow_typed``
+        goes where :meth:`_followed` finds its "before" (None where it does not: a selected field's text
+        that the first key replaces is where the dialog is now, or the next candidate is tried)."""
         change = self.change(cid)
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
-        if not self._glyph_sized[cid]:  # a larger change: it stays where it was stored
-            return change
+        if not self._glyph_sized[cid]:
+            if b0 == b1 or not (self._follow and self.config["follow_typed"]):
+                return change  # it stays where it was stored
+            return self._followed(change, cid, framebuffer, max(framebuffer.shape[:2]))  # anywhere, as a glyph
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
         rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
@@ -912,11 +917,12 @@ class TransitionMemory:
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
         return Change((y, y + h, x, x + w), change.mask, change.colours)
 
-    def _followed(self, change: Change, cid: int, framebuffer: np.ndarray) -> Change | None:
+    def _followed(self, change: Change, cid: int, framebuffer: np.ndarray, radius: int | None = None
+                  ) -> Change | None:
         """With ``follow``: stored change ``cid`` (``change``: placed where it would be replayed) where
         the present ``framebuffer`` ``(H, W, 3)`` uint8 shows what its box showed before it (RMS of 3x3
-        means within ``follow_rms`` levels): the place itself if it does, else the nearest within
-        ``follow`` px if every such place is within ``FOLLOW_SPREAD`` px of the others. None where no
+        means within ``follow_rms`` levels): the place itself if it does, else the closest place within
+        ``radius`` px (default ``follow``) if every such place is within ``FOLLOW_SPREAD`` px of the others. None where no
         place does or two apart do, or it kept no "before": the thumbnail fit check decides, as without
         ``follow``. A menu or a window is rarely where training saw it; its items are where they are
         relative to it, and a highlight found by what it highlights lands on that item."""
@@ -924,21 +930,23 @@ class TransitionMemory:
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
-        r, (fh, fw) = self._follow, framebuffer.shape[:2]
-        top, left = max(0, y0 - r), max(0, x0 - r)
-        region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
         if b0 == b1 or min(h, w) < 3:
             return None
+        r, (fh, fw) = radius or self._follow, framebuffer.shape[:2]
+        top, left = max(0, y0 - r), max(0, x0 - r)
+        region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
         # averaged over 3x3 pixels, both: half a pixel of phase moves a thin stroke, hardly a 3x3 mean
         seen, before = _box_mean(region), _box_mean(a["befores"][b0:b1].reshape(h, w, 3))
         tol, (py, px) = float(self.config["follow_rms"]), (y0 - top, x0 - left)
         if np.sqrt(((seen[py:py + h - 2, px:px + w - 2] - before) ** 2).mean()) <= tol:
             return change  # where it is placed (most steps: no search)
-        fits = np.argwhere(_patch_rms(seen, before) <= tol)  # (n, 2) places in the region
+        rms = _patch_rms(seen, before)  # (rows, cols) of places in the region
+        fits = np.argwhere(rms <= tol)
         if not len(fits) or (fits.max(0) - fits.min(0)).max() > 2 * FOLLOW_SPREAD:
             return None  # nowhere, or in two places (a flat "before", an item highlighted already)
-        # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
-        y, x = (int(v) for v in fits[np.argmin(((fits - [py, px]) ** 2).sum(1))])
+        # the closest of the places that fit (they are a pixel or two apart; ties: the first in row-major
+        # order, so recall is deterministic)
+        y, x = (int(v) for v in np.unravel_index(np.argmin(rms), rms.shape))
         return Change((top + y, top + y + h, left + x, left + x + w), change.mask, change.colours)
 
     def change(self, cid: int) -> Change | None:

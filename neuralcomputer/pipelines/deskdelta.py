@@ -154,6 +154,7 @@ class DeskDeltaRollout(GUIWorldRollout):
         before = to_u8(previous)
         step_before = (to_u8(latents[target - 2]), window(target - 1)) if target >= 2 and target - 2 in latents \
             else None
+
         def past(k: int) -> np.ndarray | None:  # the framebuffer k steps before `before`
             return to_u8(latents[target - 1 - k]) if target - 1 - k in latents else None
 
