@@ -123,7 +123,10 @@ nearest place within ``follow`` px that does (RMS of 3x3 means within ``follow_r
 another pixel phase of the collector's screen resamples its items), unasked by the thumbnail fit check;
 where none does or two apart do, that check decides as before. (Rejecting a change whose "before" is
 nowhere, or a highlight moved off the pointer, cost the scripted episodes' 150-frame rollouts dearly:
-a highlight comes a step or two behind a pointer sweeping over a menu.)
+a highlight comes a step or two behind a pointer sweeping over a menu.) With ``follow_typed`` (off)
+a key's own larger change goes where its "before" shows anywhere on the screen (the first key over a
+selected field, in a dialog centred wherever its window is): val +2 of 72, folds equal, but at the
+browser it pasted another window's fragment over a terminal (docs/results/guiworld-delta).
 
 What was clicked (``press_patch``): a menu item's window opens steps after its click, when the menu
 has closed and the screen under the press is the desktop any click there shows. With ``press_patch``
