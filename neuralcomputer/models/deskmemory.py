@@ -230,7 +230,7 @@ DEFAULTS: dict[str, Any] = {
     "sequence_weight": 0.5,  # weight of how near each transition's predecessor is to the step before
     "anchored": True,        # a change answering a right-click moves with the present right-click
     # px: a change larger than a glyph whose "before" the present screen does not show where it is placed
-    # goes to the nearest place within this many px that does show it (within follow_rms); 0: it stays
+    # goes to the closest place within this many px that does show it (within follow_rms); 0: it stays
     "follow": 0,
     # 8-bit levels (RMS, both pictures 3x3-averaged): how close a place must look to such a change's
     # "before", and no place farther than FOLLOW_SPREAD px from it as close. A menu opened at another pixel
@@ -470,7 +470,16 @@ class TransitionMemory:
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
         sides = arrays["boxes"].astype(np.int64)
         self._glyph_sized = (sides[:, 1] - sides[:, 0] <= SMALL) & (sides[:, 3] - sides[:, 2] <= SMALL)  # (M,)
-        self._follow = int(self.config["follow"]) if "befores" in arrays else 0
+
+    @property
+    def _follow_px(self) -> int:
+        """``follow`` (px), 0 for a memory saved without "befores" (read per step, as the other settings)."""
+        return int(self.config["follow"]) if "befores" in self.arrays else 0
+
+    def _kept_before(self, cid: int) -> bool:
+        """Whether stored change ``cid`` kept the pixels of its box before it (up to ``KEEP_BEFORE``)."""
+        offsets = self.arrays["before_offsets"]
+        return bool(offsets[cid + 1] > offsets[cid])
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -687,8 +696,11 @@ class TransitionMemory:
                     return None, float(max(d[i], 0.0))
                 unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
                 continue
-            if self._follow and not self._glyph_sized[cid]:
-                followed = self._followed(self._anchored(self.change(cid), int(i), features, size), cid, framebuffer)
+            change = placed = None  # unpacked only where it may be replayed (or followed)
+            if self._follow_px and not self._glyph_sized[cid] and self._kept_before(cid):
+                change = self.change(cid)
+                placed = self._anchored(change, int(i), features, size)
+                followed = self._followed(placed, cid, framebuffer)
                 if followed is not None:
                     return followed, float(max(d[i], 0.0))
             y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
@@ -696,9 +708,10 @@ class TransitionMemory:
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             fits = np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol)
             if not fits and not self._right_clicked(int(i), features):
-                continue  # the change is unpacked only where it may be replayed
-            change = self.change(cid)
-            placed = self._anchored(change, int(i), features, size)
+                continue
+            if change is None:
+                change = self.change(cid)
+                placed = self._anchored(change, int(i), features, size)
             # a menu placed at the present right-click is replayed unchecked: no stored screen was there
             if fits or placed.box != change.box:
                 return placed, float(max(d[i], 0.0))
@@ -900,7 +913,7 @@ class TransitionMemory:
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         if not self._glyph_sized[cid]:
-            if b0 == b1 or not (self._follow and self.config["follow_typed"]):
+            if not (self._follow_px and self.config["follow_typed"] and self._kept_before(cid)):
                 return change  # it stays where it was stored
             return self._followed(change, cid, framebuffer, max(framebuffer.shape[:2]))  # anywhere, as a glyph
         y0, y1, x0, x1 = change.box
@@ -925,17 +938,17 @@ class TransitionMemory:
         """With ``follow``: stored change ``cid`` (``change``: placed where it would be replayed) where
         the present ``framebuffer`` ``(H, W, 3)`` uint8 shows what its box showed before it (RMS of 3x3
         means within ``follow_rms`` levels): the place itself if it does, else the closest place within
-        ``radius`` px (default ``follow``) if every such place is within ``FOLLOW_SPREAD`` px of the others. None where no
-        place does or two apart do, or it kept no "before": the thumbnail fit check decides, as without
-        ``follow``. A menu or a window is rarely where training saw it; its items are where they are
+        ``radius`` px (default ``follow``) if every such place is within ``FOLLOW_SPREAD`` px of the
+        others. None where no place does or two apart do: the thumbnail fit check decides, as without
+        ``follow``. Asked only of a change that kept its "before" (:meth:`_kept_before`). A menu or a window is rarely where training saw it; its items are where they are
         relative to it, and a highlight found by what it highlights lands on that item."""
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
-        if b0 == b1 or min(h, w) < 3:
+        if min(h, w) < 3:  # no 3x3 mean inside it
             return None
-        r, (fh, fw) = radius or self._follow, framebuffer.shape[:2]
+        r, (fh, fw) = radius or self._follow_px, framebuffer.shape[:2]
         top, left = max(0, y0 - r), max(0, x0 - r)
         region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
         # averaged over 3x3 pixels, both: half a pixel of phase moves a thin stroke, hardly a 3x3 mean
