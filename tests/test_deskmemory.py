@@ -483,6 +483,37 @@ def test_a_highlight_follows_its_item_to_where_the_menu_is_now() -> None:
     assert (moved is None and plain is None) or (moved.box == plain.box and (moved.apply(lit) == plain.apply(lit)).all())
 
 
+def test_a_hover_lights_the_item_under_the_pointer_in_a_menu_where_training_had_none() -> None:
+    """Trained on the pointer entering item B of a menu at (10, 10), the memory sees the menu at (28, 34),
+    out of ``follow``'s reach: the nearest transitions change nothing there. With ``hover`` the
+    pointer entering B lights B where it is now (and unlights A); entering C, or resting on B, lights
+    nothing."""
+    fbs = np.stack([_hover_menu(10, 10), _hover_menu(10, 10, "B")])
+    on_b = (2 * 22, 2 * 19)  # B's middle (row 19, col 22) in screen px
+    actions = [FrameActions(f, f / 15, on_b if f >= 4 else (120, 90)) for f in range(8)]
+    plain = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
+    hover = TransitionMemory(plain.arrays, {**plain.config, "hover": True})
+    present = _hover_menu(28, 34)
+
+    def steps(at: tuple[int, int], moved: bool = True) -> list[FrameActions]:
+        window = [FrameActions(i, i / 15, at if not moved else (120, 90)) for i in range(8)]
+        window[-1] = FrameActions(7, 7 / 15, at)
+        return window
+
+    b_now, c_now = (2 * 46, 2 * 37), (2 * 46, 2 * 43)  # B's and C's middles now (rows 37, 43; col 46)
+    change, _ = hover.recall(present, steps(b_now), SCREEN)
+    assert change is not None and (change.apply(present) == _hover_menu(28, 34, "B")).all()
+    assert plain.recall(present, steps(b_now), SCREEN)[0] is None
+    assert hover.recall(present, steps(c_now), SCREEN)[0] is None  # C is not the item B was before
+    assert hover.recall(present, steps(b_now, moved=False), SCREEN)[0] is None
+    # A lit before (by an earlier hover): B is lit and A unlit, as the frames before showed it, or without
+    # them by undoing B's recolouring
+    a_lit = _hover_menu(28, 34, "A")
+    for past in (lambda k: present, None):
+        change, _ = hover.recall(a_lit, steps(b_now), SCREEN, past=past)
+        assert change is not None and (change.apply(a_lit) == _hover_menu(28, 34, "B")).all()
+
+
 def _selected_field(top: int, left: int, typed: bool = False) -> np.ndarray:
     """A grey 48x64 screen with a dialog's white 10x28 px text field at (``top``, ``left``), its text
     selected (a blue bar with a white stroke), or, ``typed``, replaced by the first key's glyph."""

@@ -128,6 +128,19 @@ a key's own larger change goes where its "before" shows anywhere on the screen (
 selected field, in a dialog centred wherever its window is): val +2 of 72, folds equal, but at the
 browser it pasted another window's fragment over a terminal (docs/results/guiworld-delta).
 
+A hover at a new place (``hover``, ``hover_rms``, ``hover_far``): a context menu opens wherever the user
+right-clicks, and where no training menu was, the nearest transitions of a pointer gliding over it are far
+(key distances of 4,000-7,000 against a few hundred on screens training showed) and say "nothing": no item
+lit. Where the recall draws nothing, the nearest is at least ``hover_far`` away and the pointer moved, the
+stored hovers (an item newly lit in the theme's selection colour, the stored pointer on it or an item
+away) are looked for around the pointer; of those whose unlit item the present screen shows there (RMS
+of 3x3 means within ``hover_rms``, one place), the one nearest by the patch under the pointer lights it,
+as a recolouring of the present pixels (each takes the colour that pixels of the nearest stored colour
+became: the item keeps its own text), and the item lit before in the same columns is unlit as the
+latest earlier frame of the rollout showed it (``past``). Folds equal (377 of 564 cases), val +1 of 74,
+desktop-eval +2 of 71; at the browser a menu opened anywhere lights the items the pointer crosses
+(docs/results/guiworld-delta, "A hover at a new place").
+
 What was clicked (``press_patch``): a menu item's window opens steps after its click, when the menu
 has closed and the screen under the press is the desktop any click there shows. With ``press_patch``
 (a weight, as ``patch_weight``) a press a step old or older is also keyed by the patch under it as the
@@ -237,6 +250,17 @@ DEFAULTS: dict[str, Any] = {
     # phase of the collector's screen resamples its items 17-31 levels apart at the model's size (8-13
     # averaged), the next item 35-43 (17-28)
     "follow_rms": 20.0,
+    # where the recall changes nothing on a screen training did not show and the pointer moved: a stored hover
+    # (an item newly lit, at most HOVER_ROWS tall) whose unlit item the present screen shows around the pointer
+    # lights it there (a menu opened where no training menu was still lights the item under the pointer)
+    "hover": False,
+    # 8-bit levels (RMS of 3x3 means): how close the place around the pointer must look to a hover's unlit item
+    # (the same item at another pixel phase: 7-9; another item of the same menu, its rows aligned: 15-20). The
+    # hover recolours the present pixels, so another item of the same look lights this one right
+    "hover_rms": 20.0,
+    # ... only where the nearest transition is at least this far (key units): a screen training did not show
+    # (on the screens it showed, the nearest says when a highlight comes, a step behind the pointer)
+    "hover_far": 2000.0,
     "follow_typed": False,   # ... and a key's own larger change too (typing), the next candidate where not found
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
@@ -258,6 +282,15 @@ NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Pag
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
 KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
 KIND_VOTES = 3      # ... and at least this many such transitions
+HOVER_ROWS = 20        # px: a stored hover lights at most this many rows (one item)
+HOVER_PAST = 30        # steps back a lit item's unlit pixels are looked for in the rollout's own frames
+HOVER_REACH = 64       # px: rows above and below a hover where another lit item of its menu is unlit
+HIGHLIGHT_SATURATION = 60  # 8-bit levels: a highlight's colour spans this much across its channels
+BAR_GAP = 6            # rows: lit rows this close are one lit bar (its text rows between them)
+LUT_DISTANCE = 20.0    # 8-bit levels: a pixel is recoloured as the nearest stored colour this close became
+HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and bottom
+HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
+HOVER_COARSE = 10.0    # 8-bit levels: a hover is searched in full where its coarse search came this near its tolerance
 # ``past(k)``: the framebuffer ``(H, W, 3)`` uint8 ``k`` >= 1 steps before the present one, None if not kept
 Past = Callable[[int], np.ndarray | None]
 _BLOCK_ROWS, _BLOCK_COLS = np.mgrid[0:THUMB[0], 0:THUMB[1]]  # (12, 16) each: a thumbnail block's row, column
@@ -380,6 +413,14 @@ def anchor(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
     return (int(np.clip(round(gy * h / GRID[0]), 0, h - 1)), int(np.clip(round(gx * w / GRID[1]), 0, w - 1)))
 
 
+def _pointer_px(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
+    """The pointer now, in pixels ``(row, col)`` of a framebuffer of ``size`` (H, W) (``features`` from
+    :func:`input_features`)."""
+    gx, gy = features[0:2].astype(np.float64)
+    h, w = size
+    return (int(np.clip(round(gy * h / GRID[0]), 0, h - 1)), int(np.clip(round(gx * w / GRID[1]), 0, w - 1)))
+
+
 def pointer_patch(framebuffer: np.ndarray, at: tuple[int, int]) -> np.ndarray:
     """``(32,)`` uint8: grey block means of the ``PATCH`` around pixel ``at`` (row, col) of ``framebuffer``
     ``(H, W, 3)`` uint8, edge pixels repeated beyond the frame: the menu item, button or taskbar entry a
@@ -468,6 +509,10 @@ class TransitionMemory:
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
+        self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
+        self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
+        self._hover_kernels: Any = None  # ... their top-left corners as 3x3 means, a tensor (_hover_items)
+        self._size: tuple[int, int] = (0, 0)  # the framebuffers' (H, W), known at the first recall
         sides = arrays["boxes"].astype(np.int64)
         self._glyph_sized = (sides[:, 1] - sides[:, 0] <= SMALL) & (sides[:, 3] - sides[:, 2] <= SMALL)  # (M,)
 
@@ -621,6 +666,17 @@ class TransitionMemory:
     def recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
                previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
                ) -> tuple[Change | None, float]:
+        """:meth:`_recall`, and where it changes nothing, a hover found at the pointer (``hover``,
+        :meth:`_hovered`)."""
+        change, d = self._recall(framebuffer, steps, screen, previous, past)
+        if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
+            self._size = framebuffer.shape[:2]
+            change = self._hovered(framebuffer, input_features(steps[-self.history:], screen), past)
+        return change, d
+
+    def _recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
+                previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
+                ) -> tuple[Change | None, float]:
         """The change of the nearest stored transition (None: it changed nothing) and its distance.
 
         ``framebuffer`` ``(H, W, 3)`` uint8 is the screen before the step, ``steps`` its input window;
@@ -965,6 +1021,90 @@ class TransitionMemory:
         y, x = (int(v) for v in np.unravel_index(np.argmin(rms), rms.shape))
         return Change((top + y, top + y + h, left + x, left + x + w), change.mask, change.colours)
 
+    def _hovered(self, framebuffer: np.ndarray, features: np.ndarray, past: Past | None = None) -> Change | None:
+        """With ``hover``, where the pointer moved in the step (``features``; no press or key in the
+        step): of the stored hovers (:meth:`_hover_items`) whose unlit item the present ``framebuffer``
+        ``(H, W, 3)`` uint8 shows in a box around the pointer (RMS of 3x3 means within ``hover_rms``,
+        every such place within ``FOLLOW_SPREAD`` px of the others), the one whose stored patch under the
+        pointer is nearest the present one, drawn there as a recolouring of the present pixels
+        (:func:`_recoloured`); None where none does. The neighbours by the whole screen are far where a
+        menu opened at a new place, and what lights an item is the item under the pointer, wherever the
+        menu is."""
+        if (features[0:2] == features[2:4]).all() or (features[4] > 0 and features[7] < 2) or features[10] < 1:
+            return None
+        items = self._hover_items()
+        if not items:
+            return None
+        size = framebuffer.shape[:2]
+        py, px = _pointer_px(features, size)
+        q = pointer_patch(framebuffer, (py, px)).astype(np.float32)
+        patches = self.arrays["patches"][[i for i, _, _ in items]].astype(np.float32)
+        # of the hovers that fit, the one whose stored patch under the pointer is nearest the present one
+        order = np.argsort(((patches - q) ** 2).sum(1), kind="stable")
+        # one correlation for them all, each item by its top-left corner (an icon, the start of its label);
+        # kept where its whole box holds the pointer, HOVER_MARGIN px inside its top and bottom (at an item's
+        # edge, the item above or below may be the one the pointer is over)
+        heights, widths = self._hover_sizes[:, 0], self._hover_sizes[:, 1]
+        places = _places(framebuffer, self._hover_kernels,
+                         (py - int(heights.max()) + 1 + HOVER_MARGIN, py - HOVER_MARGIN), (px - int(widths.max()) + 1, px),
+                         float(self.config["hover_rms"]))
+        found = {k: (y, x) for k, (at, h, w) in enumerate(zip(places, heights, widths, strict=True)) if at is not None
+                 for y, x in [at] if y + h - 1 - HOVER_MARGIN >= py and x + w > px}
+        for k in order:
+            if int(k) in found:
+                _, before, after = items[k]
+                return _recoloured(framebuffer, found[int(k)], before, after, past)
+        return None
+
+    def _hover_items(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The stored hovers, found once: per distinct change made where the pointer moved with no press
+        or key in its window, of one colour of at least ``HIGHLIGHT_SATURATION`` levels across its
+        channels (the theme's selection colour) newly covering at least half of some rows of its box,
+        at most ``HOVER_ROWS`` from the first to the last, the stored pointer on them or an item away (an
+        item lit; a change that also unlit the item above is cut to the rows it lit): ``(transition,
+        before (h, w, 3), after (h, w, 3))`` of those rows and a row either side. Needs ``_size``."""
+        if self._hovers is None:
+            a, fh = self.arrays, self._size[0]
+            inputs = a["inputs"].astype(np.float32)
+            cid = self.change_of
+            ok = (cid >= 0) & (inputs[:, 4] <= 0) & (inputs[:, 0:2] != inputs[:, 2:4]).any(1) & (inputs[:, 10] >= 1)
+            idx = np.flatnonzero(ok)
+            idx = idx[np.unique(cid[idx], return_index=True)[1]]
+            self._hovers = []
+            for i in idx:
+                c = int(cid[i])
+                y0, y1, x0, x1 = (int(v) for v in a["boxes"][c])
+                b0, b1 = a["before_offsets"][c], a["before_offsets"][c + 1]
+                if b1 == b0 or x1 - x0 <= SMALL:
+                    continue
+                lit = _mode_colour(a["colours"][a["colour_offsets"][c]:a["colour_offsets"][c + 1]])
+                if int(lit.max()) - int(lit.min()) < HIGHLIGHT_SATURATION:
+                    continue
+                change = self.change(c)
+                before = a["befores"][b0:b1].reshape(y1 - y0, x1 - x0, 3)
+                after = before.copy()
+                after[change.mask] = change.colours
+                rows = np.flatnonzero(((after == lit).all(-1).mean(1) >= 0.5) & ((before == lit).all(-1).mean(1) < 0.1))
+                py = int(round(float(inputs[i, 1]) * fh / GRID[0])) - y0  # the stored pointer's row in the box
+                # the pointer on the rows lit or an item away (the highlight comes a step behind a gliding pointer)
+                if not len(rows) or rows[-1] - rows[0] + 1 > HOVER_ROWS \
+                        or not rows[0] - HOVER_ROWS <= py <= rows[-1] + HOVER_ROWS:
+                    continue
+                r0, r1 = max(0, rows[0] - 1), min(y1 - y0, rows[-1] + 2)
+                if r1 - r0 >= 3:
+                    self._hovers.append((int(i), before[r0:r1], after[r0:r1]))
+            import torch
+
+            # per item its size, and its top-left corner (as tall as the shortest item, at most HOVER_KEY_PX
+            # wide) as 3x3 means, (K, 3, kh - 2, kw - 2) in [0, 1]
+            self._hover_sizes = np.array([b.shape[:2] for _, b, _ in self._hovers], np.int64).reshape(-1, 2)
+            kh, kw = (int(self._hover_sizes[:, 0].min()), min(HOVER_KEY_PX, int(self._hover_sizes[:, 1].min()))) \
+                if self._hovers else (3, 3)
+            self._hover_kernels = torch.from_numpy(
+                np.stack([_box_mean(b[:kh, :kw]) for _, b, _ in self._hovers] or [np.zeros((kh - 2, kw - 2, 3))]) / 255
+            ).float().permute(0, 3, 1, 2).contiguous()
+        return self._hovers
+
     def change(self, cid: int) -> Change | None:
         """Stored change ``cid`` (-1: None)."""
         if cid < 0:
@@ -1020,6 +1160,123 @@ def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
     energy = F.conv2d(img ** 2, torch.ones_like(ker))[0, 0]
     ssd = (energy - 2 * cross + (ker ** 2).sum()).clamp(min=0)
     return (ssd / (h * w * 3)).sqrt().mul(255).numpy()
+
+
+def _places(framebuffer: np.ndarray, kernels: Any, rows: tuple[int, int], cols: tuple[int, int],
+            tol: float) -> list[tuple[int, int] | None]:
+    """For each of ``kernels`` (``(K, 3, h - 2, w - 2)`` float tensor: the 3x3 means of K ``(h, w)``
+    pictures, in [0, 1]): the top-left corner ``(row, col)``, within ``rows`` and ``cols`` (inclusive
+    ranges, clipped to the frame), where ``framebuffer`` ``(H, W, 3)`` shows its picture (RMS of 3x3
+    means within ``tol`` levels): the closest fit, if every fit is within ``FOLLOW_SPREAD`` px of the
+    others; None otherwise."""
+    import torch
+    from torch.nn import functional as F
+
+    k, h, w = kernels.shape[0], kernels.shape[2] + 2, kernels.shape[3] + 2
+    fh, fw = framebuffer.shape[:2]
+    top, left = max(0, rows[0]), max(0, cols[0])
+    bottom, right = min(fh - h, rows[1]), min(fw - w, cols[1])
+    if bottom < top or right < left:
+        return [None] * k
+    seen = _box_mean(framebuffer[top:bottom + h, left:right + w])  # (rows, cols, 3) in levels
+    img = torch.from_numpy(seen / 255).float().permute(2, 0, 1)[None].contiguous()  # (1, 3, R, C)
+    positions = (img.shape[2] - kernels.shape[2] + 1, img.shape[3] - kernels.shape[3] + 1)
+
+    def rms(image: torch.Tensor, ker: torch.Tensor) -> np.ndarray:
+        """``(K, rows, cols)`` RMS levels of ``ker`` at every place of ``image``."""
+        n = ker.shape[1] * ker.shape[2] * ker.shape[3]
+        ssd = (F.conv2d(image ** 2, torch.ones_like(ker[:1])) - 2 * F.conv2d(image, ker)
+               + (ker ** 2).sum((1, 2, 3))[None, :, None, None]).clamp(min=0)[0]
+        return (ssd / n).sqrt().mul(255).numpy()
+
+    # first on every third row and column of both (3x3 means are smooth: a place within a pixel of a fit
+    # is near it too, at an 81st of the work), then in full where that came near
+    coarse = rms(img[:, :, ::3, ::3].contiguous(), kernels[:, :, ::3, ::3].contiguous())
+    maybe = np.flatnonzero(coarse.reshape(k, -1).min(1) <= tol + HOVER_COARSE)
+    full = np.full((k, *positions), np.inf, np.float32)
+    if len(maybe):
+        full[maybe] = rms(img, kernels[maybe])
+    out: list[tuple[int, int] | None] = []
+    for r in full:
+        fits = np.argwhere(r <= tol)
+        if not len(fits) or (fits.max(0) - fits.min(0)).max() > 2 * FOLLOW_SPREAD:
+            out.append(None)
+            continue
+        y, x = np.unravel_index(np.argmin(r), r.shape)
+        out.append((top + int(y), left + int(x)))
+    return out
+
+
+def _recoloured(framebuffer: np.ndarray, at: tuple[int, int], before: np.ndarray, after: np.ndarray,
+                past: Past | None = None) -> Change | None:
+    """A stored hover (``before`` -> ``after``, ``(h, w, 3)`` each) drawn at ``at`` (top-left) as a
+    recolouring of ``framebuffer``'s own pixels (:func:`_lut_apply`), so the item keeps its own text at
+    its own pixel phase; any other item lit in the same columns within ``HOVER_REACH`` rows (rows
+    mostly of the colour it lights with) is unlit, across the lit bar's width: as the latest of the
+    ``HOVER_PAST`` frames before (``past(k)``, :data:`Past`) that showed it unlit did, else by the inverse
+    recolouring. A menu has one lit item. None where nothing changes."""
+    y0, x0 = at
+    h, w = before.shape[:2]
+    y1, x1 = y0 + h, x0 + w
+    lit = _mode_colour(after.reshape(-1, 3))
+    out = framebuffer.copy()
+    out[y0:y1, x0:x1] = _lut_apply(before, after, framebuffer[y0:y1, x0:x1])
+    top, bottom = max(0, y0 - HOVER_REACH), min(framebuffer.shape[0], y1 + HOVER_REACH)
+    rows = top + np.flatnonzero((framebuffer[top:bottom, x0:x1] == lit).all(-1).mean(1) >= 0.5)
+    rows = rows[(rows < y0) | (rows >= y1)]
+    if len(rows):  # (a span taller than an item is not a lit item: a selection, a window's title)
+        # the lit bar's whole width (another menu's item, whose hover this is, may be narrower or wider)
+        cols = np.flatnonzero((framebuffer[rows] == lit).all(-1).any(0))
+        c0, c1 = max(0, int(cols[0]) - 1), min(framebuffer.shape[1], int(cols[-1]) + 2)
+        strict = rows
+        # the bar's rows between them (its text rows are less than half lit) and two either side (its edges)
+        spans = [g for g in np.split(rows, np.flatnonzero(np.diff(rows) > BAR_GAP) + 1) if g[-1] - g[0] < HOVER_ROWS]
+        rows = np.unique(np.concatenate([np.arange(max(top, g[0] - 2), min(bottom, g[-1] + 3)) for g in spans]
+                                        + [np.zeros(0, np.int64)]))
+        rows = rows[(rows < y0) | (rows >= y1)]
+        # as the latest earlier frame showed them unlit (``past``: exact), else by the inverse recolouring
+        frames = (past(k) if past is not None else None for k in range(1, HOVER_PAST + 1))
+        unlit = next((f for f in frames if f is not None and ((f[strict, c0:c1] == lit).all(-1).mean(1) < 0.5).all()),
+                     None)
+        out[rows, c0:c1] = unlit[rows, c0:c1] if unlit is not None else _lut_apply(after, before,
+                                                                                   framebuffer[rows, c0:c1])
+    changed = (out != framebuffer).any(-1)
+    if not changed.any():
+        return None
+    rr, cc = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+    box = (int(rr[0]), int(rr[-1]) + 1, int(cc[0]), int(cc[-1]) + 1)
+    mask = changed[box[0]:box[1], box[2]:box[3]]
+    return Change(box, mask, out[box[0]:box[1], box[2]:box[3]][mask])
+
+
+def _mode_colour(colours: np.ndarray) -> np.ndarray:
+    """The most frequent of ``colours`` ``(n, 3)`` uint8 (ties: the lowest)."""
+    packed = colours.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], np.int32)  # 1-D: np.unique's fast path
+    values, counts = np.unique(packed, return_counts=True)
+    top = int(values[np.argmax(counts)])
+    return np.array([top >> 16, (top >> 8) & 255, top & 255], np.uint8)
+
+
+def _lut_apply(source: np.ndarray, target: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` ``(..., 3)`` uint8 recoloured as ``source`` ``(h, w, 3)`` became ``target`` (same shape):
+    each pixel takes the colour that most ``source`` pixels of the nearest ``source`` colour became,
+    where that colour is within ``LUT_DISTANCE`` (Euclidean, 8-bit levels); other pixels are kept."""
+    keys, inverse = np.unique(source.reshape(-1, 3), axis=0, return_inverse=True)
+    outs, out_inverse = np.unique(target.reshape(-1, 3), axis=0, return_inverse=True)
+    pairs, counts = np.unique(inverse.reshape(-1) * len(outs) + out_inverse.reshape(-1), return_counts=True)
+    best = np.full(len(keys), -1)
+    best_count = np.zeros(len(keys), np.int64)
+    for pair, count in zip(pairs, counts, strict=True):  # the majority colour per key
+        k, o = divmod(int(pair), len(outs))
+        if count > best_count[k]:
+            best[k], best_count[k] = o, count
+    flat = pixels.reshape(-1, 3).astype(np.float32)
+    dist = ((flat[:, None, :] - keys[None].astype(np.float32)) ** 2).sum(-1)  # (n, keys)
+    nearest = dist.argmin(1)
+    ok = dist[np.arange(len(flat)), nearest] <= LUT_DISTANCE ** 2
+    result = pixels.reshape(-1, 3).copy()
+    result[ok] = outs[best[nearest[ok]]]
+    return result.reshape(pixels.shape)
 
 
 def _box_mean(picture: np.ndarray, k: int = 3) -> np.ndarray:
