@@ -1030,3 +1030,31 @@ def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None
         assert box[0] - 3 <= y // 2 <= box[1] + 3 and box[2] - 3 <= x // 2 <= box[3] + 3, (box, (y // 2, x // 2))
         boxes.append(box)
     assert boxes[0] != boxes[1]
+
+
+def test_the_bundled_desktop_lights_the_item_under_the_pointer_in_a_menu_where_training_had_none() -> None:
+    """A user's right-click on the bundled model's bare desktop where no training episode opened a menu,
+    then the pointer gliding down over the menu (4 px a frame): the item under the pointer is lit (the
+    theme's selection colour along a row within 3 px of the pointer's) in most glide frames, and never
+    more than one item at once (``recall.hover``, docs/results/guiworld-delta, "A hover at a new place",
+    where the thin line it can leave at an item's edge is shown)."""
+    selection = (53, 132, 228)
+    c = NeuralComputer.load(BUNDLED)
+    c.reset()
+    x, y = 300, 150  # screen px (512x384); the model's frame is half that
+    c.step({"type": "move", "x": x, "y": y})
+    c.step({"type": "click", "x": x, "y": y, "button": 3, "count": 1})
+    for _ in range(3):
+        c.step({"type": "frame", "events": [], "meta": [], "pointer": [x, y]})
+    lit_under, bars = [], []
+    for _ in range(24):
+        y += 4
+        frame = c.step({"type": "frame", "events": [{"type": "move", "x": x + 10, "y": y}], "meta": [],
+                        "pointer": [x + 10, y]}).frames[-1]
+        rows = (frame == selection).all(-1).sum(1) >= 40  # rows of a lit item
+        lit_under.append(bool(rows[max(0, y // 2 - 3):y // 2 + 4].any()))
+        lit = np.flatnonzero(rows)  # lit items: such rows, a gap of a few text rows within one, 4 rows or more
+        groups = np.split(lit, np.flatnonzero(np.diff(lit) > 6) + 1) if len(lit) else []
+        bars.append(sum(g[-1] - g[0] >= 3 for g in groups))  # (a 1-row line left at an item's edge is no item)
+    assert sum(lit_under) >= 16, lit_under
+    assert max(bars) <= 1, bars
