@@ -408,15 +408,18 @@ def anchor(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
     """Where the input points, in pixels ``(row, col)`` of a framebuffer of ``size`` (H, W): the latest
     button press of the window when there is one, else the pointer now (``features`` from
     :func:`input_features`)."""
-    gx, gy = (features[5:7] if features[4] > 0 else features[0:2]).astype(np.float64)
-    h, w = size
-    return (int(np.clip(round(gy * h / GRID[0]), 0, h - 1)), int(np.clip(round(gx * w / GRID[1]), 0, w - 1)))
+    return _grid_px(features[5:7] if features[4] > 0 else features[0:2], size)
 
 
 def _pointer_px(features: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
     """The pointer now, in pixels ``(row, col)`` of a framebuffer of ``size`` (H, W) (``features`` from
     :func:`input_features`)."""
-    gx, gy = features[0:2].astype(np.float64)
+    return _grid_px(features[0:2], size)
+
+
+def _grid_px(xy: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
+    """Grid coordinates ``(x, y)`` (``GRID`` cells) -> pixels ``(row, col)`` of a framebuffer of ``size``."""
+    gx, gy = xy.astype(np.float64)
     h, w = size
     return (int(np.clip(round(gy * h / GRID[0]), 0, h - 1)), int(np.clip(round(gx * w / GRID[1]), 0, w - 1)))
 
@@ -511,8 +514,8 @@ class TransitionMemory:
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
+        self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
         self._hover_kernels: Any = None  # ... their top-left corners as 3x3 means, a tensor (_hover_items)
-        self._size: tuple[int, int] = (0, 0)  # the framebuffers' (H, W), known at the first recall
         sides = arrays["boxes"].astype(np.int64)
         self._glyph_sized = (sides[:, 1] - sides[:, 0] <= SMALL) & (sides[:, 3] - sides[:, 2] <= SMALL)  # (M,)
 
@@ -670,7 +673,6 @@ class TransitionMemory:
         :meth:`_hovered`)."""
         change, d = self._recall(framebuffer, steps, screen, previous, past)
         if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
-            self._size = framebuffer.shape[:2]
             change = self._hovered(framebuffer, input_features(steps[-self.history:], screen), past)
         return change, d
 
@@ -1032,15 +1034,14 @@ class TransitionMemory:
         menu is."""
         if (features[0:2] == features[2:4]).all() or (features[4] > 0 and features[7] < 2) or features[10] < 1:
             return None
-        items = self._hover_items()
+        size = framebuffer.shape[:2]
+        items = self._hover_items(size[0])
         if not items:
             return None
-        size = framebuffer.shape[:2]
         py, px = _pointer_px(features, size)
         q = pointer_patch(framebuffer, (py, px)).astype(np.float32)
-        patches = self.arrays["patches"][[i for i, _, _ in items]].astype(np.float32)
         # of the hovers that fit, the one whose stored patch under the pointer is nearest the present one
-        order = np.argsort(((patches - q) ** 2).sum(1), kind="stable")
+        order = np.argsort(((self._hover_patches - q) ** 2).sum(1), kind="stable")
         # one correlation for them all, each item by its top-left corner (an icon, the start of its label);
         # kept where its whole box holds the pointer, HOVER_MARGIN px inside its top and bottom (at an item's
         # edge, the item above or below may be the one the pointer is over)
@@ -1056,15 +1057,15 @@ class TransitionMemory:
                 return _recoloured(framebuffer, found[int(k)], before, after, past)
         return None
 
-    def _hover_items(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    def _hover_items(self, fh: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """The stored hovers, found once: per distinct change made where the pointer moved with no press
         or key in its window, of one colour of at least ``HIGHLIGHT_SATURATION`` levels across its
         channels (the theme's selection colour) newly covering at least half of some rows of its box,
         at most ``HOVER_ROWS`` from the first to the last, the stored pointer on them or an item away (an
         item lit; a change that also unlit the item above is cut to the rows it lit): ``(transition,
-        before (h, w, 3), after (h, w, 3))`` of those rows and a row either side. Needs ``_size``."""
+        before (h, w, 3), after (h, w, 3))`` of those rows and a row either side (``fh``: the framebuffers' height, where the stored pointer is)."""
         if self._hovers is None:
-            a, fh = self.arrays, self._size[0]
+            a = self.arrays
             inputs = a["inputs"].astype(np.float32)
             cid = self.change_of
             ok = (cid >= 0) & (inputs[:, 4] <= 0) & (inputs[:, 0:2] != inputs[:, 2:4]).any(1) & (inputs[:, 10] >= 1)
@@ -1098,6 +1099,8 @@ class TransitionMemory:
             # per item its size, and its top-left corner (as tall as the shortest item, at most HOVER_KEY_PX
             # wide) as 3x3 means, (K, 3, kh - 2, kw - 2) in [0, 1]
             self._hover_sizes = np.array([b.shape[:2] for _, b, _ in self._hovers], np.int64).reshape(-1, 2)
+            self._hover_patches = a["patches"][[i for i, _, _ in self._hovers]].astype(np.float32).reshape(
+                len(self._hovers), -1)
             kh, kw = (int(self._hover_sizes[:, 0].min()), min(HOVER_KEY_PX, int(self._hover_sizes[:, 1].min()))) \
                 if self._hovers else (3, 3)
             self._hover_kernels = torch.from_numpy(
@@ -1149,17 +1152,25 @@ def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
     """RMS difference in 8-bit levels between ``patch`` ``(h, w, 3)`` and every place of ``framebuffer``
     ``(H, W, 3)``: ``(H - h + 1, W - w + 1)`` (one correlation, as sums of squares expand)."""
     import torch
-    from torch.nn import functional as F
 
     # float32 in [0, 1] (float64 convolutions are ~50x slower on a CPU); the cancellation error is far
     # below the level tolerance a caller compares with
     img = torch.tensor(framebuffer, dtype=torch.float32).div(255).permute(2, 0, 1)[None]  # (1, 3, H, W)
     ker = torch.tensor(patch, dtype=torch.float32).div(255).permute(2, 0, 1)[None]        # (1, 3, h, w)
-    h, w = patch.shape[:2]
-    cross = F.conv2d(img, ker)[0, 0]
-    energy = F.conv2d(img ** 2, torch.ones_like(ker))[0, 0]
-    ssd = (energy - 2 * cross + (ker ** 2).sum()).clamp(min=0)
-    return (ssd / (h * w * 3)).sqrt().mul(255).numpy()
+    return _rms_map(img, ker)[0]
+
+
+def _rms_map(image: Any, kernels: Any) -> np.ndarray:
+    """``(K, R - h + 1, C - w + 1)`` RMS differences in 8-bit levels between each of ``kernels``
+    ``(K, 3, h, w)`` and every place of ``image`` ``(1, 3, R, C)`` (float tensors in [0, 1]): one
+    correlation per term, as sums of squares expand."""
+    import torch
+    from torch.nn import functional as F
+
+    n = kernels.shape[1] * kernels.shape[2] * kernels.shape[3]
+    ssd = (F.conv2d(image ** 2, torch.ones_like(kernels[:1])) - 2 * F.conv2d(image, kernels)
+           + (kernels ** 2).sum((1, 2, 3))[None, :, None, None]).clamp(min=0)[0]
+    return (ssd / n).sqrt().mul(255).numpy()
 
 
 def _places(framebuffer: np.ndarray, kernels: Any, rows: tuple[int, int], cols: tuple[int, int],
@@ -1170,7 +1181,6 @@ def _places(framebuffer: np.ndarray, kernels: Any, rows: tuple[int, int], cols: 
     means within ``tol`` levels): the closest fit, if every fit is within ``FOLLOW_SPREAD`` px of the
     others; None otherwise."""
     import torch
-    from torch.nn import functional as F
 
     k, h, w = kernels.shape[0], kernels.shape[2] + 2, kernels.shape[3] + 2
     fh, fw = framebuffer.shape[:2]
@@ -1182,20 +1192,13 @@ def _places(framebuffer: np.ndarray, kernels: Any, rows: tuple[int, int], cols: 
     img = torch.from_numpy(seen / 255).float().permute(2, 0, 1)[None].contiguous()  # (1, 3, R, C)
     positions = (img.shape[2] - kernels.shape[2] + 1, img.shape[3] - kernels.shape[3] + 1)
 
-    def rms(image: torch.Tensor, ker: torch.Tensor) -> np.ndarray:
-        """``(K, rows, cols)`` RMS levels of ``ker`` at every place of ``image``."""
-        n = ker.shape[1] * ker.shape[2] * ker.shape[3]
-        ssd = (F.conv2d(image ** 2, torch.ones_like(ker[:1])) - 2 * F.conv2d(image, ker)
-               + (ker ** 2).sum((1, 2, 3))[None, :, None, None]).clamp(min=0)[0]
-        return (ssd / n).sqrt().mul(255).numpy()
-
     # first on every third row and column of both (3x3 means are smooth: a place within a pixel of a fit
     # is near it too, at an 81st of the work), then in full where that came near
-    coarse = rms(img[:, :, ::3, ::3].contiguous(), kernels[:, :, ::3, ::3].contiguous())
+    coarse = _rms_map(img[:, :, ::3, ::3].contiguous(), kernels[:, :, ::3, ::3].contiguous())
     maybe = np.flatnonzero(coarse.reshape(k, -1).min(1) <= tol + HOVER_COARSE)
     full = np.full((k, *positions), np.inf, np.float32)
     if len(maybe):
-        full[maybe] = rms(img, kernels[maybe])
+        full[maybe] = _rms_map(img, kernels[maybe])
     out: list[tuple[int, int] | None] = []
     for r in full:
         fits = np.argwhere(r <= tol)
