@@ -1,12 +1,16 @@
-"""The context menu's *Open Terminal Here* in a held-out episode, with and without ``follow`` and
-``press_patch`` (docs/results/guiworld-delta, "A menu at a new place, a click that opens later").
+"""A context menu in a held-out episode, the model with and without some recall settings
+(docs/results/guiworld-delta, "A menu at a new place, a click that opens later" and "A menu opened
+with something else, a key that closes it").
 
-Rolls the bundled ``models/guiworld-delta`` out from the first frame of the val episode
-``desktop-scripted-s1-00003`` under its true actions (31 frames: a right-click on the desktop, the
-pointer down to *Open Terminal Here*, a click, ``date`` typed) and writes one row per chosen frame:
-the true frame, the model without the two settings, the model as bundled.
+Rolls the bundled ``models/guiworld-delta`` out from the first frame of a val episode under its true
+actions (31 frames) and writes one row per chosen frame: the true frame, the model with the ``--off``
+settings, the model as bundled. By default ``desktop-scripted-s1-00003`` (a right-click on the
+desktop, the pointer down to *Open Terminal Here*, a click, ``date`` typed) without ``follow`` and
+``press_patch``:
 
     .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/menu-terminal.png
+    .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/menu-escape.png \
+        --episode desktop-scripted-s1-00015 --off "popup_parts=false;shown_keys=false" --frames 1,9,16,23,27,30
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from neuralcomputer.data.dataset import load_manifest
 from neuralcomputer.data.desktop.actions import read_actions
 from neuralcomputer.data.desktop.episode import read_desktop_clip
 from neuralcomputer.eval.image_metrics import ssim
+from neuralcomputer.experiments.desktop_recall import parse_setting
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.load import load_pipeline
 
@@ -33,6 +38,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("models/guiworld-delta"))
     ap.add_argument("--data", type=Path, default=Path("datasets/desktop"))
     ap.add_argument("--episode", default="desktop-scripted-s1-00003")
+    ap.add_argument("--off", default="follow=0;press_patch=0",
+                    help="the settings of the middle column, key=value;key=value (default: %(default)s)")
+    ap.add_argument("--frames", default=",".join(map(str, FRAMES)), help="the frames shown, one row each")
     args = ap.parse_args()
     roll = load_pipeline(args.model, recall="alone")
     record = next(r for r in load_manifest(args.data) if r["id"] == args.episode)
@@ -43,13 +51,13 @@ def main() -> None:
     bundled = roll.memory
     settings = {k: v for k, v in bundled.config.items() if k != "mode"}
     columns = [shown]
-    for name, memory in (("before", TransitionMemory(bundled.arrays, {**settings, "follow": 0, "press_patch": 0.0})),
-                         ("bundled", bundled)):
+    off = parse_setting("off:" + args.off)[1]
+    for name, memory in (("off", TransitionMemory(bundled.arrays, {**settings, **off})), ("bundled", bundled)):
         roll.memory = memory
         pred, _ = roll.rollout(fbs[0], actions)
         print(f"{name}: rollout SSIM over 31 frames {ssim(pred[1:], shown[1:]):.3f}")
         columns.append(pred)
-    rows = [np.concatenate([c[t] for c in columns], 1) for t in FRAMES]
+    rows = [np.concatenate([c[int(t)] for c in columns], 1) for t in args.frames.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, 0)).save(args.out, optimize=True)
     print(args.out)

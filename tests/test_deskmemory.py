@@ -579,6 +579,56 @@ def test_a_context_menu_opens_where_the_present_right_click_is() -> None:
     assert (memory.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((8, 10))).all()
 
 
+def test_a_menu_that_opened_with_another_change_opens_alone_where_the_present_right_click_is() -> None:
+    """Training's right-click also cleared a selected icon across the screen: one change, over half the
+    screen and with no corner at the press, so it was replayed where it was stored (a window's rule).
+    With ``popup_parts`` its menu part opens at the present right-click and the icon part stays where
+    it was."""
+    pointer = (80, 60)  # screen px: frame (row 30, col 40)
+    selected = _context_menu(None)
+    selected[2:6, 2:8] = 255  # the icon, selected
+    fbs = np.stack([selected, _context_menu((30, 40))])
+    actions = [FrameActions(f, f / 15, pointer, [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+                            if f == 3 else []) for f in range(8)]
+    whole = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 1, 1, 1, 1]), actions)], SCREEN)
+    parts = TransitionMemory(whole.arrays, {**whole.config, "popup_parts": True})
+    present = _context_menu(None)
+    steps = _steps(click=False, pointer=(40, 20))  # frame (row 10, col 20)
+    steps[-1].events += [{"type": "down", "button": 3}, {"type": "up", "button": 3}]
+    assert (whole.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((30, 40))).all()
+    change, _ = parts.recall(present, steps, SCREEN)
+    assert (change.apply(present) == _context_menu((10, 20))).all()
+    assert (change.apply(selected)[2:6, 2:8] == 90).all()  # the icon part, where it was: cleared
+
+
+def test_a_key_closes_the_menu_open_here_though_the_nearest_screen_did_nothing() -> None:
+    """Escape closed a menu at (8, 10) in one episode and did nothing over a white window in three. Now
+    the menu is open 6 rows and 8 columns off: the nearest screens are the window's (the menu's black
+    item is all that differs) and say "nothing". With ``shown_keys``, on a screen that far from
+    training (``hover_far``, set low for these tiny frames), the key's stored change whose "before" the
+    screen shows, followed to it, closes the menu here."""
+    def escape_episode(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[FrameActions]]:
+        actions = [FrameActions(f, f / 15, (120, 90), [{"type": "key_down", "key": "Escape"},
+                                                        {"type": "key_up", "key": "Escape"}] if f == 3 else [])
+                   for f in range(6)]
+        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
+
+    window = _context_menu(None)
+    window[14:26, 18:34] = 255  # a white window where the menu is now, without the menu's black item
+    episodes = [escape_episode(_context_menu((8, 10)), _context_menu(None)),
+                *(escape_episode(window, window) for _ in range(3))]
+    memory = TransitionMemory.build(episodes, SCREEN, {"follow": 24, "hover_far": 0.0})
+    keyed = TransitionMemory(memory.arrays, {**memory.config, "shown_keys": True})
+    present = _context_menu((14, 18))
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += [{"type": "key_down", "key": "Escape"}, {"type": "key_up", "key": "Escape"}]
+    assert memory.recall(present, steps, SCREEN)[0] is None
+    change, _ = keyed.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _context_menu(None)).all()
+    steps[-1].events[:] = [{"type": "key_down", "key": "Tab"}, {"type": "key_up", "key": "Tab"}]
+    assert keyed.recall(present, steps, SCREEN)[0] is None  # another key: none of its changes closed a menu
+
+
 def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:
     """Training right-clicked only on the grey desktop; on another screen (a window toggled by left
     clicks) the nearest transitions to a right-click are those left clicks, and the menu never

@@ -153,6 +153,20 @@ fold gaining; the near blocks alone +9. The fit check cost two cases and lifted 
 rollouts by 0.022 [+0.001, +0.059] before the key count, and moves nothing on the folds with it
 (desktop-eval: 150-frame rollout 0.704 -> 0.767).
 
+A menu opened with something else (``popup_parts``): a right-click on the desktop with an icon selected
+clears the icon and opens the menu in one step, so their change is one box, larger than half the screen
+and with no corner at the press, and the popup rule (``anchored``) replayed it where it was stored. With
+``popup_parts`` the change's connected parts are looked at: the one with a corner at the stored press is
+placed as a popup at the present one, and the rest stays where it was. POPUP_PARTS_RESULT
+
+What a key closes (``shown_keys``): a key on a screen no episode showed (the nearest at least
+``hover_far`` away: a menu open at a new place) finds as its nearest a screen without that menu, where
+the key did nothing. With ``shown_keys``, a key at most ``KIND_AGE`` steps old on such a screen replays
+the nearest of the ``SHOWN_KEYS`` changes the same key made as long ago whose "before" the screen shows
+where it would be replayed or ``follow`` px away (:meth:`_followed`): Escape closes the menu open here.
+(Letting any key's change through that way, or any step's, lit every item of a menu the pointer rested
+on.) SHOWN_KEYS_RESULT
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
@@ -261,7 +275,15 @@ DEFAULTS: dict[str, Any] = {
     # ... only where the nearest transition is at least this far (key units): a screen training did not show
     # (on the screens it showed, the nearest says when a highlight comes, a step behind the pointer)
     "hover_far": 2000.0,
+    # ... and of the neighbours before the nearest "nothing", the first whose "before" the screen shows
+    # (where it would be replayed or followed) is replayed, before any that the thumbnail fit check lets through
+    "prefer_shown": False,
+    # a key at most KIND_AGE steps old where the nearest is at least hover_far away: of the SHOWN_KEYS nearest
+    # changes the same key made as long ago, the first whose "before" the screen shows is replayed (Escape
+    # closes the menu that is open here, wherever training's was)
+    "shown_keys": False,
     "follow_typed": False,   # ... and a key's own larger change too (typing), the next candidate where not found
+    "popup_parts": False,    # ... a menu that opened in one change with something else is placed alone
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
@@ -290,6 +312,7 @@ BAR_GAP = 6            # rows: lit rows this close are one lit bar (its text row
 LUT_DISTANCE = 20.0    # 8-bit levels: a pixel is recoloured as the nearest stored colour this close became
 HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and bottom
 HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
+SHOWN_KEYS = 16        # how many of a key's stored changes ``shown_keys`` looks at
 HOVER_COARSE = 10.0    # 8-bit levels: a hover is searched in full where its coarse search came this near its tolerance
 # ``past(k)``: the framebuffer ``(H, W, 3)`` uint8 ``k`` >= 1 steps before the present one, None if not kept
 Past = Callable[[int], np.ndarray | None]
@@ -745,6 +768,18 @@ class TransitionMemory:
         present = present.astype(np.int16)
         bh, bw = framebuffer.shape[0] // THUMB[0], framebuffer.shape[1] // THUMB[1]
         bias, unchanged = float(self.config["change_bias"]), None  # the nearest "nothing" seen, its distance
+        # a key on a screen training did not show (the nearest far): its nearest "nothing" is weak
+        # evidence, a change whose "before" the screen shows (the menu open here that Escape closes) strong
+        keyed = bool(self.config["shown_keys"]) and features[10] <= KIND_AGE and d[near[0]] >= float(
+            self.config["hover_far"])
+        if keyed and self._follow_px:
+            shown = self._shown(self._same_key(features, d), d, features, framebuffer, glyphs=True)
+            if shown is not None:
+                return shown
+        if self.config["prefer_shown"] and self._follow_px and not bias:
+            shown = self._shown(near, d, features, framebuffer)
+            if shown is not None:
+                return shown
         for i in near:
             cid = int(self.change_of[i])
             if unchanged is not None and d[i] > (1 + bias) * unchanged:
@@ -774,6 +809,34 @@ class TransitionMemory:
             if fits or placed.box != change.box:
                 return placed, float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
+
+    def _same_key(self, features: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The ``SHOWN_KEYS`` nearest (distances ``d``) stored transitions that changed the screen after the
+        present latest key (``features``), pressed as many steps ago, nearest first."""
+        stored = self.arrays["inputs"]
+        same = np.flatnonzero((self.change_of >= 0) & (stored[:, 10].astype(np.float32) == features[10])
+                              & (np.abs(stored[:, KEY_CODE].astype(np.float32) - features[KEY_CODE]) < 1e-3).all(1))
+        return same[np.argsort(d[same], kind="stable")[:SHOWN_KEYS]]
+
+    def _shown(self, near: np.ndarray, d: np.ndarray, features: np.ndarray, framebuffer: np.ndarray,
+               glyphs: bool = False) -> tuple[Change, float] | None:
+        """With ``prefer_shown``: of the ``near`` transitions (nearest first) before the nearest that changed
+        nothing, the first whose change the present ``framebuffer`` shows the "before" of where it would be
+        replayed (or ``follow`` px from there: :meth:`_followed`), and its distance; None where none does.
+        Glyph-sized changes only with ``glyphs`` (a key's: a BackSpace's, its glyph and caret shown here).
+        A calculator's display, an icon's selection: the nearest click on the same button changed another
+        display, the next may have changed this one."""
+        size = framebuffer.shape[:2]
+        for i in near:
+            cid = int(self.change_of[i])
+            if cid < 0:
+                return None
+            if (self._glyph_sized[cid] and not glyphs) or not self._kept_before(cid):
+                continue
+            followed = self._followed(self._anchored(self.change(cid), int(i), features, size), cid, framebuffer)
+            if followed is not None:
+                return followed, float(max(d[i], 0.0))
+        return None
 
     def _kind_vote(self, present: np.ndarray, d: np.ndarray, features: np.ndarray) -> int | None:
         """With ``key_kinds``, for a navigation key at most ``KIND_AGE`` steps old: the stored
@@ -813,15 +876,26 @@ class TransitionMemory:
         y0, y1, x0, x1 = change.box
         h, w = size
         bh, bw = y1 - y0, x1 - x0
-        if bh * bw > h * w / 2:
-            return change
         (py, px), (sy, sx) = anchor(present, size), anchor(stored, size)
-        near = lambda a, b: abs(a - b) <= POPUP_PX  # noqa: E731
-        if (near(x0, sx) or near(x1, sx)) and (near(y0, sy) or near(y1, sy) or (y1 >= h - POPUP_PX and y0 <= sy)):
-            nx = px if px + bw <= w else max(0, px - bw)
-            flip = self.config["popup_flip"] and py - bh >= int(h * WORKAREA_TOP)
-            ny = py if py + bh <= h else py - bh if flip else max(0, h - bh)
-            return Change((ny, ny + bh, nx, nx + bw), change.mask, change.colours)
+
+        def popup(part: Change) -> Change:  # a stored popup placed at the present press
+            ph, pw = part.box[1] - part.box[0], part.box[3] - part.box[2]
+            nx = px if px + pw <= w else max(0, px - pw)
+            flip = self.config["popup_flip"] and py - ph >= int(h * WORKAREA_TOP)
+            ny = py if py + ph <= h else py - ph if flip else max(0, h - ph)
+            return Change((ny, ny + ph, nx, nx + pw), part.mask, part.colours)
+
+        window = bh * bw > h * w / 2
+        if not window and _is_popup(change.box, (sy, sx), h):
+            return popup(change)
+        if self.config["popup_parts"]:
+            # the menu and something else in one change (a right-click that also cleared a selected icon):
+            # the menu placed as a popup, the rest left where it was (it belongs to the screen, not the press)
+            parts = _split_popup(change, (sy, sx), h)
+            if parts is not None and _area(parts[0]) <= h * w / 2:
+                return _merged(parts[1], popup(parts[0]))
+        if window:
+            return change
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
 
@@ -1146,6 +1220,66 @@ class TransitionMemory:
         if missing:
             raise NCError(f"{path}: transition memory without {sorted(missing)}")
         return cls(arrays, config)
+
+
+def _is_popup(box: tuple[int, int, int, int], press: tuple[int, int], height: int) -> bool:
+    """Whether a change's ``box`` (y0, y1, x0, x1) is a popup opened by a right-click at ``press`` (row,
+    col) on a framebuffer ``height`` rows tall: a corner at the press (``POPUP_PX``), or its bottom at the
+    frame's and its top above the press (a menu shifted up at the bottom edge)."""
+    (y0, y1, x0, x1), (sy, sx) = box, press
+    near = lambda a, b: abs(a - b) <= POPUP_PX  # noqa: E731
+    return (near(x0, sx) or near(x1, sx)) and (near(y0, sy) or near(y1, sy) or (y1 >= height - POPUP_PX and y0 <= sy))
+
+
+def _split_popup(change: Change, press: tuple[int, int], height: int) -> tuple[Change, Change] | None:
+    """``change`` as (the popup, the rest) where one of its connected parts (pixels up to 2 apart joined)
+    is a popup of a right-click at ``press`` (:func:`_is_popup`) and other parts remain; else None."""
+    from scipy import ndimage
+
+    y0, _, x0, _ = change.box
+    grown = ndimage.binary_dilation(change.mask, iterations=2)
+    labels, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    if n < 2:
+        return None
+    labels = np.where(change.mask, labels, 0)
+    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        if rows is None:
+            continue
+        box = (y0 + rows.start, y0 + rows.stop, x0 + cols.start, x0 + cols.stop)
+        if _is_popup(box, press, height):
+            mine = labels == k
+            return _part(change, mine), _part(change, change.mask & ~mine)
+    return None
+
+
+def _area(change: Change) -> int:
+    """The area of ``change``'s box, px."""
+    y0, y1, x0, x1 = change.box
+    return (y1 - y0) * (x1 - x0)
+
+
+def _part(change: Change, keep: np.ndarray) -> Change:
+    """The pixels ``keep`` ``(h, w)`` bool (within ``change.mask``) of ``change``, boxed tightly."""
+    colours = np.zeros((*change.mask.shape, 3), np.uint8)
+    colours[change.mask] = change.colours
+    rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    y0, _, x0, _ = change.box
+    mask = keep[r0:r1, c0:c1]
+    return Change((y0 + r0, y0 + r1, x0 + c0, x0 + c1), mask, colours[r0:r1, c0:c1][mask])
+
+
+def _merged(under: Change, over: Change) -> Change:
+    """One change that pastes ``under`` and then ``over`` (their boxes joined)."""
+    y0, y1 = min(under.box[0], over.box[0]), max(under.box[1], over.box[1])
+    x0, x1 = min(under.box[2], over.box[2]), max(under.box[3], over.box[3])
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    colours = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    for part in (under, over):
+        b0, b1, c0, c1 = part.box
+        mask[b0 - y0:b1 - y0, c0 - x0:c1 - x0] |= part.mask
+        colours[b0 - y0:b1 - y0, c0 - x0:c1 - x0][part.mask] = part.colours
+    return Change((y0, y1, x0, x1), mask, colours[mask])
 
 
 def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
