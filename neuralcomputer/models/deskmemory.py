@@ -157,7 +157,9 @@ A menu opened with something else (``popup_parts``): a right-click on the deskto
 clears the icon and opens the menu in one step, so their change is one box, larger than half the screen
 and with no corner at the press, and the popup rule (``anchored``) replayed it where it was stored. With
 ``popup_parts`` the change's connected parts are looked at: the one with a corner at the stored press is
-placed as a popup at the present one, and the rest stays where it was. POPUP_PARTS_RESULT
+placed as a popup at the present one, and the rest stays where it was. Folds equal (it never fires
+there); on val it brought the rollouts back above copy-first (31 / 150 frames 0.824 / 0.582 -> 0.871 /
+0.726, copy-first 0.845 / 0.608; docs/results/guiworld-delta, "A menu opened with something else").
 
 What a key closes (``shown_keys``): a key on a screen no episode showed (the nearest at least
 ``hover_far`` away: a menu open at a new place) finds as its nearest a screen without that menu, where
@@ -165,7 +167,8 @@ the key did nothing. With ``shown_keys``, a key at most ``KIND_AGE`` steps old o
 the nearest of the ``SHOWN_KEYS`` changes the same key made as long ago whose "before" the screen shows
 where it would be replayed or ``follow`` px away (:meth:`_followed`): Escape closes the menu open here.
 (Letting any key's change through that way, or any step's, lit every item of a menu the pointer rested
-on.) SHOWN_KEYS_RESULT
+on.) Folds 363 -> 369 of 549 cases (+0.011 [+0.004, +0.020], none lost, rollouts equal); val 52 -> 53
+of 73 with the rollouts 0.871 / 0.726 -> 0.890 / 0.734.
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
@@ -275,9 +278,6 @@ DEFAULTS: dict[str, Any] = {
     # ... only where the nearest transition is at least this far (key units): a screen training did not show
     # (on the screens it showed, the nearest says when a highlight comes, a step behind the pointer)
     "hover_far": 2000.0,
-    # ... and of the neighbours before the nearest "nothing", the first whose "before" the screen shows
-    # (where it would be replayed or followed) is replayed, before any that the thumbnail fit check lets through
-    "prefer_shown": False,
     # a key at most KIND_AGE steps old where the nearest is at least hover_far away: of the SHOWN_KEYS nearest
     # changes the same key made as long ago, the first whose "before" the screen shows is replayed (Escape
     # closes the menu that is open here, wherever training's was)
@@ -535,6 +535,7 @@ class TransitionMemory:
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
+        self._same_cache: dict[bytes, np.ndarray] = {}  # (key identity, age) -> its changing transitions (_same_key)
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
         self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
@@ -773,11 +774,7 @@ class TransitionMemory:
         keyed = bool(self.config["shown_keys"]) and features[10] <= KIND_AGE and d[near[0]] >= float(
             self.config["hover_far"])
         if keyed and self._follow_px:
-            shown = self._shown(self._same_key(features, d), d, features, framebuffer, glyphs=True)
-            if shown is not None:
-                return shown
-        if self.config["prefer_shown"] and self._follow_px and not bias:
-            shown = self._shown(near, d, features, framebuffer)
+            shown = self._shown(self._same_key(features, d), d, features, framebuffer)
             if shown is not None:
                 return shown
         for i in near:
@@ -813,25 +810,25 @@ class TransitionMemory:
     def _same_key(self, features: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The ``SHOWN_KEYS`` nearest (distances ``d``) stored transitions that changed the screen after the
         present latest key (``features``), pressed as many steps ago, nearest first."""
-        stored = self.arrays["inputs"]
-        same = np.flatnonzero((self.change_of >= 0) & (stored[:, 10].astype(np.float32) == features[10])
-                              & (np.abs(stored[:, KEY_CODE].astype(np.float32) - features[KEY_CODE]) < 1e-3).all(1))
+        key = features[KEY_CODE].astype(np.float16).tobytes() + bytes([int(features[10])])
+        if key not in self._same_cache:  # a key's changes at an age: found once
+            stored = self.arrays["inputs"]
+            self._same_cache[key] = np.flatnonzero(
+                (self.change_of >= 0) & (stored[:, 10] == np.float16(features[10]))
+                & (stored[:, KEY_CODE] == features[KEY_CODE].astype(np.float16)).all(1))
+        same = self._same_cache[key]
         return same[np.argsort(d[same], kind="stable")[:SHOWN_KEYS]]
 
-    def _shown(self, near: np.ndarray, d: np.ndarray, features: np.ndarray, framebuffer: np.ndarray,
-               glyphs: bool = False) -> tuple[Change, float] | None:
-        """With ``prefer_shown``: of the ``near`` transitions (nearest first) before the nearest that changed
-        nothing, the first whose change the present ``framebuffer`` shows the "before" of where it would be
-        replayed (or ``follow`` px from there: :meth:`_followed`), and its distance; None where none does.
-        Glyph-sized changes only with ``glyphs`` (a key's: a BackSpace's, its glyph and caret shown here).
-        A calculator's display, an icon's selection: the nearest click on the same button changed another
-        display, the next may have changed this one."""
+    def _shown(self, candidates: np.ndarray, d: np.ndarray, features: np.ndarray, framebuffer: np.ndarray
+               ) -> tuple[Change, float] | None:
+        """Of the ``candidates`` (stored transitions that changed the screen, nearest first), the first whose
+        change the present ``framebuffer`` shows the "before" of where it would be replayed (or ``follow``
+        px from there: :meth:`_followed`; a glyph too: a BackSpace's glyph and caret shown here), and its
+        distance; None where none does."""
         size = framebuffer.shape[:2]
-        for i in near:
+        for i in candidates:
             cid = int(self.change_of[i])
-            if cid < 0:
-                return None
-            if (self._glyph_sized[cid] and not glyphs) or not self._kept_before(cid):
+            if not self._kept_before(cid):
                 continue
             followed = self._followed(self._anchored(self.change(cid), int(i), features, size), cid, framebuffer)
             if followed is not None:
