@@ -1260,7 +1260,7 @@ def _part(change: Change, keep: np.ndarray) -> Change:
     colours = np.zeros((*change.mask.shape, 3), np.uint8)
     colours[change.mask] = change.colours
     rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     y0, _, x0, _ = change.box
     mask = keep[r0:r1, c0:c1]
     return Change((y0 + r0, y0 + r1, x0 + c0, x0 + c1), mask, colours[r0:r1, c0:c1][mask])
