@@ -73,13 +73,40 @@ def test_a_retrained_model_is_held_to_the_shipped_card(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "takes no --card" in result.output
 
 
+@pytest.fixture(scope="module")
+def fresh_set(tmp_path_factory):
+    """``fresh_set(name, work)``: the fresh check set of bundled model ``name`` placed in ``work`` (a link),
+    rebuilt once for the models whose cards name the same set (both terminal models' cards name one
+    set, both desktop models' another: a minute of recording or collecting each saved, same inputs)."""
+    built: dict[str, Path] = {}
+
+    def place(name: str, work: Path) -> None:
+        spec = cards.load_check(MODELS / name)
+        key = json.dumps(cards.set_of(spec), sort_keys=True)
+        if key not in built:
+            built[key] = cards.check_set(spec, tmp_path_factory.mktemp("check-set"))
+        (work / built[key].name).symlink_to(built[key], target_is_directory=True)
+    return place
+
+
+def test_models_whose_cards_name_one_set_share_it_and_others_do_not():
+    specs = {name: cards.load_check(MODELS / name) for name in BUNDLED}
+    assert cards.set_of(specs["cligen-cells"]) == cards.set_of(specs["cligen-tiny"])
+    assert cards.set_of(specs["guiworld-delta"]) == cards.set_of(specs["guiworld-tiny"])
+    assert cards.set_of({**specs["guiworld-tiny"], "seed": 5}) != cards.set_of(specs["guiworld-tiny"])
+    assert cards.set_of({**specs["guiworld-tiny"], "frames": 150}) == cards.set_of(specs["guiworld-tiny"])
+    with pytest.raises(NCError, match="expected terminal or desktop"):
+        cards.set_of({"kind": "audio"})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["cligen-cells", "cligen-tiny"])
-def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path):
+def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path, fresh_set):
     """Each bundled terminal model (CellGen, the default, and the Wan preset) on the check set's fresh
     sessions, as its card promises."""
     if shutil.which("bash") is None:
         pytest.skip("recording the check sessions needs bash")
+    fresh_set(name, tmp_path)
     result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / name), "--work", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output.count(" ok") == 3
@@ -87,9 +114,10 @@ def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,checks", [("guiworld-tiny", 4), ("guiworld-delta", 2)])
-def test_desktop_model_meets_its_card_on_fresh_desktop_episodes(tmp_path, name, checks):
+def test_desktop_model_meets_its_card_on_fresh_desktop_episodes(tmp_path, name, checks, fresh_set):
     if not all(shutil.which(p) for p in ("Xvfb", "xfce4-session", "dbus-daemon")):
         pytest.skip("the check episodes are collected on a real Xvfb + XFCE desktop")
+    fresh_set(name, tmp_path)
     result = CliRunner().invoke(main, ["eval", "card", "--model", str(MODELS / name), "--work", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output.count(" ok") == checks

@@ -629,6 +629,40 @@ def test_a_key_closes_the_menu_open_here_though_the_nearest_screen_did_nothing()
     assert keyed.recall(present, steps, SCREEN)[0] is None  # another key: none of its changes closed a menu
 
 
+def test_a_shortcut_recalls_what_the_same_shortcut_did_not_what_another_key_did_on_this_screen() -> None:
+    """ctrl+n opened a tab (a dark bar at the top) on a plain grey screen in one episode; on the present
+    screen, a window on it, three episodes pressed ``n`` alone and nothing changed. The key's few
+    numbers weigh less than the window: the nearest of all is a plain ``n`` here and says "nothing".
+    With ``shortcuts`` the shortcut recalls among the stored ctrl+n of its age and the tab opens; a plain
+    ``n`` still recalls as before, and so does ctrl+n with a click after it."""
+    grey = np.full((H, W, 3), 120, np.uint8)
+    tab = grey.copy()
+    tab[0:6, 0:24] = 30
+    window = grey.copy()
+    window[16:44, 8:56] = 255
+
+    def key_episode(before: np.ndarray, after: np.ndarray, keys: list[str]) -> tuple:
+        events = [{"type": "key_down", "key": k} for k in keys] + [{"type": "key_up", "key": k} for k in keys[::-1]]
+        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
+        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
+
+    episodes = [key_episode(grey, tab, ["ctrl", "n"]), *(key_episode(window, window, ["n"]) for _ in range(3))]
+    plain = TransitionMemory.build(episodes, SCREEN)
+    shortcut = TransitionMemory(plain.arrays, {**plain.config, "shortcuts": 7})
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += [{"type": "key_down", "key": "ctrl"}, {"type": "key_down", "key": "n"},
+                         {"type": "key_up", "key": "n"}, {"type": "key_up", "key": "ctrl"}]
+    assert plain.recall(window, steps, SCREEN)[0] is None
+    change, _ = shortcut.recall(window, steps, SCREEN)
+    opened = window.copy()
+    opened[0:6, 0:24] = 30
+    assert change is not None and (change.apply(window) == opened).all()
+    clicked = [*steps[1:], FrameActions(8, 8 / 15, (120, 90), [{"type": "down", "button": 1}, {"type": "up", "button": 1}])]
+    assert plain.recall(window, clicked, SCREEN)[0] is None and shortcut.recall(window, clicked, SCREEN)[0] is None
+    steps[-1].events[:] = [{"type": "key_down", "key": "n"}, {"type": "key_up", "key": "n"}]
+    assert shortcut.recall(window, steps, SCREEN)[0] is None  # a plain key: none of the ctrl+n
+
+
 def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:
     """Training right-clicked only on the grey desktop; on another screen (a window toggled by left
     clicks) the nearest transitions to a right-click are those left clicks, and the menu never

@@ -39,6 +39,26 @@ DEFAULT_DESKTOP = {"kind": "desktop", "policy": "scripted", "episodes": 2, "seco
                                  "one_step_psnr_minus_copy_previous": 0.3, "one_step_ssim_minus_copy_previous": 0.015}}
 
 
+# what names a check set: two specs that agree on these rebuild the same set (the other keys say how it is scored)
+SET_KEYS = {"terminal": ("generators", "seed"), "desktop": ("policy", "episodes", "seconds", "seed", "size")}
+
+
+def set_of(spec: dict) -> dict:
+    """The part of a check ``spec`` that names its set: equal for two specs that rebuild the same one."""
+    if spec["kind"] not in SET_KEYS:
+        raise NCError(f"check kind {spec['kind']!r}: expected terminal or desktop")
+    return {"kind": spec["kind"], **{k: spec[k] for k in SET_KEYS[spec["kind"]]}}
+
+
+def check_set(spec: dict, work: str | Path) -> Path:
+    """Rebuild the fresh check set ``spec`` describes under ``work`` (reused when one is there already) and
+    return its folder: ``work/terminal-check`` or ``work/desktop-check``. Models whose specs name the same
+    set (:func:`set_of`) can be scored on one rebuild: give each a work folder holding it."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return _terminal_set(spec, work) if set_of(spec)["kind"] == "terminal" else _desktop_set(spec, work)
+
+
 def _terminal_set(spec: dict, work: Path) -> Path:
     """Record one fresh session per generator (seed ``spec['seed']``) and render them (clean variant)."""
     from neuralcomputer.data.dataset import is_dataset
@@ -77,10 +97,10 @@ def _score_terminal(model: Path, spec: dict, work: Path) -> dict[str, float]:
             "line_acc_gt": report["ocr_grid_gt"]["line_acc"], "clips": report["clips"]}
 
 
-def _score_desktop(model: Path, spec: dict, work: Path) -> dict[str, float]:
+def _desktop_set(spec: dict, work: Path) -> Path:
+    """Collect fresh episodes on a real XFCE desktop (policy, count, length and seed of ``spec``)."""
     from neuralcomputer.data.dataset import is_dataset, load_manifest
     from neuralcomputer.data.desktop.collect import collect_desktop
-    from neuralcomputer.experiments.guiworld import desktop_report
 
     ds = work / "desktop-check"
     # the collector writes one manifest part per worker (manifest-*.jsonl); a set cut short is collected again
@@ -90,6 +110,13 @@ def _score_desktop(model: Path, spec: dict, work: Path) -> dict[str, float]:
         if summary.failed:
             episode, why = next(iter(summary.failed.items()))
             raise NCError(f"check set: desktop episode {episode} could not be collected: {why[-1]}")
+    return ds
+
+
+def _score_desktop(model: Path, spec: dict, work: Path) -> dict[str, float]:
+    from neuralcomputer.experiments.guiworld import desktop_report
+
+    ds = _desktop_set(spec, work)
     result = desktop_report(model, ds, work / "desktop-eval", split="all", episodes=spec["episodes"],
                             frames=spec["frames"])
     row = next(iter(result["rows"].values()))

@@ -246,6 +246,10 @@ DEFAULTS: dict[str, Any] = {
     "typing_early": False,   # ... drawn at its press step if the step after would draw it (_late_glyph)
     "lowest_caret": False,   # ... at the lowest place its "before" (a caret) fits, not the nearest to its own
     "typing_kind": False,    # ... a glyph where the nearest drew a glyph, a larger change where it drew one
+    # ... at a caret only where the line it fits does not go on a glyph's height above or below it (a window's
+    # border, a vertical rule: a caret's "before" fits all along one, and the lowest of those places is the
+    # window's bottom edge)
+    "lone_caret": False,
     "typing_caret": False,   # ... at its press step wherever one of its glyphs' carets fits, if the nearest says nothing
     "caret_first": False,    # ... or whatever the nearest says (a solid caret shows where the focus is)
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
@@ -286,6 +290,11 @@ DEFAULTS: dict[str, Any] = {
     "popup_parts": False,    # ... a menu that opened in one change with something else is placed alone
     "popup_flip": True,      # ... a popup with no room below opens above it (False: shifted up to the edge)
     "right_clicks": False,   # a right-click at most a step old recalls among stored right-clicks of its age only
+    # steps: a shortcut (a key with ctrl, alt or super held) at most this old, with no press after it, recalls
+    # among the stored transitions of the same shortcut at the same age only (0: off). Its key's few numbers
+    # weigh less than a screen's: the nearest of all is another key on a like screen (ctrl+shift+v in a
+    # terminal recalled a file chooser's completion), the nearest of its own the same command's effect
+    "shortcuts": 0,
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -536,6 +545,7 @@ class TransitionMemory:
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
         self._same_cache: dict[bytes, np.ndarray] = {}  # (key identity, age) -> its changing transitions (_same_key)
+        self._shortcut_cache: dict[bytes, np.ndarray | None] = {}  # (shortcut, age) -> its transitions
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
         self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
@@ -728,6 +738,10 @@ class TransitionMemory:
             same = self._right_clicks(int(features[7]))
             if same.any():
                 d = np.where(same, d, np.inf)
+        if self.config["shortcuts"]:
+            same = self._same_shortcut(steps, features)
+            if same is not None:
+                d = np.where(same, d, np.inf)
         if self.config["typing_once"] and previous is not None and self._typed(steps, framebuffer, previous):
             return None, float(max(d.min(), 0.0))
         if self._kinds:
@@ -896,6 +910,22 @@ class TransitionMemory:
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
 
+    def _same_shortcut(self, steps: Sequence[FrameActions], features: np.ndarray) -> np.ndarray | None:
+        """``(N,)`` bool: where the latest key of the input window ``steps`` (features ``features``) is a
+        shortcut at most ``shortcuts`` steps old with no button press after it, the stored transitions
+        whose latest key is that shortcut at that age; None where that does not apply or none is stored."""
+        key = _latest_key(steps[-self.history:])
+        if key is None or not key[2] or key[0] > int(self.config["shortcuts"]) or (
+                features[4] > 0 and features[7] <= features[10]):
+            return None
+        code = features[KEY_CODE].astype(np.float16)
+        cached = code.tobytes() + bytes([int(features[10])])
+        if cached not in self._shortcut_cache:
+            stored = self.arrays["inputs"]
+            same = (stored[:, 10] == np.float16(features[10])) & (stored[:, KEY_CODE] == code).all(1)
+            self._shortcut_cache[cached] = same if same.any() else None
+        return self._shortcut_cache[cached]
+
     def _right_clicks(self, age: int) -> np.ndarray:
         """``(N,)`` bool: the stored transitions whose latest press is a right-click ``age`` steps old."""
         if age not in self._right_cache:
@@ -1051,7 +1081,12 @@ class TransitionMemory:
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
-        if self.config["lowest_caret"] and self._shows_caret(np.array([cid]))[0]:
+        caret = self._shows_caret(np.array([cid]))[0]
+        if self.config["lone_caret"] and caret:
+            fits = fits[~_in_line(rms <= tol, fits, h)]
+            if not len(fits):
+                return None
+        if self.config["lowest_caret"] and caret:
             # text flows down, so a caret a replayed change left behind (a Return's replay that did not
             # erase the old one) is above the live one: the lowest places that fit, within half the
             # box's height, then the nearest of those
@@ -1277,6 +1312,17 @@ def _merged(under: Change, over: Change) -> Change:
         mask[b0 - y0:b1 - y0, c0 - x0:c1 - x0] |= part.mask
         colours[b0 - y0:b1 - y0, c0 - x0:c1 - x0][part.mask] = part.colours
     return Change((y0, y1, x0, x1), mask, colours[mask])
+
+
+def _in_line(fit: np.ndarray, places: np.ndarray, h: int) -> np.ndarray:
+    """``(n,)`` bool: whether each of ``places`` ``(n, 2)`` (row, col) of the fit map ``fit`` ``(R, C)`` bool
+    also fits ``h`` rows above or ``h`` rows below it: a line that goes on past a caret's height (a caret
+    has other text or nothing a line above and below it; a border's end goes on one way only)."""
+    y, x = places[:, 0], places[:, 1]
+    up, down = y - h, y + h
+    above = (up >= 0) & fit[np.maximum(up, 0), x]
+    below = (down < fit.shape[0]) & fit[np.minimum(down, fit.shape[0] - 1), x]
+    return above | below
 
 
 def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
