@@ -663,6 +663,32 @@ def test_a_shortcut_recalls_what_the_same_shortcut_did_not_what_another_key_did_
     assert shortcut.recall(window, steps, SCREEN)[0] is None  # a plain key: none of the ctrl+n
 
 
+def test_a_nothing_on_a_screen_without_the_selection_does_not_stop_the_click_that_clears_it() -> None:
+    """A click on the empty desktop cleared the selected icon in one episode, far from the present
+    pointer; two episodes clicked right beside it with the icon not selected, and nothing changed. The
+    nearest transitions are those "nothing"s. With ``nothing_evidence`` they do not speak about the
+    clearing (their screens did not show a selected icon), so the click that clears it is replayed; on a
+    screen whose icon is not selected, the "nothing" stands."""
+    desk = np.full((H, W, 3), (60, 80, 110), np.uint8)
+    plain, selected = desk.copy(), desk.copy()
+    plain[4:12, 4:12] = (100, 150, 220)
+    selected[4:12, 4:12] = (30, 60, 160)
+
+    def click_episode(before: np.ndarray, after: np.ndarray, at: tuple[int, int]) -> tuple:
+        actions = [FrameActions(f, f / 15, at, [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+                                if f == 3 else []) for f in range(6)]
+        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
+
+    episodes = [click_episode(selected, plain, (100, 70)), *(click_episode(plain, plain, (60, 40)) for _ in range(2))]
+    nearest = TransitionMemory.build(episodes, SCREEN)
+    informed = TransitionMemory(nearest.arrays, {**nearest.config, "nothing_evidence": True})
+    steps = _steps(click=True, pointer=(62, 40))
+    assert nearest.recall(selected, steps, SCREEN)[0] is None
+    change, _ = informed.recall(selected, steps, SCREEN)
+    assert change is not None and (change.apply(selected) == plain).all()
+    assert informed.recall(plain, steps, SCREEN)[0] is None
+
+
 def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:
     """Training right-clicked only on the grey desktop; on another screen (a window toggled by left
     clicks) the nearest transitions to a right-click are those left clicks, and the menu never

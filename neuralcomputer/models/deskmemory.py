@@ -246,10 +246,6 @@ DEFAULTS: dict[str, Any] = {
     "typing_early": False,   # ... drawn at its press step if the step after would draw it (_late_glyph)
     "lowest_caret": False,   # ... at the lowest place its "before" (a caret) fits, not the nearest to its own
     "typing_kind": False,    # ... a glyph where the nearest drew a glyph, a larger change where it drew one
-    # ... at a caret only where the line it fits does not go on a glyph's height above or below it (a window's
-    # border, a vertical rule: a caret's "before" fits all along one, and the lowest of those places is the
-    # window's bottom edge)
-    "lone_caret": False,
     "typing_caret": False,   # ... at its press step wherever one of its glyphs' carets fits, if the nearest says nothing
     "caret_first": False,    # ... or whatever the nearest says (a solid caret shows where the focus is)
     "fit_rms": 12.0,         # 8-bit levels: how close a place must look to a small change's "before"
@@ -299,6 +295,10 @@ DEFAULTS: dict[str, Any] = {
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
     "change_bias": 0.0,
+    # where the nearest changed nothing, a change among the neighbours that fits the present screen is replayed
+    # when that nearest "nothing" screen did not show what the change's box showed before it (its "nothing" says
+    # nothing about this change: the desktop icon it would clear was not selected there)
+    "nothing_evidence": False,
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
     "thumb_far": 0.5,
@@ -791,15 +791,27 @@ class TransitionMemory:
             shown = self._shown(self._same_key(features, d), d, features, framebuffer)
             if shown is not None:
                 return shown
+        evidence = bool(self.config["nothing_evidence"])
+        nothing = -1  # with nothing_evidence: the nearest "nothing" transition seen
         for i in near:
             cid = int(self.change_of[i])
-            if unchanged is not None and d[i] > (1 + bias) * unchanged:
+            if unchanged is not None and bias and d[i] > (1 + bias) * unchanged:
                 break
             if cid < 0:
-                if not bias:
+                if not bias and not evidence:
                     return None, float(max(d[i], 0.0))
                 unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
+                nothing = nothing if nothing >= 0 else int(i)
                 continue
+            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
+            blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
+            stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
+            if nothing >= 0 and evidence:
+                # the nearest "nothing" speaks against this change only where its screen showed what the
+                # change's box showed before it (an icon selected that the click would clear)
+                quiet = self.arrays["thumbs"][self.thumb_of[nothing]].astype(np.int16)
+                if np.abs(stored[blocks] - quiet[blocks]).max(-1).mean() <= float(tol):
+                    continue
             change = placed = None  # unpacked only where it may be replayed (or followed)
             if self._follow_px and not self._glyph_sized[cid] and self._kept_before(cid):
                 change = self.change(cid)
@@ -807,9 +819,6 @@ class TransitionMemory:
                 followed = self._followed(placed, cid, framebuffer)
                 if followed is not None:
                     return followed, float(max(d[i], 0.0))
-            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
-            blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
-            stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             fits = np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol)
             if not fits and not self._right_clicked(int(i), features):
                 continue
@@ -1081,12 +1090,7 @@ class TransitionMemory:
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
-        caret = self._shows_caret(np.array([cid]))[0]
-        if self.config["lone_caret"] and caret:
-            fits = fits[~_in_line(rms <= tol, fits, h)]
-            if not len(fits):
-                return None
-        if self.config["lowest_caret"] and caret:
+        if self.config["lowest_caret"] and self._shows_caret(np.array([cid]))[0]:
             # text flows down, so a caret a replayed change left behind (a Return's replay that did not
             # erase the old one) is above the live one: the lowest places that fit, within half the
             # box's height, then the nearest of those
@@ -1312,17 +1316,6 @@ def _merged(under: Change, over: Change) -> Change:
         mask[b0 - y0:b1 - y0, c0 - x0:c1 - x0] |= part.mask
         colours[b0 - y0:b1 - y0, c0 - x0:c1 - x0][part.mask] = part.colours
     return Change((y0, y1, x0, x1), mask, colours[mask])
-
-
-def _in_line(fit: np.ndarray, places: np.ndarray, h: int) -> np.ndarray:
-    """``(n,)`` bool: whether each of ``places`` ``(n, 2)`` (row, col) of the fit map ``fit`` ``(R, C)`` bool
-    also fits ``h`` rows above or ``h`` rows below it: a line that goes on past a caret's height (a caret
-    has other text or nothing a line above and below it; a border's end goes on one way only)."""
-    y, x = places[:, 0], places[:, 1]
-    up, down = y - h, y + h
-    above = (up >= 0) & fit[np.maximum(up, 0), x]
-    below = (down < fit.shape[0]) & fit[np.minimum(down, fit.shape[0] - 1), x]
-    return above | below
 
 
 def _patch_rms(framebuffer: np.ndarray, patch: np.ndarray) -> np.ndarray:
