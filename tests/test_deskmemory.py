@@ -599,6 +599,9 @@ def test_a_menu_that_opened_with_another_change_opens_alone_where_the_present_ri
     change, _ = parts.recall(present, steps, SCREEN)
     assert (change.apply(present) == _context_menu((10, 20))).all()
     assert (change.apply(selected)[2:6, 2:8] == 90).all()  # the icon part, where it was: cleared
+    # with follow on, the parts placed apart are not looked for as one stored picture (once a crash)
+    followed = TransitionMemory(whole.arrays, {**whole.config, "popup_parts": True, "follow": 24})
+    assert (followed.recall(present, steps, SCREEN)[0].apply(present) == _context_menu((10, 20))).all()
 
 
 def test_a_key_closes_the_menu_open_here_though_the_nearest_screen_did_nothing() -> None:

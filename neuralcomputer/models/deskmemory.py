@@ -1114,8 +1114,9 @@ class TransitionMemory:
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
-        if min(h, w) < 3:  # no 3x3 mean inside it
-            return None
+        sy0, sy1, sx0, sx1 = (int(v) for v in a["boxes"][cid])
+        if min(h, w) < 3 or (h, w) != (sy1 - sy0, sx1 - sx0):
+            return None  # no 3x3 mean inside it, or placed in parts (popup_parts): no one "before" to look for
         r, (fh, fw) = radius or self._follow_px, framebuffer.shape[:2]
         top, left = max(0, y0 - r), max(0, x0 - r)
         region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
