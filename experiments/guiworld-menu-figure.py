@@ -11,6 +11,10 @@ desktop, the pointer down to *Open Terminal Here*, a click, ``date`` typed) with
     .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/menu-terminal.png
     .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/menu-escape.png \
         --episode desktop-scripted-s1-00015 --off "popup_parts=false;shown_keys=false" --frames 1,9,16,23,27,30
+    .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/nothing-evidence.png \
+        --off "" --on "nothing_evidence=true" --frames 9,16,21,22,24,30
+
+``--on`` adds settings to the right column (a setting not shipped), ``--off`` to the middle one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def main() -> None:
     ap.add_argument("--episode", default="desktop-scripted-s1-00003")
     ap.add_argument("--off", default="follow=0;press_patch=0",
                     help="the settings of the middle column, key=value;key=value (default: %(default)s)")
+    ap.add_argument("--on", default="",
+                    help="settings added to the model's for the right column, key=value;key=value (default: none)")
     ap.add_argument("--frames", default=",".join(map(str, FRAMES)), help="the frames shown, one row each")
     args = ap.parse_args()
     roll = load_pipeline(args.model, recall="alone")
@@ -51,8 +57,9 @@ def main() -> None:
     bundled = roll.memory
     settings = {k: v for k, v in bundled.config.items() if k != "mode"}
     columns = [shown]
-    off = parse_setting("off:" + args.off)[1]
-    for name, memory in (("off", TransitionMemory(bundled.arrays, {**settings, **off})), ("bundled", bundled)):
+    off, on = parse_setting("off:" + args.off)[1], parse_setting("on:" + args.on)[1]
+    right = TransitionMemory(bundled.arrays, {**settings, **on}) if on else bundled
+    for name, memory in (("off", TransitionMemory(bundled.arrays, {**settings, **off})), ("bundled", right)):
         roll.memory = memory
         pred, _ = roll.rollout(fbs[0], actions)
         print(f"{name}: rollout SSIM over 31 frames {ssim(pred[1:], shown[1:]):.3f}")

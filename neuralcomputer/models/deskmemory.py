@@ -792,7 +792,7 @@ class TransitionMemory:
             if shown is not None:
                 return shown
         evidence = bool(self.config["nothing_evidence"])
-        nothing = -1  # with nothing_evidence: the nearest "nothing" transition seen
+        nothing: list[int] = []  # with nothing_evidence: the "nothing" transitions seen, nearest first
         for i in near:
             cid = int(self.change_of[i])
             if unchanged is not None and bias and d[i] > (1 + bias) * unchanged:
@@ -801,16 +801,16 @@ class TransitionMemory:
                 if not bias and not evidence:
                     return None, float(max(d[i], 0.0))
                 unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
-                nothing = nothing if nothing >= 0 else int(i)
+                nothing.append(int(i))
                 continue
             y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
             blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
             stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
-            if nothing >= 0 and evidence:
-                # the nearest "nothing" speaks against this change only where its screen showed what the
+            if nothing and evidence:
+                # a nearer "nothing" speaks against this change only where its screen showed what the
                 # change's box showed before it (an icon selected that the click would clear)
-                quiet = self.arrays["thumbs"][self.thumb_of[nothing]].astype(np.int16)
-                if np.abs(stored[blocks] - quiet[blocks]).max(-1).mean() <= float(tol):
+                quiet = self.arrays["thumbs"][self.thumb_of[nothing]].astype(np.int16)  # (n, 12, 16, 3)
+                if (np.abs(stored[blocks] - quiet[(slice(None), *blocks)]).max(-1).mean((1, 2)) <= float(tol)).any():
                     continue
             change = placed = None  # unpacked only where it may be replayed (or followed)
             if self._follow_px and not self._glyph_sized[cid] and self._kept_before(cid):
