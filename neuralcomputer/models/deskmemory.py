@@ -170,6 +170,15 @@ where it would be replayed or ``follow`` px away (:meth:`_followed`): Escape clo
 on.) Folds 363 -> 369 of 549 cases (+0.011 [+0.004, +0.020], none lost, rollouts equal); val 52 -> 53
 of 73 with the rollouts 0.871 / 0.726 -> 0.890 / 0.734.
 
+A shortcut's own answer (``shortcuts``): a key's identity is 3 numbers against the thumbnail's 576, so the
+nearest transition to ctrl+shift+v in a terminal was a file chooser's step (its change painted the whole
+screen) and ctrl+n recalled what the nearest editor screen did next. With ``shortcuts`` (steps) a shortcut
+that young, with no press after it, recalls among the stored transitions of the same shortcut at the same
+age only. Folds 369 -> 383 of 549 (+0.026 [+0.011, +0.042]; 18 won, 4 lost), val 53 -> 55 of 73,
+desktop-eval equal (docs/results/guiworld-delta, "A shortcut recalls what the same shortcut did").
+``nothing_evidence`` (off: folds +0.004 [-0.004, +0.011], one fold rollout lost, one val rollout won) lets
+a change past the nearest "nothing" through where no nearer "nothing" screen showed its "before".
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
@@ -289,7 +298,7 @@ DEFAULTS: dict[str, Any] = {
     # steps: a shortcut (a key with ctrl, alt or super held) at most this old, with no press after it, recalls
     # among the stored transitions of the same shortcut at the same age only (0: off). Its key's few numbers
     # weigh less than a screen's: the nearest of all is another key on a like screen (ctrl+shift+v in a
-    # terminal recalled a file chooser's completion), the nearest of its own the same command's effect
+    # terminal recalled a file chooser's step), the nearest of its own the same command's effect
     "shortcuts": 0,
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
