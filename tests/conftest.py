@@ -4,13 +4,21 @@ from tests.helpers import real_casts  # noqa: F401 - re-exported as a fixture
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files with the most ``slow`` tests first (stable otherwise): ``make test`` runs whole files on two
-    workers (pytest-xdist, ``--dist loadfile``) in this order, so a long file started last cannot leave
-    one worker running alone at the end."""
+    """Files with the longest ``slow`` test first (a ``timeout`` marker above the default says how long:
+    the overfit test, the GPU script's dry run), then those with the most ``slow`` tests (stable
+    otherwise): ``make test`` runs whole files on two workers (pytest-xdist, ``--dist loadfile``) in
+    this order, so a long file started last cannot leave one worker running alone at the end."""
     def file_of(item) -> str:
         return item.nodeid.split("::")[0]
 
+    def timeout(item) -> float:
+        marker = item.get_closest_marker("timeout")
+        return float(marker.args[0]) if marker is not None and marker.args else 0.0
+
     slow: dict[str, int] = {}
+    longest: dict[str, float] = {}
     for item in items:
-        slow[file_of(item)] = slow.get(file_of(item), 0) + (item.get_closest_marker("slow") is not None)
-    items.sort(key=lambda item: -slow[file_of(item)])
+        is_slow = item.get_closest_marker("slow") is not None
+        slow[file_of(item)] = slow.get(file_of(item), 0) + is_slow
+        longest[file_of(item)] = max(longest.get(file_of(item), 0.0), timeout(item) if is_slow else 0.0)
+    items.sort(key=lambda item: (-longest[file_of(item)], -slow[file_of(item)]))
