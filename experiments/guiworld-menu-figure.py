@@ -59,7 +59,8 @@ def main() -> None:
     columns = [shown]
     off, on = parse_setting("off:" + args.off)[1], parse_setting("on:" + args.on)[1]
     right = TransitionMemory(bundled.arrays, {**settings, **on}) if on else bundled
-    for name, memory in (("off", TransitionMemory(bundled.arrays, {**settings, **off})), ("bundled", right)):
+    for name, memory in (("off", TransitionMemory(bundled.arrays, {**settings, **off})),
+                         ("on" if on else "bundled", right)):
         roll.memory = memory
         pred, _ = roll.rollout(fbs[0], actions)
         print(f"{name}: rollout SSIM over 31 frames {ssim(pred[1:], shown[1:]):.3f}")

@@ -553,8 +553,9 @@ class TransitionMemory:
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
-        self._same_cache: dict[bytes, np.ndarray] = {}  # (key identity, age) -> its changing transitions (_same_key)
-        self._shortcut_cache: dict[bytes, np.ndarray | None] = {}  # (shortcut, age) -> its transitions
+        # (key identity, age) -> the transitions of that latest key at that age, as a mask and as the indices
+        # of those that changed the screen (_keyed)
+        self._key_age_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
         self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
@@ -842,14 +843,20 @@ class TransitionMemory:
     def _same_key(self, features: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The ``SHOWN_KEYS`` nearest (distances ``d``) stored transitions that changed the screen after the
         present latest key (``features``), pressed as many steps ago, nearest first."""
-        key = features[KEY_CODE].astype(np.float16).tobytes() + bytes([int(features[10])])
-        if key not in self._same_cache:  # a key's changes at an age: found once
-            stored = self.arrays["inputs"]
-            self._same_cache[key] = np.flatnonzero(
-                (self.change_of >= 0) & (stored[:, 10] == np.float16(features[10]))
-                & (stored[:, KEY_CODE] == features[KEY_CODE].astype(np.float16)).all(1))
-        same = self._same_cache[key]
+        same = self._keyed(features)[1]
         return same[np.argsort(d[same], kind="stable")[:SHOWN_KEYS]]
+
+    def _keyed(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored transitions whose latest key is the present one (``features``) pressed as many steps
+        ago: ``(N,)`` bool, and the indices ``(n,)`` of those that changed the screen (found once per key
+        and age)."""
+        code = features[KEY_CODE].astype(np.float16)
+        key = code.tobytes() + bytes([int(features[10])])
+        if key not in self._key_age_cache:
+            stored = self.arrays["inputs"]
+            same = (stored[:, 10] == np.float16(features[10])) & (stored[:, KEY_CODE] == code).all(1)
+            self._key_age_cache[key] = same, np.flatnonzero(same & (self.change_of >= 0))
+        return self._key_age_cache[key]
 
     def _shown(self, candidates: np.ndarray, d: np.ndarray, features: np.ndarray, framebuffer: np.ndarray
                ) -> tuple[Change, float] | None:
@@ -936,13 +943,8 @@ class TransitionMemory:
         if key is None or not key[2] or key[0] > int(self.config["shortcuts"]) or (
                 features[4] > 0 and features[7] <= features[10]):
             return None
-        code = features[KEY_CODE].astype(np.float16)
-        cached = code.tobytes() + bytes([int(features[10])])
-        if cached not in self._shortcut_cache:
-            stored = self.arrays["inputs"]
-            same = (stored[:, 10] == np.float16(features[10])) & (stored[:, KEY_CODE] == code).all(1)
-            self._shortcut_cache[cached] = same if same.any() else None
-        return self._shortcut_cache[cached]
+        same = self._keyed(features)[0]
+        return same if same.any() else None
 
     def _right_clicks(self, age: int) -> np.ndarray:
         """``(N,)`` bool: the stored transitions whose latest press is a right-click ``age`` steps old."""
