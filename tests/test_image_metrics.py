@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from neuralcomputer.errors import NCError
+from neuralcomputer.eval import image_metrics
 from neuralcomputer.eval.image_metrics import psnr, psnr_per_frame, ssim, ssim_per_frame
 
 
@@ -92,3 +93,26 @@ def test_bad_inputs_raise_one_clear_error() -> None:
         psnr(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(NCError, match="at least 11x11"):
         ssim(_clip(0, (1, 8, 8, 3)), _clip(1, (1, 8, 8, 3)))
+
+
+def test_ssim_and_psnr_equal_torchmetrics_on_real_frames() -> None:
+    """The separable Gaussian window and the integer squared error are speed-ups, not new definitions:
+    torchmetrics' own SSIM and PSNR on the same frames (a rendered terminal and its edit, noise, a
+    frame against black) agree to float rounding."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    rng = np.random.default_rng(3)
+    screen = np.full((3, 64, 96, 3), 30, np.uint8)
+    screen[:, 10:14, 5:60] = 220  # a line of "text"
+    edited = screen.copy()
+    edited[0, 20:24, 5:40] = 220
+    edited[1] = np.clip(edited[1] + rng.normal(0, 12, edited[1].shape), 0, 255).astype(np.uint8)
+    edited[2] = 0
+    ours = image_metrics.ssim_per_frame(edited, screen)
+    theirs = structural_similarity_index_measure(image_metrics._to_tensor(edited), image_metrics._to_tensor(screen),
+                                                 data_range=1.0, reduction="none").double().numpy()
+    assert np.abs(ours - theirs).max() < 1e-4 and ours.min() < 0.5  # a real spread of values, not all ~1
+    for t in range(3):
+        reference = peak_signal_noise_ratio(image_metrics._to_tensor(edited[t:t + 1]),
+                                            image_metrics._to_tensor(screen[t:t + 1]), data_range=1.0)
+        assert image_metrics.psnr(edited[t:t + 1], screen[t:t + 1]) == pytest.approx(float(reference), abs=1e-4)
