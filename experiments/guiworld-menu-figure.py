@@ -13,8 +13,11 @@ desktop, the pointer down to *Open Terminal Here*, a click, ``date`` typed) with
         --episode desktop-scripted-s1-00015 --off "popup_parts=false;shown_keys=false" --frames 1,9,16,23,27,30
     .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/nothing-evidence.png \
         --off "" --on "nothing_evidence=true" --frames 9,16,21,22,24,30
+    .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/blank-caret.png \
+        --start 352 --off "blank_caret=0" --frames 0,1,3,8,15
 
-``--on`` adds settings to the right column (a setting not shipped), ``--off`` to the middle one.
+``--on`` adds settings to the right column (a setting not shipped), ``--off`` to the middle one;
+``--start`` is the episode's frame the rollout starts from (its frame 0 in ``--frames``).
 """
 
 from __future__ import annotations
@@ -47,13 +50,14 @@ def main() -> None:
     ap.add_argument("--on", default="",
                     help="settings added to the model's for the right column, key=value;key=value (default: none)")
     ap.add_argument("--frames", default=",".join(map(str, FRAMES)), help="the frames shown, one row each")
+    ap.add_argument("--start", type=int, default=0, help="the episode's frame the 31-frame rollout starts from")
     args = ap.parse_args()
     roll = load_pipeline(args.model, recall="alone")
     record = next(r for r in load_manifest(args.data) if r["id"] == args.episode)
     clip = read_desktop_clip(args.data / record["path"], roll.size)
-    frames = np.arange(31)
+    frames = np.arange(args.start, args.start + 31)
     shown, fbs = clip.frames(frames), clip.frames(frames, cursor=False)
-    actions = read_actions(args.data / record["actions"], float(record["fps"]))[:31]
+    actions = read_actions(args.data / record["actions"], float(record["fps"]))[args.start:args.start + 31]
     bundled = roll.memory
     settings = {k: v for k, v in bundled.config.items() if k != "mode"}
     columns = [shown]

@@ -1,5 +1,15 @@
 """Fixtures shared by the test suite (helpers live in tests/helpers.py)."""
 
+import os
+
+# Each pytest-xdist worker is a process, and torch starts one thread per core in each: two workers on
+# two cores run four busy threads whose OpenMP waits spin against each other. A worker (and the
+# processes its tests start) gets its share of the cores instead, unless OMP_NUM_THREADS says otherwise.
+# Set before anything imports torch.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 from tests.helpers import real_casts  # noqa: F401 - re-exported as a fixture
 
 

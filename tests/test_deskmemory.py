@@ -262,6 +262,33 @@ def test_a_key_types_at_a_caret_first_though_the_nearest_opened_a_window() -> No
     assert glyph is not None and (glyph.apply(present) == typed).all()
 
 
+def test_a_glyph_whose_caret_blinked_off_is_typed_after_its_line_s_text() -> None:
+    """No caret shows (it blinked off) after "bc" in an editor: no stored glyph's "before" fits, so
+    the glyph went where training typed it, mid-line, or with ``loose_rms`` onto anything dark and
+    thin. With ``blank_caret`` it goes to the blank place nearest where training typed it, then left
+    along the line to a pixel clear of the last glyph: "bca". A glyph that is not typed at a caret
+    (its "before" shows none) is not moved so."""
+    episodes = [_typing_episode((24, 28), "abcabc", thin=True)]
+    plain = TransitionMemory.build(episodes, SCREEN, {"typing_candidates": 8})
+    blank = TransitionMemory(plain.arrays, {**plain.config, "blank_caret": 8})
+    present = _terminal((24, 4), "bc", thin=True)
+    present[24:32, 12] = 0  # the caret, blinked off
+    steps = _steps(click=False)
+    steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
+    assert plain.recall(present, steps, SCREEN)[0].box[2] == 28  # where training typed it
+    change, _ = blank.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _terminal((24, 4), "bca", thin=True)).all()
+    line_start = np.zeros((H, W, 3), np.uint8)  # an empty document: the line's start
+    change, _ = blank.recall(line_start, steps, SCREEN)
+    assert change is not None and change.box[:3] == (24, 32, 0)
+    cid = int(blank.change_of[blank._key_changes("a")[0]])
+    flat = blank.arrays["befores"].copy()  # the same glyph, its "before" with no caret in it
+    b0, b1 = blank.arrays["before_offsets"][cid], blank.arrays["before_offsets"][cid + 1]
+    flat[b0:b1] = 0
+    no_caret = TransitionMemory({**blank.arrays, "befores": flat}, blank.config)
+    assert no_caret._blanked(cid, present, 12.0) is None
+
+
 def test_a_glyph_is_typed_where_its_caret_fits_loosely_when_it_fits_nowhere_closely() -> None:
     """A caret resampled at another pixel phase is 20-30 levels from every stored "before": with
     ``loose_rms`` the glyph goes to the caret within that, not to where it was stored."""

@@ -179,6 +179,14 @@ desktop-eval equal (docs/results/guiworld-delta, "A shortcut recalls what the sa
 ``nothing_evidence`` (off: folds +0.004 [-0.004, +0.011], one fold rollout lost, one val rollout won) lets
 a change past the nearest "nothing" through where no nearer "nothing" screen showed its "before".
 
+A caret that blinked off (``blank_caret``, px): an editor's caret is off half the time, so the first
+glyph typed into an empty document, or the next after a replay that drew no caret, has no caret to fit,
+and the loose fit put it on a window's left edge or the screen's bottom. Where no glyph's caret fits
+within ``fit_rms``, a glyph whose "before" shows a caret goes to the blank place (the "before"'s
+background colour) nearest where training typed it, then left along its row to a pixel clear of the
+line's last ink, or to the row's start. Val 55 -> 57 of 73 (the two empty documents), folds 383 of 549
+either way (one won, one lost), rollouts equal (docs/results/guiworld-delta, "A caret that blinked off").
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
@@ -308,6 +316,11 @@ DEFAULTS: dict[str, Any] = {
     # when that nearest "nothing" screen did not show what the change's box showed before it (its "nothing" says
     # nothing about this change: the desktop icon it would clear was not selected there)
     "nothing_evidence": False,
+    # px: where no typed glyph's caret fits within fit_rms, a glyph whose "before" shows a caret goes to the
+    # place nearest its stored one, within this many px, where the screen is blank in the "before"'s
+    # background colour (its caret blinked off: an empty document shows none half the time, and a loose fit
+    # lands on a window's edge); tried before loose_rms; 0: not tried
+    "blank_caret": 0,
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
     "thumb_far": 0.5,
@@ -790,8 +803,6 @@ class TransitionMemory:
             return self._anchored(self.change(int(self.change_of[i])), i, features, size), float(max(d[i], 0.0))
         near = np.argpartition(d, k - 1)[:k]
         near = near[np.lexsort((near, d[near]))]  # nearest first, ties: the earliest stored
-        present = present.astype(np.int16)
-        bh, bw = framebuffer.shape[0] // THUMB[0], framebuffer.shape[1] // THUMB[1]
         bias, unchanged = float(self.config["change_bias"]), None  # the nearest "nothing" seen, its distance
         # a key on a screen training did not show (the nearest far): its nearest "nothing" is weak
         # evidence, a change whose "before" the screen shows (the menu open here that Escape closes) strong
@@ -813,12 +824,11 @@ class TransitionMemory:
                 unchanged = unchanged if unchanged is not None else float(max(d[i], 0.0))
                 nothing.append(int(i))
                 continue
-            y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
-            blocks = (slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1))
-            stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
             if nothing and evidence:
                 # a nearer "nothing" speaks against this change only where its screen showed what the
                 # change's box showed before it (an icon selected that the click would clear)
+                blocks = self._blocks(cid, size)
+                stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
                 quiet = self.arrays["thumbs"][self.thumb_of[nothing]].astype(np.int16)  # (n, 12, 16, 3)
                 if (np.abs(stored[blocks] - quiet[(slice(None), *blocks)]).max(-1).mean((1, 2)) <= float(tol)).any():
                     continue
@@ -829,7 +839,7 @@ class TransitionMemory:
                 followed = self._followed(placed, cid, framebuffer)
                 if followed is not None:
                     return followed, float(max(d[i], 0.0))
-            fits = np.abs(stored[blocks] - present[blocks]).max(-1).mean() <= float(tol)
+            fits = self._thumb_fits(int(i), present, size)
             if not fits and not self._right_clicked(int(i), features):
                 continue
             if change is None:
@@ -839,6 +849,21 @@ class TransitionMemory:
             if fits or placed.box != change.box:
                 return placed, float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
+
+    def _blocks(self, cid: int, size: tuple[int, int]) -> tuple[slice, slice]:
+        """The thumbnail blocks (rows, cols) under stored change ``cid``'s box, on a screen of ``size`` (H, W)."""
+        bh, bw = size[0] // THUMB[0], size[1] // THUMB[1]
+        y0, y1, x0, x1 = (int(v) for v in self.arrays["boxes"][cid])
+        return slice(y0 // bh, (y1 - 1) // bh + 1), slice(x0 // bw, (x1 - 1) // bw + 1)
+
+    def _thumb_fits(self, i: int, present: np.ndarray, size: tuple[int, int]) -> bool:
+        """Whether stored transition ``i``'s change fits the present screen (thumbnail ``present``
+        ``(12, 16, 3)``, screen ``size``): the blocks under its box look as they did before it in its
+        episode (mean over them of the largest channel difference within ``fit_tolerance`` levels)."""
+        blocks = self._blocks(int(self.change_of[i]), size)
+        stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
+        diff = np.abs(stored[blocks] - present.astype(np.int16)[blocks]).max(-1).mean()
+        return bool(diff <= float(self.config["fit_tolerance"]))
 
     def _same_key(self, features: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The ``SHOWN_KEYS`` nearest (distances ``d``) stored transitions that changed the screen after the
@@ -1000,17 +1025,23 @@ class TransitionMemory:
 
     def _type(self, typing: np.ndarray, d: np.ndarray, framebuffer: np.ndarray) -> tuple[Change | None, int]:
         """The first of the ``typing_candidates`` nearest distinct changes among transitions ``typing``
-        ``(n,)`` (by distances ``d``) that fits the present ``framebuffer`` somewhere (:meth:`_fitted`),
-        placed, and its transition; (None, the nearest) when none fits."""
+        ``(n,)`` (by distances ``d``) that fits the present ``framebuffer`` somewhere (:meth:`_fitted`;
+        with ``blank_caret``, then :meth:`_blanked`), placed, and its transition; (None, the nearest) when
+        none fits."""
         order = typing[np.lexsort((typing, d[typing]))]
         # distinct changes: a glyph typed on many training lines is stored once, and its repeats would
         # spend the candidates on one "before" (a caret on another line's pixel phase fits none)
         first = np.unique(self.change_of[order], return_index=True)[1]
         order = order[np.sort(first)][:max(1, int(self.config["typing_candidates"]))]
-        loose = float(self.config["loose_rms"])
-        for tol in (float(self.config["fit_rms"]), *([loose] if loose > 0 else [])):
+        fit, loose = float(self.config["fit_rms"]), float(self.config["loose_rms"])
+        passes = [(self._fitted, fit)]
+        if self.config["blank_caret"]:
+            passes.append((self._blanked, fit))
+        if loose > 0:
+            passes.append((self._fitted, loose))
+        for fitted, tol in passes:
             for i in order:
-                placed = self._fitted(int(self.change_of[i]), framebuffer, tol)
+                placed = fitted(int(self.change_of[i]), framebuffer, tol)
                 if placed is not None:
                     return placed, int(i)
         return None, int(order[0])
@@ -1110,6 +1141,39 @@ class TransitionMemory:
             return change
         # the nearest place that fits (ties: the first in row-major order, so recall is deterministic)
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
+        return Change((y, y + h, x, x + w), change.mask, change.colours)
+
+    def _blanked(self, cid: int, framebuffer: np.ndarray, tol: float) -> Change | None:
+        """With ``blank_caret``: small change ``cid`` whose "before" shows a caret, placed where its caret
+        would be had it blinked off. The blank place nearest its stored one (within ``blank_caret`` px)
+        where the present ``framebuffer`` ``(H, W, 3)`` uint8 is one colour, the "before"'s most frequent
+        (RMS within ``tol`` levels), then moved left along its row to a pixel clear of the last ink: text
+        is typed after the last glyph of its line, or at the line's start. None where no place is blank, or
+        the change is another kind. A caret blinks: the first glyph of an empty document, or the next
+        after a replay that drew none, has no caret to find, and a loose fit lands on a window's edge."""
+        if not self._glyph_sized[cid] or not self._shows_caret(np.array([cid]))[0]:
+            return None
+        change, a = self.change(cid), self.arrays
+        y0, y1, x0, x1 = change.box
+        h, w = y1 - y0, x1 - x0
+        before = a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(h, w, 3)
+        blank = np.broadcast_to(_mode_colour(before.reshape(-1, 3)), before.shape)
+        r, (fh, fw) = int(self.config["blank_caret"]), framebuffer.shape[:2]
+        top, left = max(0, y0 - r), max(0, x0 - r)
+        region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
+        if region.shape[0] < h or region.shape[1] < w:
+            return None
+        fits = np.argwhere(_patch_rms(region, blank) <= tol)
+        if not len(fits):
+            return None
+        # the nearest blank place (ties: the first in row-major order, so recall is deterministic) ...
+        y, x = (int(v) for v in fits[np.argmin(((fits - [y0 - top, x0 - left]) ** 2).sum(1))])
+        y, x = top + y, left + x
+        # ... and left along its row to a pixel clear of the last ink (a glyph's cell keeps its right
+        # column blank, the caret stands after it), or to the row's start
+        row = _patch_rms(framebuffer[y:y + h, :x + w], blank)[0]  # (x + 1,): the box at each column
+        inked = np.flatnonzero(row > tol)  # columns where the box would hold ink: the last is the ink's
+        x = min(int(inked[-1]) + 2, x) if len(inked) else 0
         return Change((y, y + h, x, x + w), change.mask, change.colours)
 
     def _followed(self, change: Change, cid: int, framebuffer: np.ndarray, radius: int | None = None

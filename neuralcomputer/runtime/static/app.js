@@ -224,7 +224,13 @@ function startPlayer(fps) {
 
 // ---- settings ---------------------------------------------------------------------------------
 
+// Edits not yet applied are the user's: a settings message (the model's on open, which can arrive after
+// the first frame and a click) shows the server's values only while the form holds no edit of its own.
+let settingsEdited = false;
+for (const id of ["steps", "seed", "deterministic", "hybrid"]) $(id).addEventListener("input", () => { settingsEdited = true; });
+
 function showSettings(settings) {
+  if (settingsEdited) return;
   $("steps").value = settings.steps;
   $("seed").value = settings.seed;
   $("deterministic").checked = settings.deterministic;
@@ -236,10 +242,12 @@ $("apply").onclick = () => {
   const msg = { op: "settings", id: s.nextId++, steps: Number($("steps").value), seed: Number($("seed").value),
     deterministic: $("deterministic").checked };
   if (s.info && s.info.kind === "terminal") msg.hybrid = $("hybrid").checked;
+  settingsEdited = false;  // the server's answer is these settings as it took them
   send(msg);
 };
 
 $("model").onchange = () => {
+  settingsEdited = false;  // another model: its own settings
   if (!s.ws || s.ws.readyState >= WebSocket.CLOSING) connect();
   else if (s.ws.readyState === WebSocket.OPEN) send({ op: "open", model: $("model").value, id: s.nextId++ });
   // else still connecting: its onopen opens the model selected by then
