@@ -100,7 +100,7 @@ def test_models_whose_cards_name_one_set_share_it_and_others_do_not():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # the Wan preset's 7 clips, 20 steps each: ~5 min beside the rest of the suite
+@pytest.mark.timeout(1200)  # the Wan preset's 4 clips, 20 steps each: ~1 min, 5 on a loaded machine
 @pytest.mark.parametrize("name", ["cligen-cells", "cligen-tiny"])
 def test_terminal_model_meets_its_card_on_fresh_sessions(name, tmp_path, fresh_set):
     """Each bundled terminal model (CellGen, the default, and the Wan preset) on the check set's fresh
