@@ -95,10 +95,10 @@ def test_bad_inputs_raise_one_clear_error() -> None:
         ssim(_clip(0, (1, 8, 8, 3)), _clip(1, (1, 8, 8, 3)))
 
 
-def test_ssim_and_psnr_equal_torchmetrics_on_real_frames() -> None:
+def test_ssim_and_psnr_equal_torchmetrics_on_terminal_like_frames() -> None:
     """The separable Gaussian window and the integer squared error are speed-ups, not new definitions:
-    torchmetrics' own SSIM and PSNR on the same frames (a rendered terminal and its edit, noise, a
-    frame against black) agree to float rounding."""
+    torchmetrics' own SSIM and PSNR on the same frames (a dark screen with a line of "text" and an edit
+    of it, noise, a frame against black) agree to float rounding."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     rng = np.random.default_rng(3)

@@ -125,7 +125,7 @@ def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
     scale = 255.0 if p.dtype == np.uint8 else 1.0
     values = []
     for a, b in zip(clips, refs, strict=True):
-        if p.dtype == np.uint8:  # exact in integers, and ~5x faster than in float64
+        if p.dtype == np.uint8:  # exact in integers, and ~3x faster than in float64
             diff = a.astype(np.int16) - b.astype(np.int16)
             mse = float(np.square(diff, dtype=np.int32).sum(dtype=np.int64)) / diff.size / scale**2
         else:
