@@ -451,7 +451,16 @@ def train(preset: str, dataset: Path | None, out: Path | None, steps: int | None
         bundled = {}
     config, said = choose_tokenizer(config, out, list(overrides), train_new=train_tokenizer, bundled=bundled)
     click.echo(said, err=True)
-    run = run_train(config, dataset, out)
+    try:
+        run = run_train(config, dataset, out)
+    finally:
+        # Under torchrun the process group's gloo threads must be joined before the interpreter exits: left
+        # to exit, a rank aborted now and then ("terminate called without an active exception", SIGABRT)
+        # after its run had finished and saved
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     click.echo(f"run: {run} (model: {run / 'model'})", err=True)
 
 
