@@ -263,30 +263,39 @@ def test_a_key_types_at_a_caret_first_though_the_nearest_opened_a_window() -> No
 
 
 def test_a_glyph_whose_caret_blinked_off_is_typed_after_its_line_s_text() -> None:
-    """No caret shows (it blinked off) after "bc" in an editor: no stored glyph's "before" fits, so
-    the glyph went where training typed it, mid-line, or with ``loose_rms`` onto anything dark and
-    thin. With ``blank_caret`` it goes to the blank place nearest where training typed it, then left
-    along the line to a pixel clear of the last glyph: "bca". A glyph that is not typed at a caret
-    (its "before" shows none) is not moved so."""
-    episodes = [_typing_episode((24, 28), "abcabc", thin=True)]
-    plain = TransitionMemory.build(episodes, SCREEN, {"typing_candidates": 8})
+    """An editor (a light page, a dark caret line), no caret showing after "bc" (it blinked off): no
+    stored glyph's "before" fits, so the glyph went where training typed it, mid-line, or with
+    ``loose_rms`` onto anything dark and thin. With ``blank_caret`` it goes to the blank place nearest
+    where training typed it, then left along the line to a pixel clear of the last glyph: "bca". A
+    glyph whose "before" shows no caret, or a terminal's block on a dark page (it does not blink: a
+    replay lost it), is not moved so."""
+    def editor(caret: tuple[int, int], typed: str) -> np.ndarray:
+        return 255 - _terminal(caret, typed, thin=True)
+
+    fbs, index, actions = _typing_episode((24, 28), "abcabc", thin=True)
+    plain = TransitionMemory.build([(255 - fbs, index, actions)], SCREEN, {"typing_candidates": 8})
     blank = TransitionMemory(plain.arrays, {**plain.config, "blank_caret": 8})
-    present = _terminal((24, 4), "bc", thin=True)
-    present[24:32, 12] = 0  # the caret, blinked off
+    present = editor((24, 4), "bc")
+    present[24:32, 12] = 255  # the caret, blinked off
     steps = _steps(click=False)
     steps[-1].events += [{"type": "key_down", "key": "a"}, {"type": "key_up", "key": "a"}]
     assert plain.recall(present, steps, SCREEN)[0].box[2] == 28  # where training typed it
     change, _ = blank.recall(present, steps, SCREEN)
-    assert change is not None and (change.apply(present) == _terminal((24, 4), "bca", thin=True)).all()
-    line_start = np.zeros((H, W, 3), np.uint8)  # an empty document: the line's start
-    change, _ = blank.recall(line_start, steps, SCREEN)
+    assert change is not None and (change.apply(present) == editor((24, 4), "bca")).all()
+    empty = np.full((H, W, 3), 255, np.uint8)  # an empty document: the line's start
+    change, _ = blank.recall(empty, steps, SCREEN)
     assert change is not None and change.box[:3] == (24, 32, 0)
     cid = int(blank.change_of[blank._key_changes("a")[0]])
     flat = blank.arrays["befores"].copy()  # the same glyph, its "before" with no caret in it
     b0, b1 = blank.arrays["before_offsets"][cid], blank.arrays["before_offsets"][cid + 1]
-    flat[b0:b1] = 0
+    flat[b0:b1] = 255
     no_caret = TransitionMemory({**blank.arrays, "befores": flat}, blank.config)
     assert no_caret._blanked(cid, present, 12.0) is None
+    terminal = TransitionMemory.build([_typing_episode((24, 28), "abcabc", thin=True)], SCREEN,
+                                      {"typing_candidates": 8, "blank_caret": 8})
+    dark = _terminal((24, 4), "bc", thin=True)
+    dark[24:32, 12] = 0  # its caret gone
+    assert terminal.recall(dark, steps, SCREEN)[0].box[2] == 28  # not moved: where training typed it
 
 
 def test_a_glyph_is_typed_where_its_caret_fits_loosely_when_it_fits_nowhere_closely() -> None:
@@ -541,15 +550,16 @@ def test_a_hover_lights_the_item_under_the_pointer_in_a_menu_where_training_had_
         assert change is not None and (change.apply(a_lit) == _hover_menu(28, 34, "B")).all()
 
 
-def _selected_field(top: int, left: int, typed: bool = False) -> np.ndarray:
+def _selected_field(top: int, left: int, typed: bool = False, bar: tuple[int, int, int] = (40, 90, 220)
+                    ) -> np.ndarray:
     """A grey 48x64 screen with a dialog's white 10x28 px text field at (``top``, ``left``), its text
-    selected (a blue bar with a white stroke), or, ``typed``, replaced by the first key's glyph."""
+    selected (a ``bar``, blue, with a white stroke), or, ``typed``, replaced by the first key's glyph."""
     fb = np.full((H, W, 3), 90, np.uint8)
     fb[top:top + 10, left:left + 28] = 255
     if typed:
         fb[top + 2:top + 8, left + 2:left + 4] = 0
     else:
-        fb[top + 2:top + 8, left + 2:left + 22] = (40, 90, 220)
+        fb[top + 2:top + 8, left + 2:left + 22] = bar
         fb[top + 4:top + 6, left + 4:left + 20] = 255
     return fb
 
@@ -558,7 +568,8 @@ def test_the_first_key_replaces_a_selected_field_where_the_dialog_is_now() -> No
     """Trained on "f" typed over a selected field at (10, 10), the memory sees the dialog 10 rows
     lower and 20 columns right. The key's change (the selection replaced, 6x20 px: larger than a
     glyph) is pasted where training drew it; with ``follow_typed`` where the present screen shows the
-    selection, anywhere on it."""
+    selection, anywhere on it; with ``typed_selection`` too, but a change over a grey bar (not a
+    selection) stays where training drew it."""
     fbs = np.stack([_selected_field(10, 10), _selected_field(10, 10, typed=True)])
     key = [{"type": "key_down", "key": "f"}, {"type": "key_up", "key": "f"}]
     actions = [FrameActions(f, f / 15, (120, 90), key if f == 4 else []) for f in range(8)]
@@ -572,6 +583,16 @@ def test_the_first_key_replaces_a_selected_field_where_the_dialog_is_now() -> No
     assert change is not None and change.box[:3:2] == (12, 12)  # where training typed
     change, _ = typed.recall(present, steps, SCREEN)
     assert change is not None and (change.apply(present) == _selected_field(20, 30, typed=True)).all()
+    # typed_selection: only a change whose "before" is selected text (a saturated bar) follows
+    selection = TransitionMemory(stored.arrays, {**stored.config, "typed_selection": True})
+    change, _ = selection.recall(present, steps, SCREEN)
+    assert change is not None and (change.apply(present) == _selected_field(20, 30, typed=True)).all()
+    grey = (130, 130, 130)  # the same change over a grey bar: a terminal's rows, a window's edge
+    fbs = np.stack([_selected_field(10, 10, bar=grey), _selected_field(10, 10, typed=True)])
+    plain = TransitionMemory.build([(fbs, np.asarray([0, 0, 0, 0, 0, 1, 1, 1]), actions)], SCREEN,
+                                   {"follow": 24, "typed_selection": True})
+    change, _ = plain.recall(_selected_field(20, 30, bar=grey), steps, SCREEN)
+    assert change is not None and change.box[:3:2] == (12, 12)  # where training typed
 
 
 def _context_menu(at: tuple[int, int] | None) -> np.ndarray:

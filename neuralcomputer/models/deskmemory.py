@@ -182,10 +182,19 @@ a change past the nearest "nothing" through where no nearer "nothing" screen sho
 A caret that blinked off (``blank_caret``, px): an editor's caret is off half the time, so the first
 glyph typed into an empty document, or the next after a replay that drew no caret, has no caret to fit,
 and the loose fit put it on a window's left edge or the screen's bottom. Where no glyph's caret fits
-within ``fit_rms``, a glyph whose "before" shows a caret goes to the blank place (the "before"'s
-background colour) nearest where training typed it, then left along its row to a pixel clear of the
-line's last ink, or to the row's start. Val 55 -> 57 of 73 (the two empty documents), folds 383 of 549
-either way (one won, one lost), rollouts equal (docs/results/guiworld-delta, "A caret that blinked off").
+within ``fit_rms``, a glyph whose "before" shows a caret on a light page goes to the blank place (the
+"before"'s background colour) nearest where training typed it, then left along its row to a pixel
+clear of the line's last ink, or to the row's start. Not on a dark page: the terminal's block caret
+does not blink here, and every black cell is blank (at the browser it scattered "echo hello" over the
+rows below the prompt). Val 55 -> 57 of 73 (the two empty documents), folds 383 -> 384 of 549,
+desktop-eval equal (docs/results/guiworld-delta, "A caret that blinked off").
+
+A selected field's text (``typed_selection``): a key's own change larger than a glyph whose "before" is
+selected text (its most frequent colour saturated, ``SELECTION_SPREAD``) goes where the screen shows that
+"before", anywhere, as ``follow_typed`` moves every larger typed change (left off: it pasted a window's
+fragment over a terminal whose rows matched). The first key replaces a dialog's selected name wherever
+the dialog opened: val 57 -> 59 of 73, folds and desktop-eval's action effect equal
+(docs/results/guiworld-delta, "A selected field's text replaced where the dialog is").
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
@@ -316,11 +325,15 @@ DEFAULTS: dict[str, Any] = {
     # when that nearest "nothing" screen did not show what the change's box showed before it (its "nothing" says
     # nothing about this change: the desktop icon it would clear was not selected there)
     "nothing_evidence": False,
-    # px: where no typed glyph's caret fits within fit_rms, a glyph whose "before" shows a caret goes to the
-    # place nearest its stored one, within this many px, where the screen is blank in the "before"'s
+    # px: where no typed glyph's caret fits within fit_rms, a glyph whose "before" shows a caret on a light page
+    # goes to the place nearest its stored one, within this many px, where the screen is blank in the "before"'s
     # background colour (its caret blinked off: an empty document shows none half the time, and a loose fit
     # lands on a window's edge); tried before loose_rms; 0: not tried
     "blank_caret": 0,
+    # a key's own change larger than a glyph whose "before" is selected text (_selection: a dialog's name field
+    # that the first key replaces) goes where the screen shows that "before", as with follow_typed for every
+    # larger change (which pasted a window's fragment over a terminal whose rows the "before" matched)
+    "typed_selection": False,
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
     "thumb_far": 0.5,
@@ -330,6 +343,7 @@ DEFAULTS: dict[str, Any] = {
 # a glyph's "before" with less spread than this (8-bit levels) shows no caret (it blinked off): it fits any
 # blank place alike, so ``lowest_caret`` does not move it to the lowest one
 CARET_STD = 20.0
+SELECTION_SPREAD = 96  # 8-bit levels between a colour's channels: saturated, as a selection's blue (53, 132, 228)
 # Keys of one kind do the same to a screen (move a selection); with ``key_kinds`` they are one key
 NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Page_Down")
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
@@ -1123,7 +1137,8 @@ class TransitionMemory:
         a = self.arrays
         b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         if not self._glyph_sized[cid]:
-            if not (self._follow_px and self.config["follow_typed"] and self._kept_before(cid)):
+            follows = self.config["follow_typed"] or (self.config["typed_selection"] and self._selection(cid))
+            if not (self._follow_px and follows and self._kept_before(cid)):
                 return change  # it stays where it was stored
             return self._followed(change, cid, framebuffer, max(framebuffer.shape[:2]))  # anywhere, as a glyph
         y0, y1, x0, x1 = change.box
@@ -1143,9 +1158,20 @@ class TransitionMemory:
         y, x = (int(v) for v in fits[np.argmin(((fits - [y0, x0]) ** 2).sum(1))])
         return Change((y, y + h, x, x + w), change.mask, change.colours)
 
+    def _selection(self, cid: int) -> bool:
+        """Whether stored change ``cid``'s "before" is selected text: its most frequent colour is saturated
+        (channels ``SELECTION_SPREAD`` levels or more apart: the theme's selection blue), as no terminal
+        row, window, panel or desktop is. False where its "before" was not kept."""
+        if not self._kept_before(cid):
+            return False
+        a = self.arrays
+        before = a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(-1, 3)
+        mode = _mode_colour(before).astype(np.int16)
+        return bool(mode.max() - mode.min() >= SELECTION_SPREAD)
+
     def _blanked(self, cid: int, framebuffer: np.ndarray, tol: float) -> Change | None:
-        """With ``blank_caret``: small change ``cid`` whose "before" shows a caret, placed where its caret
-        would be had it blinked off. The blank place nearest its stored one (within ``blank_caret`` px)
+        """With ``blank_caret``: small change ``cid`` whose "before" shows a caret on a light page (an
+        editor's or a field's caret line: they blink), placed where its caret would be had it blinked off. The blank place nearest its stored one (within ``blank_caret`` px)
         where the present ``framebuffer`` ``(H, W, 3)`` uint8 is one colour, the "before"'s most frequent
         (RMS within ``tol`` levels), then moved left along its row to a pixel clear of the last ink: text
         is typed after the last glyph of its line, or at the line's start. None where no place is blank, or
@@ -1157,7 +1183,13 @@ class TransitionMemory:
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
         before = a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(h, w, 3)
-        blank = np.broadcast_to(_mode_colour(before.reshape(-1, 3)), before.shape)
+        page = _mode_colour(before.reshape(-1, 3))
+        if int(page.astype(np.int16).sum()) < 3 * 128:
+            # a caret on a dark page is a terminal's block, which does not blink here: where none fits, a
+            # replay lost it, and every black cell is "blank" (at the browser, "echo hello" typed after a
+            # replayed Return went to rows below the prompt)
+            return None
+        blank = np.broadcast_to(page, before.shape)
         r, (fh, fw) = int(self.config["blank_caret"]), framebuffer.shape[:2]
         top, left = max(0, y0 - r), max(0, x0 - r)
         region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
