@@ -583,6 +583,7 @@ class TransitionMemory:
         # (key identity, age) -> the transitions of that latest key at that age, as a mask and as the indices
         # of those that changed the screen (_keyed)
         self._key_age_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._page_cache: dict[int, np.ndarray] = {}  # change id -> its "before"'s most frequent colour (_page)
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
         self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
@@ -599,6 +600,20 @@ class TransitionMemory:
         """Whether stored change ``cid`` kept the pixels of its box before it (up to ``KEEP_BEFORE``)."""
         offsets = self.arrays["before_offsets"]
         return bool(offsets[cid + 1] > offsets[cid])
+
+    def _before(self, cid: int) -> np.ndarray:
+        """The pixels of stored change ``cid``'s box before it, ``(h, w, 3)`` uint8 (asked only where
+        :meth:`_kept_before`)."""
+        a = self.arrays
+        y0, y1, x0, x1 = (int(v) for v in a["boxes"][cid])
+        return a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(y1 - y0, x1 - x0, 3)
+
+    def _page(self, cid: int) -> np.ndarray:
+        """The most frequent colour of stored change ``cid``'s "before" ``(3,)`` uint8 (its page, or a
+        selection's bar), found once per change."""
+        if cid not in self._page_cache:
+            self._page_cache[cid] = _mode_colour(self._before(cid).reshape(-1, 3))
+        return self._page_cache[cid]
 
     def __len__(self) -> int:
         return len(self.change_of)
@@ -876,7 +891,7 @@ class TransitionMemory:
         episode (mean over them of the largest channel difference within ``fit_tolerance`` levels)."""
         blocks = self._blocks(int(self.change_of[i]), size)
         stored = self.arrays["thumbs"][self.thumb_of[i]].astype(np.int16)
-        diff = np.abs(stored[blocks] - present.astype(np.int16)[blocks]).max(-1).mean()
+        diff = np.abs(stored[blocks] - present[blocks].astype(np.int16)).max(-1).mean()
         return bool(diff <= float(self.config["fit_tolerance"]))
 
     def _same_key(self, features: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -1134,8 +1149,6 @@ class TransitionMemory:
         goes where :meth:`_followed` finds its "before" (None where it does not: a selected field's text
         that the first key replaces is where the dialog is now, or the next candidate is tried)."""
         change = self.change(cid)
-        a = self.arrays
-        b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         if not self._glyph_sized[cid]:
             follows = self.config["follow_typed"] or (self.config["typed_selection"] and self._selection(cid))
             if not (self._follow_px and follows and self._kept_before(cid)):
@@ -1143,7 +1156,7 @@ class TransitionMemory:
             return self._followed(change, cid, framebuffer, max(framebuffer.shape[:2]))  # anywhere, as a glyph
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
-        rms = _patch_rms(framebuffer, a["befores"][b0:b1].reshape(h, w, 3))  # (H - h + 1, W - w + 1)
+        rms = _patch_rms(framebuffer, self._before(cid))  # (H - h + 1, W - w + 1)
         fits = np.argwhere(rms <= tol)
         if not len(fits):
             return None
@@ -1164,9 +1177,7 @@ class TransitionMemory:
         row, window, panel or desktop is. False where its "before" was not kept."""
         if not self._kept_before(cid):
             return False
-        a = self.arrays
-        before = a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(-1, 3)
-        mode = _mode_colour(before).astype(np.int16)
+        mode = self._page(cid).astype(np.int16)
         return bool(mode.max() - mode.min() >= SELECTION_SPREAD)
 
     def _blanked(self, cid: int, framebuffer: np.ndarray, tol: float) -> Change | None:
@@ -1179,17 +1190,16 @@ class TransitionMemory:
         after a replay that drew none, has no caret to find, and a loose fit lands on a window's edge."""
         if not self._glyph_sized[cid] or not self._shows_caret(np.array([cid]))[0]:
             return None
-        change, a = self.change(cid), self.arrays
-        y0, y1, x0, x1 = change.box
-        h, w = y1 - y0, x1 - x0
-        before = a["befores"][a["before_offsets"][cid]:a["before_offsets"][cid + 1]].reshape(h, w, 3)
-        page = _mode_colour(before.reshape(-1, 3))
+        page = self._page(cid)
         if int(page.astype(np.int16).sum()) < 3 * 128:
             # a caret on a dark page is a terminal's block, which does not blink here: where none fits, a
             # replay lost it, and every black cell is "blank" (at the browser, "echo hello" typed after a
             # replayed Return went to rows below the prompt)
             return None
-        blank = np.broadcast_to(page, before.shape)
+        change = self.change(cid)
+        y0, y1, x0, x1 = change.box
+        h, w = y1 - y0, x1 - x0
+        blank = np.broadcast_to(page, (h, w, 3))
         r, (fh, fw) = int(self.config["blank_caret"]), framebuffer.shape[:2]
         top, left = max(0, y0 - r), max(0, x0 - r)
         region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
@@ -1217,18 +1227,16 @@ class TransitionMemory:
         others. None where no place does or two apart do: the thumbnail fit check decides, as without
         ``follow``. Asked only of a change that kept its "before" (:meth:`_kept_before`). A menu or a window is rarely where training saw it; its items are where they are
         relative to it, and a highlight found by what it highlights lands on that item."""
-        a = self.arrays
-        b0, b1 = a["before_offsets"][cid], a["before_offsets"][cid + 1]
         y0, y1, x0, x1 = change.box
         h, w = y1 - y0, x1 - x0
-        sy0, sy1, sx0, sx1 = (int(v) for v in a["boxes"][cid])
+        sy0, sy1, sx0, sx1 = (int(v) for v in self.arrays["boxes"][cid])
         if min(h, w) < 3 or (h, w) != (sy1 - sy0, sx1 - sx0):
             return None  # no 3x3 mean inside it, or placed in parts (popup_parts): no one "before" to look for
         r, (fh, fw) = radius or self._follow_px, framebuffer.shape[:2]
         top, left = max(0, y0 - r), max(0, x0 - r)
         region = framebuffer[top:min(fh, y1 + r), left:min(fw, x1 + r)]
         # averaged over 3x3 pixels, both: half a pixel of phase moves a thin stroke, hardly a 3x3 mean
-        seen, before = _box_mean(region), _box_mean(a["befores"][b0:b1].reshape(h, w, 3))
+        seen, before = _box_mean(region), _box_mean(self._before(cid))
         tol, (py, px) = float(self.config["follow_rms"]), (y0 - top, x0 - left)
         if np.sqrt(((seen[py:py + h - 2, px:px + w - 2] - before) ** 2).mean()) <= tol:
             return change  # where it is placed (most steps: no search)
@@ -1293,14 +1301,13 @@ class TransitionMemory:
             for i in idx:
                 c = int(cid[i])
                 y0, y1, x0, x1 = (int(v) for v in a["boxes"][c])
-                b0, b1 = a["before_offsets"][c], a["before_offsets"][c + 1]
-                if b1 == b0 or x1 - x0 <= SMALL:
+                if not self._kept_before(c) or x1 - x0 <= SMALL:
                     continue
                 lit = _mode_colour(a["colours"][a["colour_offsets"][c]:a["colour_offsets"][c + 1]])
                 if int(lit.max()) - int(lit.min()) < HIGHLIGHT_SATURATION:
                     continue
                 change = self.change(c)
-                before = a["befores"][b0:b1].reshape(y1 - y0, x1 - x0, 3)
+                before = self._before(c)
                 after = before.copy()
                 after[change.mask] = change.colours
                 rows = np.flatnonzero(((after == lit).all(-1).mean(1) >= 0.5) & ((before == lit).all(-1).mean(1) < 0.1))
