@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/guiworld-typing-figure.py docs/results/guiworld-delta/typing-once.png
     .venv/bin/python experiments/guiworld-typing-figure.py docs/results/guiworld-delta/typing-speeds.png --speeds
+    .venv/bin/python experiments/guiworld-typing-figure.py docs/results/guiworld-delta/terminal-returns.png --returns
 
 Opens a terminal from the Applications menu (a click, the menu's *Terminal Emulator* item), then types
 ``ls -l``, Return and ``echo hello``, each key's press and release in one frame (``NeuralComputer.step``
@@ -10,7 +11,9 @@ each of the three. ``typing-once.png``: a key every third frame, the top row wit
 ``typing_candidates`` and ``lowest_caret`` off (the model before them), the bottom row with them.
 ``--speeds``: a pair of rows per speed (a key every frame, every second, every third frame), the
 model before ``typing_early``, ``typing_kind``, ``typing_caret`` and ``loose_rms`` (top), with them
-(bottom), three more frames after each command.
+(bottom), three more frames after each command. ``--returns``: four commands, each with Return (a key
+every second frame, 8 frames after each), the terminal after each; the top row without ``named_keys``,
+``moved_caret``, ``missed_change`` and ``caret_rows``, the bottom row as bundled.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ ONCE = {"typing_once": True, "typing_candidates": 8, "lowest_caret": True}
 NO_ONCE = {"typing_once": False, "typing_candidates": 1, "lowest_caret": False}
 EARLY = {"typing_early": True, "typing_kind": True, "typing_caret": True, "loose_rms": 30.0}
 NO_EARLY = {"typing_early": False, "typing_kind": False, "typing_caret": False, "loose_rms": 0.0}
+NO_RETURNS = {"named_keys": 0, "moved_caret": False, "missed_change": False, "caret_rows": False}
 KEYS = {" ": "space", "\n": "Return"}
 
 
-def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.ndarray:
-    """The three terminal crops ``(76, 3 * 160, 3)`` uint8 of one session with recall ``settings``, a
-    key every ``every`` frames, ``settle`` more frames after each command (12 after Return)."""
+def terminal(settings: dict[str, Any]) -> tuple[NeuralComputer, dict[str, Any]]:
+    """The bundled desktop with recall ``settings`` after Applications, *Terminal Emulator* and 25 quiet
+    frames, and the quiet frame record it is stepped with."""
     desk = NeuralComputer.load(MODEL)
     desk.backend.memory.config.update(settings)
     desk.reset()
@@ -47,6 +51,13 @@ def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.nda
     desk.step({"type": "click", "x": 80, "y": 44, "button": 1, "count": 1})  # Terminal Emulator
     for _ in range(25):
         desk.step(idle)
+    return desk, idle
+
+
+def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.ndarray:
+    """The three terminal crops ``(76, 3 * 160, 3)`` uint8 of one session with recall ``settings``, a
+    key every ``every`` frames, ``settle`` more frames after each command (12 after Return)."""
+    desk, idle = terminal(settings)
     shots = []
     for text in ("ls -l", "\n", "echo hello"):
         for char in text:
@@ -61,8 +72,24 @@ def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.nda
     return np.concatenate(shots, axis=1)
 
 
-def main(out: str, speeds: bool = False) -> None:
-    if speeds:
+def returns(settings: dict[str, Any]) -> np.ndarray:
+    """The terminal crops ``(112, 4 * 160, 3)`` uint8 after each of four commands and its Return (a key
+    every second frame, 8 quiet frames after), recall ``settings``."""
+    desk, idle = terminal(settings)
+    shots = []
+    for text in ("ls -l\n", "echo hi\n", "pwd\n", "date\n"):
+        for char in text:
+            key = KEYS.get(char, char)
+            desk.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
+            desk.step(idle)
+        shots.append([desk.step(idle).frames[-1] for _ in range(8)][-1][24:136, :160])
+    return np.concatenate(shots, axis=1)
+
+
+def main(out: str, speeds: bool = False, with_returns: bool = False) -> None:
+    if with_returns:
+        rows = np.concatenate([returns(NO_RETURNS), returns({})], axis=0)
+    elif speeds:
         pairs = [(session({**ONCE, **NO_EARLY}, every, 3), session({**ONCE, **EARLY}, every, 3)) for every in (1, 2, 3)]
         rows = np.concatenate([row for pair in pairs for row in pair], axis=0)
     else:
@@ -72,4 +99,4 @@ def main(out: str, speeds: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "typing-once.png", "--speeds" in sys.argv[2:])
+    main(sys.argv[1] if len(sys.argv) > 1 else "typing-once.png", "--speeds" in sys.argv[2:], "--returns" in sys.argv[2:])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from scipy import ndimage
 
 from neuralcomputer.cli import main
 from neuralcomputer.config import preset_config
@@ -19,7 +20,11 @@ from neuralcomputer.models.deskmemory import (
     CLICKS,
     FEATURES,
     KEYS,
+    Change,
     TransitionMemory,
+    _block_carets,
+    _caret_moved,
+    _caret_row,
     input_features,
     thumbnail,
 )
@@ -714,6 +719,119 @@ def test_a_shortcut_recalls_what_the_same_shortcut_did_not_what_another_key_did_
     assert shortcut.recall(window, steps, SCREEN)[0] is None  # a plain key: none of the ctrl+n
 
 
+def test_a_named_key_recalls_what_the_same_key_did_not_what_a_key_near_its_numbers_did() -> None:
+    """Return opened a new line (a dark bar) on a plain grey screen in one episode; on the present
+    screen, a window on it, three episodes typed ``7``, whose 3 numbers lie nearest Return's of all the
+    keys, and nothing changed. The nearest of all is a ``7`` here and says "nothing"; with ``named_keys``
+    Return recalls among the stored Returns of its age and the line opens. ``7`` recalls as before."""
+    grey = np.full((H, W, 3), 120, np.uint8)
+    line = grey.copy()
+    line[4:10, 0:40] = 30
+    window = grey.copy()
+    window[16:44, 8:56] = 255
+
+    def key_episode(before: np.ndarray, after: np.ndarray, key: str) -> tuple:
+        events = [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
+        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
+        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
+
+    episodes = [key_episode(grey, line, "Return"), *(key_episode(window, window, "7") for _ in range(3))]
+    plain = TransitionMemory.build(episodes, SCREEN)
+    named = TransitionMemory(plain.arrays, {**plain.config, "named_keys": 3})
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += [{"type": "key_down", "key": "Return"}, {"type": "key_up", "key": "Return"}]
+    assert plain.recall(window, steps, SCREEN)[0] is None
+    change, _ = named.recall(window, steps, SCREEN)
+    opened = window.copy()
+    opened[4:10, 0:40] = 30
+    assert change is not None and (change.apply(window) == opened).all()
+    steps[-1].events[:] = [{"type": "key_down", "key": "7"}, {"type": "key_up", "key": "7"}]
+    assert named.recall(window, steps, SCREEN)[0] is None
+
+
+def test_a_change_that_draws_the_block_caret_elsewhere_erases_the_one_shown() -> None:
+    """A terminal page (black) with a block caret at the end of one row; a replayed change draws the next
+    row's prompt and its block caret, its mask (from another command's line) missing the present caret's
+    cell. ``_caret_moved`` erases that caret to the page's colour; a change that draws no caret, or the
+    caret where it is, is left alone; a light page's solid block (a button) is no caret."""
+    page = np.zeros((192, 256, 3), np.uint8)
+    page[40:49, 60:62] = 200  # a glyph's stroke: thin
+    page[40:49, 80:84] = 182  # the block caret
+    mask = np.zeros((30, 150), bool)
+    mask[12:21, 0:40] = True  # the new line: a glyph stroke and a caret
+    colours = np.zeros((30, 150, 3), np.uint8)
+    colours[12:21, 10:12] = 200
+    colours[12:21, 30:34] = 182
+    change = Change((39, 69, 1, 151), mask, colours[mask])
+    moved = _caret_moved(change, page).apply(page)
+    assert moved[40:49, 79:85].max() == 0 and (moved[51:60, 31:35] == 182).all() and (moved[40:49, 60:62] == 200).all()
+    quiet = colours.copy()
+    quiet[12:21, 30:34] = 0
+    unchanged = Change((39, 69, 1, 151), mask, quiet[mask])
+    assert _caret_moved(unchanged, page) is unchanged
+    light = np.full((192, 256, 3), 230, np.uint8)
+    light[40:49, 80:84] = 255
+    assert _caret_moved(change, light) is change
+
+
+def test_a_return_s_new_line_goes_below_the_present_caret_s_row() -> None:
+    """A terminal page with its block caret on row 60; a Return's change stored from a command on row 40
+    (its box's top: the caret cell it clears; below it an output line and the new prompt's caret). Moved
+    to the present caret's row, by 20; not moved where the screen shows two carets, or where the change
+    draws no caret (its box's top is then no caret's row), or off the frame's bottom."""
+    page = np.zeros((192, 256, 3), np.uint8)
+    page[61:70, 80:84] = 182
+    mask = np.zeros((30, 150), bool)
+    mask[1:10, 20:24] = True   # the stored command's caret cell, cleared
+    mask[20:29, 0:40] = True   # the new prompt and its caret
+    colours = np.zeros((30, 150, 3), np.uint8)
+    colours[20:29, 30:34] = 182
+    change = Change((40, 70, 1, 151), mask, colours[mask])
+    assert _caret_row(change, page).box == (60, 90, 1, 151)
+    two = page.copy()
+    two[101:110, 30:34] = 182
+    assert _caret_row(change, two) is change
+    quiet = colours.copy()
+    quiet[20:29, 30:34] = 0
+    assert _caret_row(Change((40, 70, 1, 151), mask, quiet[mask]), page).box == (40, 70, 1, 151)
+    low = np.zeros_like(page)
+    low[181:190, 80:84] = 182
+    assert _caret_row(change, low) is change
+
+
+def test_a_nothing_after_a_change_this_rollout_did_not_make_does_not_stop_the_search() -> None:
+    """Return drew a new line (a few pixels) at its press step in one episode and a step later in another,
+    whose screen differs more elsewhere. A step after the press, where this rollout drew nothing since it, the nearest is
+    the first episode's "nothing" (its line already drawn); with ``missed_change`` the second's line comes."""
+    grey = np.full((H, W, 3), 120, np.uint8)
+    other = grey.copy()
+    other[32:48, 40:56] = 180
+
+    def line_on(fb: np.ndarray) -> np.ndarray:
+        out = fb.copy()
+        out[4:8, 0:8] = 30
+        return out
+
+    def key_episode(before: np.ndarray, late: int) -> tuple:
+        events = [{"type": "key_down", "key": "Return"}, {"type": "key_up", "key": "Return"}]
+        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
+        index = [0] * (4 + late) + [1] * (2 - late)
+        return np.stack([before, line_on(before)]), np.asarray(index), actions
+
+    plain = TransitionMemory.build([key_episode(grey, 0), key_episode(other, 1)], SCREEN)
+    missed = TransitionMemory(plain.arrays, {**plain.config, "missed_change": True})
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += [{"type": "key_down", "key": "Return"}, {"type": "key_up", "key": "Return"}]
+    later = [*steps[1:], FrameActions(8, 8 / 15, (120, 90))]
+    unchanged = lambda k: grey  # noqa: E731  (the rollout's framebuffers k steps back)
+    assert plain.recall(grey, later, SCREEN, previous=(grey, steps), past=unchanged)[0] is None
+    change, _ = missed.recall(grey, later, SCREEN, previous=(grey, steps), past=unchanged)
+    assert change is not None and (change.apply(grey) == line_on(grey)).all()
+    drawn = grey.copy()
+    drawn[0, 0] = 0  # the rollout drew something since the key: the "nothing" counts as before
+    assert missed.recall(drawn, later, SCREEN, previous=(grey, steps), past=unchanged)[0] is None
+
+
 def test_a_nothing_on_a_screen_without_the_selection_does_not_stop_the_click_that_clears_it() -> None:
     """A click on the empty desktop cleared the selected icon in one episode, far from the present
     pointer; two episodes clicked right beside it with the icon not selected, and nothing changed. The
@@ -1169,6 +1287,30 @@ def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once(text: str,
     x, y = cols[0], slice(rows[0], rows[-1] + 1)
     for k in range(len(text) - 1):  # no key drawn twice in a row
         assert not np.array_equal(after[y, x + 5 * k:x + 5 * k + 5], after[y, x + 5 * k + 5:x + 5 * k + 10])
+
+
+def test_the_bundled_terminal_answers_each_return_with_a_new_prompt_below() -> None:
+    """A user at the bundled desktop's terminal types three commands, each with Return (a key every other
+    frame, 8 quiet frames after): after each Return the screen shows one block caret, on a row below the
+    one before (the output and the new prompt came below the command, and the command's own caret went),
+    and the commands typed before stay where they were. Before ``named_keys``, Return recalled a "7"
+    typed on a like screen (a glyph beside the prompt); before ``caret_rows``, the second Return's new
+    line came where training's first command had been, over the present one's."""
+    c, _ = _bundled_terminal()
+    idle = {"type": "frame", "events": [], "meta": [], "pointer": [80, 44]}
+    rows, frame = [], None
+    for command in ("ls -l", "echo hi", "pwd"):
+        for key in [*command, "Return"]:
+            key = "space" if key == " " else key
+            c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
+            c.step(idle)
+        before, frame = frame, [c.step(idle).frames[-1] for _ in range(8)][-1]
+        carets = ndimage.find_objects(ndimage.label(_block_carets(frame, frame.shape[0]))[0])
+        assert len(carets) == 1, carets
+        rows.append(carets[0][0].start)
+        if before is not None:  # the lines above the last command are as they were
+            assert (frame[:rows[-2] - 1] == before[:rows[-2] - 1]).all()
+    assert rows[0] < rows[1] < rows[2], rows
 
 
 def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None:

@@ -196,6 +196,20 @@ fragment over a terminal whose rows matched). The first key replaces a dialog's 
 the dialog opened: val 57 -> 59 of 73, folds and desktop-eval's action effect equal
 (docs/results/guiworld-delta, "A selected field's text replaced where the dialog is").
 
+A Return answers with a new prompt line (``named_keys``, ``missed_change``, ``caret_rows``,
+``moved_caret``): a key's identity is 3 numbers, and Return's lie near "7"'s, so in a terminal the
+nearest to a Return was a "7" typed on a like screen: its glyph was drawn beside the prompt and the
+next command typed on the same line. A named key (Return, Escape, Tab, BackSpace, Delete, an F-key) at
+most ``named_keys`` steps old recalls among the same key's stored transitions of its age, as a shortcut
+does. Training's terminal drew the new lines at the press step in one episode and a step later in
+another: a stored "nothing" that came a step after its episode's change does not end the search where
+this rollout changed nothing since the key (``missed_change``). The new lines came from another
+command's Return, at the rows training's command was on: after a named key, a change that draws a
+terminal's block caret moves up or down to the row of the block caret shown now (``caret_rows``), and
+the present caret it does not cover is erased (``moved_caret``; the stored mask cleared training's caret
+cell, not this one's). Each command then gets its (recalled) output and a new prompt below it
+(docs/results/guiworld-delta, "A Return answers with a new prompt line").
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
@@ -224,7 +238,13 @@ from typing import Any
 import numpy as np
 
 from neuralcomputer.data.dataset import atomic_write_bytes
-from neuralcomputer.data.desktop.actions import MODIFIER_KEYS, FrameActions, canonical_key, key_slot
+from neuralcomputer.data.desktop.actions import (
+    MODIFIER_KEYS,
+    SPECIAL_KEYS,
+    FrameActions,
+    canonical_key,
+    key_slot,
+)
 from neuralcomputer.errors import NCError
 from neuralcomputer.models.deskdelta import step_window
 
@@ -317,6 +337,25 @@ DEFAULTS: dict[str, Any] = {
     # weigh less than a screen's: the nearest of all is another key on a like screen (ctrl+shift+v in a
     # terminal recalled a file chooser's step), the nearest of its own the same command's effect
     "shortcuts": 0,
+    # steps: the same for a named key that types no glyph and moves no selection (Return, Escape, Tab,
+    # BackSpace, Delete, F-keys): Return's 3 numbers lie near "7"'s, so in a terminal the nearest to a
+    # Return was a "7" typed there (its glyph drawn beside the prompt) and the new prompt line lost (0: off)
+    "named_keys": 0,
+    # a stored "nothing" whose episode changed the screen the step before, where this rollout changed nothing
+    # since the latest key or press, does not end the search: training's Return drew the new prompt line at
+    # its press step in one episode, a step later in another, and the rollout that followed the second found
+    # the first's "nothing" a step later
+    "missed_change": False,
+    # after a named key, a replayed change that draws a terminal's block caret below its box's top row (the
+    # caret cell it clears) goes up or down to the row of the block caret shown now: a Return's new prompt
+    # line below the present command, not below the row training's command was on (it wrote over the
+    # commands typed since)
+    "caret_rows": False,
+    # after a key that types no glyph (Return, a shortcut), a replayed change that draws a terminal's block
+    # caret erases the other block carets the present screen shows in its box (a Return's new prompt line
+    # came from another command's line: its mask cleared that line's caret cell, not this one's, and two
+    # carets were left). A glyph's change places its own caret; a stray one erased the live one
+    "moved_caret": False,
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -343,9 +382,15 @@ DEFAULTS: dict[str, Any] = {
 # a glyph's "before" with less spread than this (8-bit levels) shows no caret (it blinked off): it fits any
 # blank place alike, so ``lowest_caret`` does not move it to the lowest one
 CARET_STD = 20.0
+# a terminal's block caret (:func:`_block_carets`): light (each channel at least this, 8-bit), filling at
+# least this much of its box, rows and cols (px at 192 rows: a text cell) in these ranges, on a page whose
+# ring around it is darker than this (grey, 8-bit)
+BLOCK_LIGHT, BLOCK_FILL, BLOCK_ROWS, BLOCK_COLS, BLOCK_PAGE = 150, 0.85, (6, 14), (3, 10), 60.0
 SELECTION_SPREAD = 96  # 8-bit levels between a colour's channels: saturated, as a selection's blue (53, 132, 228)
 # Keys of one kind do the same to a screen (move a selection); with ``key_kinds`` they are one key
 NAVIGATION_KEYS = ("Up", "Down", "Left", "Right", "Home", "End", "Page_Up", "Page_Down")
+# Keys that type no glyph and move no selection: each does its own thing (``named_keys``)
+NAMED_KEYS = tuple(k for k in SPECIAL_KEYS if k != "space" and k not in NAVIGATION_KEYS)
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
 KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
 KIND_VOTES = 3      # ... and at least this many such transitions
@@ -367,6 +412,11 @@ _BLOCK_ROWS, _BLOCK_COLS = np.mgrid[0:THUMB[0], 0:THUMB[1]]  # (12, 16) each: a 
 def _printable(key: str) -> bool:
     """Whether pressing ``key`` types a glyph (a character or the space bar; not Return or a modifier)."""
     return len(key) == 1 or key == "space"
+
+
+def _named(key: tuple[int, str, int]) -> bool:
+    """Whether ``key`` (:func:`_latest_key`) is a named key alone (:data:`NAMED_KEYS`)."""
+    return not key[2] and canonical_key(key[1]) in NAMED_KEYS
 
 
 def _is_navigation(features: np.ndarray) -> np.ndarray:
@@ -576,6 +626,10 @@ class TransitionMemory:
         self._changes = (self.change_of >= 0) if self.config.get("typing", True) and "befores" in arrays else None
         self.sequence_weight = float(self.config["sequence_weight"])
         self.starts = arrays["starts"] if "starts" in arrays else np.zeros(1, np.int64)
+        # (N,) bool: transition i - 1 of the same episode changed the screen (a "nothing" after a change)
+        self._after_change = np.zeros(len(self.change_of), bool)
+        self._after_change[1:] = self.change_of[:-1] >= 0
+        self._after_change[self.starts] = False
         self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
@@ -760,6 +814,10 @@ class TransitionMemory:
         change, d = self._recall(framebuffer, steps, screen, previous, past)
         if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
             change = self._hovered(framebuffer, input_features(steps[-self.history:], screen), past)
+        if change is not None and self.config["moved_caret"]:
+            key = _latest_key(steps[-self.history:])
+            if key is not None and (key[2] or not _printable(key[1])):  # a glyph's own change moves its caret
+                change = _caret_moved(change, framebuffer)
         return change, d
 
     def _recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
@@ -790,7 +848,7 @@ class TransitionMemory:
             same = self._right_clicks(int(features[7]))
             if same.any():
                 d = np.where(same, d, np.inf)
-        if self.config["shortcuts"]:
+        if self.config["shortcuts"] or self.config["named_keys"]:
             same = self._same_shortcut(steps, features)
             if same is not None:
                 d = np.where(same, d, np.inf)
@@ -843,10 +901,18 @@ class TransitionMemory:
                 return shown
         evidence = bool(self.config["nothing_evidence"])
         nothing: list[int] = []  # with nothing_evidence: the "nothing" transitions seen, nearest first
+        # this rollout changed nothing since the latest key or press (the present framebuffer is the one then)
+        age = int(min(features[7], features[10]))
+        then = past(age) if self.config["missed_change"] and past is not None and 1 <= age < NO_EVENT_AGE else None
+        still = then is not None and np.array_equal(framebuffer, then)
+        key = _latest_key(steps[-self.history:])
+        caret_rows = bool(self.config["caret_rows"]) and key is not None and _named(key)
         for i in near:
             cid = int(self.change_of[i])
             if unchanged is not None and bias and d[i] > (1 + bias) * unchanged:
                 break
+            if cid < 0 and still and self._after_change[i]:
+                continue  # its episode made the change earlier than this rollout: no evidence of none
             if cid < 0:
                 if not bias and not evidence:
                     return None, float(max(d[i], 0.0))
@@ -876,7 +942,7 @@ class TransitionMemory:
                 placed = self._anchored(change, int(i), features, size)
             # a menu placed at the present right-click is replayed unchecked: no stored screen was there
             if fits or placed.box != change.box:
-                return placed, float(max(d[i], 0.0))
+                return (_caret_row(placed, framebuffer) if caret_rows else placed), float(max(d[i], 0.0))
         return None, float(max(d[near[0]], 0.0))
 
     def _blocks(self, cid: int, size: tuple[int, int]) -> tuple[slice, slice]:
@@ -994,8 +1060,10 @@ class TransitionMemory:
         shortcut at most ``shortcuts`` steps old with no button press after it, the stored transitions
         whose latest key is that shortcut at that age; None where that does not apply or none is stored."""
         key = _latest_key(steps[-self.history:])
-        if key is None or not key[2] or key[0] > int(self.config["shortcuts"]) or (
-                features[4] > 0 and features[7] <= features[10]):
+        if key is None or (features[4] > 0 and features[7] <= features[10]):
+            return None
+        limit = self.config["shortcuts"] if key[2] else self.config["named_keys"] if _named(key) else -1
+        if key[0] > int(limit):
             return None
         same = self._keyed(features)[0]
         return same if same.any() else None
@@ -1401,6 +1469,86 @@ def _split_popup(change: Change, press: tuple[int, int], height: int) -> tuple[C
             mine = labels == k
             return _part(change, mine), _part(change, change.mask & ~mine)
     return None
+
+
+def _block_carets(pixels: np.ndarray, height: int) -> np.ndarray:
+    """``(h, w)`` bool: the block carets of ``pixels`` ``(h, w, 3)`` uint8 (part of a frame ``height`` rows
+    tall), each as its box grown by a pixel (its anti-aliased rim): solid light rectangles (``BLOCK_LIGHT``,
+    at least ``BLOCK_FILL`` of the box) of a text cell's size for a frame of this height, on a dark page
+    (the ring around them darker than ``BLOCK_PAGE``), as a terminal draws its caret. A glyph's strokes are
+    thin, a window's light areas large."""
+    from scipy import ndimage
+
+    h, w = pixels.shape[:2]
+    (r0, r1), (c0, c1) = ((round(a * height / 192), round(b * height / 192)) for a, b in (BLOCK_ROWS, BLOCK_COLS))
+    light = pixels.min(-1) >= BLOCK_LIGHT
+    grey = pixels.astype(np.float32).mean(-1)
+    out = np.zeros((h, w), bool)
+    labels, _ = ndimage.label(light)
+    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        bh, bw = rows.stop - rows.start, cols.stop - cols.start
+        if not (r0 <= bh <= r1 and c0 <= bw <= c1):
+            continue
+        if (labels[rows, cols] == k).mean() < BLOCK_FILL:
+            continue
+        ring = np.zeros((h, w), bool)  # 2 px wide, past the anti-aliased rim (narrower at the edge of ``pixels``)
+        ring[max(rows.start - 3, 0):rows.stop + 3, max(cols.start - 3, 0):cols.stop + 3] = True
+        ring[max(rows.start - 1, 0):rows.stop + 1, max(cols.start - 1, 0):cols.stop + 1] = False
+        if ring.any() and grey[ring].mean() < BLOCK_PAGE:
+            out[max(rows.start - 1, 0):rows.stop + 1, max(cols.start - 1, 0):cols.stop + 1] = True
+    return out
+
+
+def _drawn_carets(change: Change, height: int) -> np.ndarray:
+    """``(h, w)`` bool over ``change``'s box: the block carets it draws (:func:`_block_carets`), its
+    pixels seen alone on a black page (a frame ``height`` rows tall)."""
+    y0, y1, x0, x1 = change.box
+    alone = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    alone[change.mask] = change.colours
+    return _block_carets(alone, height)
+
+
+def _caret_row(change: Change, framebuffer: np.ndarray) -> Change:
+    """``change`` (placed) moved up or down so that its box's top row, the row of the caret it clears (a
+    Return's new lines come below it), is the top row of the one block caret the present ``framebuffer``
+    ``(H, W, 3)`` uint8 shows (:func:`_block_carets`), where the change draws a block caret below that row
+    (the new prompt's); unchanged where the screen shows none or several, or where it would leave the frame."""
+    from scipy import ndimage
+
+    height = framebuffer.shape[0]
+    y0, y1, x0, x1 = change.box
+    drawn = _drawn_carets(change, height)
+    present = ndimage.find_objects(ndimage.label(_block_carets(framebuffer, height))[0])
+    if len(present) != 1 or not drawn[1:].any():
+        return change
+    dy = present[0][0].start - y0
+    if not dy or y0 + dy < 0 or y1 + dy > height:
+        return change
+    return Change((y0 + dy, y1 + dy, x0, x1), change.mask, change.colours)
+
+
+def _caret_moved(change: Change, framebuffer: np.ndarray) -> Change:
+    """``change`` (to be pasted onto ``framebuffer`` ``(H, W, 3)`` uint8) with each block caret the
+    present screen shows in its box erased to the page's colour where the change draws a block caret
+    elsewhere (the caret moved: :func:`_block_carets`); else ``change`` unchanged. A caret the change draws
+    over in part (its training line's caret cell was there) is erased too, outside the change's mask."""
+    from scipy import ndimage
+
+    y0, y1, x0, x1 = change.box
+    height = framebuffer.shape[0]
+    new = _drawn_carets(change, height)
+    if not new.any():
+        return change
+    present = framebuffer[y0:y1, x0:x1]
+    labels, _ = ndimage.label(_block_carets(present, height))
+    old = (labels > 0) & ~np.isin(labels, np.unique(labels[new])) & ~change.mask
+    if not old.any():
+        return change
+    after = present.copy()
+    after[change.mask] = change.colours
+    after[old] = _mode_colour(after[~old])  # the page: the box's most frequent colour
+    mask = change.mask | old
+    return Change(change.box, mask, after[mask])
 
 
 def _area(change: Change) -> int:
