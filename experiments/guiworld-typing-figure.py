@@ -11,9 +11,10 @@ each of the three. ``typing-once.png``: a key every third frame, the top row wit
 ``typing_candidates`` and ``lowest_caret`` off (the model before them), the bottom row with them.
 ``--speeds``: a pair of rows per speed (a key every frame, every second, every third frame), the
 model before ``typing_early``, ``typing_kind``, ``typing_caret`` and ``loose_rms`` (top), with them
-(bottom), three more frames after each command. ``--returns``: four commands, each with Return (a key
-every second frame, 8 frames after each), the terminal after each; the top row without ``named_keys``,
-``moved_caret``, ``missed_change`` and ``caret_rows``, the bottom row as bundled.
+(bottom), three more frames after each command. ``--returns``: ten commands, each with Return (a key
+every second frame, 8 frames after each), the terminal after the 1st, 4th, 7th and 10th; the top row
+without ``named_keys``, ``moved_caret``, ``missed_change``, ``caret_rows`` and ``terminal_glyphs``, the
+bottom row as bundled.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ ONCE = {"typing_once": True, "typing_candidates": 8, "lowest_caret": True}
 NO_ONCE = {"typing_once": False, "typing_candidates": 1, "lowest_caret": False}
 EARLY = {"typing_early": True, "typing_kind": True, "typing_caret": True, "loose_rms": 30.0}
 NO_EARLY = {"typing_early": False, "typing_kind": False, "typing_caret": False, "loose_rms": 0.0}
-NO_RETURNS = {"named_keys": 0, "moved_caret": False, "missed_change": False, "caret_rows": False}
+NO_RETURNS = {"named_keys": 0, "moved_caret": False, "missed_change": False, "caret_rows": False,
+              "terminal_glyphs": False}
 KEYS = {" ": "space", "\n": "Return"}
 
 
@@ -72,17 +74,22 @@ def session(settings: dict[str, Any], every: int = 3, settle: int = 0) -> np.nda
     return np.concatenate(shots, axis=1)
 
 
+COMMANDS = ("ls -l", "echo hi", "pwd", "date", "ls", "echo a", "cd", "ls", "whoami", "pwd")
+
+
 def returns(settings: dict[str, Any]) -> np.ndarray:
-    """The terminal crops ``(112, 4 * 160, 3)`` uint8 after each of four commands and its Return (a key
-    every second frame, 8 quiet frames after), recall ``settings``."""
+    """The terminal crops ``(168, 4 * 160, 3)`` uint8 after the 1st, 4th, 7th and 10th of ten commands,
+    each typed with its Return (a key every second frame, 8 quiet frames after), recall ``settings``."""
     desk, idle = terminal(settings)
     shots = []
-    for text in ("ls -l\n", "echo hi\n", "pwd\n", "date\n"):
-        for char in text:
+    for n, text in enumerate(COMMANDS, start=1):
+        for char in text + "\n":
             key = KEYS.get(char, char)
             desk.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
             desk.step(idle)
-        shots.append([desk.step(idle).frames[-1] for _ in range(8)][-1][24:136, :160])
+        frame = [desk.step(idle).frames[-1] for _ in range(8)][-1]
+        if n in (1, 4, 7, 10):
+            shots.append(frame[24:192, :160])
     return np.concatenate(shots, axis=1)
 
 

@@ -778,7 +778,8 @@ def test_a_return_s_new_line_goes_below_the_present_caret_s_row() -> None:
     """A terminal page with its block caret on row 60; a Return's change stored from a command on row 40
     (its box's top: the caret cell it clears; below it an output line and the new prompt's caret). Moved
     to the present caret's row, by 20; not moved where the screen shows two carets, or where the change
-    draws no caret (its box's top is then no caret's row), or off the frame's bottom."""
+    draws no caret (its box's top is then no caret's row). At the page's last row the page scrolls up by
+    the rows the new lines overrun it and they come that much higher; none where taller than the page."""
     page = np.zeros((192, 256, 3), np.uint8)
     page[61:70, 80:84] = 182
     mask = np.zeros((30, 150), bool)
@@ -794,9 +795,22 @@ def test_a_return_s_new_line_goes_below_the_present_caret_s_row() -> None:
     quiet = colours.copy()
     quiet[20:29, 30:34] = 0
     assert _caret_row(Change((40, 70, 1, 151), mask, quiet[mask]), page).box == (40, 70, 1, 151)
-    low = np.zeros_like(page)
-    low[181:190, 80:84] = 182
-    assert _caret_row(change, low) is change
+    low = np.zeros_like(page)  # the caret on the page's last text row
+    low[0:12] = 230           # a light menu bar above the page
+    low[41:50, 2:4] = 200     # an earlier command
+    low[182:191, 80:84] = 182
+    scrolled = _caret_row(change, low)
+    assert scrolled is not None and scrolled.box == (12, 192, 1, 151)  # the page, over the change's columns
+    out = scrolled.apply(low)
+    over = 181 + 30 - 192     # rows the new lines overrun the page by: the page moves up by them
+    assert (out[41 - over:50 - over, 2:4] == 200).all() and (out[0:12] == 230).all()
+    assert (out[181 - over + 20:181 - over + 29, 31:35] == 182).all()  # the new prompt's caret
+    carets = ndimage.find_objects(ndimage.label(_block_carets(out, 192))[0])
+    assert len(carets) == 1  # the old one scrolled away erased
+    tall_mask = np.zeros((200, 150), bool)
+    tall_mask[190:199, 30:34] = True  # a prompt's caret 190 rows below the cleared one
+    tall = Change((0, 200, 1, 151), tall_mask, np.full((36, 3), 182, np.uint8))
+    assert _caret_row(tall, low) is None  # taller than the page
 
 
 def test_a_nothing_after_a_change_this_rollout_did_not_make_does_not_stop_the_search() -> None:
@@ -1290,27 +1304,32 @@ def test_the_bundled_desktop_opens_a_terminal_and_types_each_key_once(text: str,
 
 
 def test_the_bundled_terminal_answers_each_return_with_a_new_prompt_below() -> None:
-    """A user at the bundled desktop's terminal types three commands, each with Return (a key every other
+    """A user at the bundled desktop's terminal types ten commands, each with Return (a key every other
     frame, 8 quiet frames after): after each Return the screen shows one block caret, on a row below the
-    one before (the output and the new prompt came below the command, and the command's own caret went),
-    and the commands typed before stay where they were. Before ``named_keys``, Return recalled a "7"
-    typed on a like screen (a glyph beside the prompt); before ``caret_rows``, the second Return's new
-    line came where training's first command had been, over the present one's."""
+    one before (the output and the new prompt came below the command, its caret went) while the page has
+    room, the lines above staying as they were; at the page's last row the page scrolls up and the caret
+    stays on that row. Before ``named_keys``, Return recalled a "7" typed on a like screen (a glyph beside
+    the prompt); before ``caret_rows``, the second Return's new line came where training's first command
+    had been, over the present one's; at the last row, before the scroll, over the commands above; before
+    ``terminal_glyphs``, the "c" of ``cd`` opened a file manager's menu over the seventh prompt."""
     c, _ = _bundled_terminal()
     idle = {"type": "frame", "events": [], "meta": [], "pointer": [80, 44]}
-    rows, frame = [], None
-    for command in ("ls -l", "echo hi", "pwd"):
+    rows, frame, scrolled = [], None, 0
+    for command in ("ls -l", "echo hi", "pwd", "date", "ls", "echo a", "cd", "ls", "whoami", "pwd"):
         for key in [*command, "Return"]:
             key = "space" if key == " " else key
             c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
             c.step(idle)
         before, frame = frame, [c.step(idle).frames[-1] for _ in range(8)][-1]
         carets = ndimage.find_objects(ndimage.label(_block_carets(frame, frame.shape[0]))[0])
-        assert len(carets) == 1, carets
+        assert len(carets) == 1, (command, carets)
         rows.append(carets[0][0].start)
-        if before is not None:  # the lines above the last command are as they were
-            assert (frame[:rows[-2] - 1] == before[:rows[-2] - 1]).all()
-    assert rows[0] < rows[1] < rows[2], rows
+        if before is not None:  # the page's lines above the command as they were, or all moved up together
+            top, end, cols = 40, rows[-2] - 1, slice(1, 150)  # below the menu bar, above the command, its text
+            up = [k for k in range(end - top) if (frame[top:end - k, cols] == before[top + k:end, cols]).all()]
+            assert up and rows[-1] >= rows[-2], (command, rows)
+            scrolled += up[0] > 0
+    assert rows[0] < rows[1] < rows[2] < rows[3] and scrolled >= 2, rows
 
 
 def test_the_bundled_desktop_opens_its_context_menu_at_the_right_click() -> None:

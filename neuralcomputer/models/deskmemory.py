@@ -197,7 +197,7 @@ the dialog opened: val 57 -> 59 of 73, folds and desktop-eval's action effect eq
 (docs/results/guiworld-delta, "A selected field's text replaced where the dialog is").
 
 A Return answers with a new prompt line (``named_keys``, ``missed_change``, ``caret_rows``,
-``moved_caret``): a key's identity is 3 numbers, and Return's lie near "7"'s, so in a terminal the
+``moved_caret``, ``terminal_glyphs``): a key's identity is 3 numbers, and Return's lie near "7"'s, so in a terminal the
 nearest to a Return was a "7" typed on a like screen: its glyph was drawn beside the prompt and the
 next command typed on the same line. A named key (Return, Escape, Tab, BackSpace, Delete, an F-key) at
 most ``named_keys`` steps old recalls among the same key's stored transitions of its age, as a shortcut
@@ -205,10 +205,12 @@ does. Training's terminal drew the new lines at the press step in one episode an
 another: a stored "nothing" that came a step after its episode's change does not end the search where
 this rollout changed nothing since the key (``missed_change``). The new lines came from another
 command's Return, at the rows training's command was on: after a named key, a change that draws a
-terminal's block caret moves up or down to the row of the block caret shown now (``caret_rows``), and
-the present caret it does not cover is erased (``moved_caret``; the stored mask cleared training's caret
-cell, not this one's). Each command then gets its (recalled) output and a new prompt below it
-(docs/results/guiworld-delta, "A Return answers with a new prompt line").
+terminal's block caret moves up or down to the row of the block caret shown now (``caret_rows``; at the
+page's last row the page scrolls up), and the present caret it does not cover is erased (``moved_caret``;
+the stored mask cleared training's caret cell, not this one's). A terminal filled with commands is unlike
+any stored screen, and a key's nearest change there was a file manager's menu: where one block caret
+shows, a printable key draws a glyph only (``terminal_glyphs``). Each command then gets its (recalled)
+output and a new prompt below it (docs/results/guiworld-delta, "A Return answers with a new prompt line").
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
@@ -356,6 +358,10 @@ DEFAULTS: dict[str, Any] = {
     # came from another command's line: its mask cleared that line's caret cell, not this one's, and two
     # carets were left). A glyph's change places its own caret; a stray one erased the live one
     "moved_caret": False,
+    # where the screen shows one terminal block caret, a printable key's own change is a glyph (its larger
+    # ones are left out): on a terminal filled with commands, unlike any stored screen, the nearest "c" was
+    # typed into a file manager and its menu opened over the prompt
+    "terminal_glyphs": False,
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -871,6 +877,9 @@ class TransitionMemory:
             if typing is not None:  # drawn early: a glyph only, never a late window or completion list
                 typing = typing[self._small(typing)]
                 typing = typing if len(typing) else None
+        if typing is not None and self.config["terminal_glyphs"] and _one_block_caret(framebuffer):
+            typing = typing[self._small(typing)]  # a terminal with its caret shown: a key types a glyph
+            typing = typing if len(typing) else None
         if typing is not None:
             # the nearest of all says *whether* the screen changes; the same key's nearest change that
             # fits the present screen says how (its glyph) and where (see _fitted): a key typed in an
@@ -942,7 +951,7 @@ class TransitionMemory:
                 placed = self._anchored(change, int(i), features, size)
             # a menu placed at the present right-click is replayed unchecked: no stored screen was there
             if fits or placed.box != change.box:
-                return (_caret_row(placed, framebuffer) if caret_rows else placed), float(max(d[i], 0.0))
+                return (_caret_row(placed, framebuffer) if caret_rows else placed), float(max(d[i], 0.0))  # None: off the frame
         return None, float(max(d[near[0]], 0.0))
 
     def _blocks(self, cid: int, size: tuple[int, int]) -> tuple[slice, slice]:
@@ -1062,8 +1071,8 @@ class TransitionMemory:
         key = _latest_key(steps[-self.history:])
         if key is None or (features[4] > 0 and features[7] <= features[10]):
             return None
-        limit = self.config["shortcuts"] if key[2] else self.config["named_keys"] if _named(key) else -1
-        if key[0] > int(limit):
+        limit = int(self.config["shortcuts"] if key[2] else self.config["named_keys"] if _named(key) else 0)
+        if not limit or key[0] > limit:  # 0: that kind of key is off
             return None
         same = self._keyed(features)[0]
         return same if same.any() else None
@@ -1481,8 +1490,8 @@ def _block_carets(pixels: np.ndarray, height: int) -> np.ndarray:
 
     h, w = pixels.shape[:2]
     (r0, r1), (c0, c1) = ((round(a * height / 192), round(b * height / 192)) for a, b in (BLOCK_ROWS, BLOCK_COLS))
-    light = pixels.min(-1) >= BLOCK_LIGHT
-    grey = pixels.astype(np.float32).mean(-1)
+    # each channel light (np.minimum over the channels: a reduce over an axis of 3 is ten times slower)
+    light = np.minimum(np.minimum(pixels[..., 0], pixels[..., 1]), pixels[..., 2]) >= BLOCK_LIGHT
     out = np.zeros((h, w), bool)
     labels, _ = ndimage.label(light)
     for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
@@ -1491,12 +1500,22 @@ def _block_carets(pixels: np.ndarray, height: int) -> np.ndarray:
             continue
         if (labels[rows, cols] == k).mean() < BLOCK_FILL:
             continue
-        ring = np.zeros((h, w), bool)  # 2 px wide, past the anti-aliased rim (narrower at the edge of ``pixels``)
-        ring[max(rows.start - 3, 0):rows.stop + 3, max(cols.start - 3, 0):cols.stop + 3] = True
-        ring[max(rows.start - 1, 0):rows.stop + 1, max(cols.start - 1, 0):cols.stop + 1] = False
-        if ring.any() and grey[ring].mean() < BLOCK_PAGE:
+        # the ring 2 px wide past the anti-aliased rim (narrower at the edge of ``pixels``), in a local window
+        wy, wx = max(rows.start - 3, 0), max(cols.start - 3, 0)
+        window = pixels[wy:rows.stop + 3, wx:cols.stop + 3].astype(np.float32).mean(-1)  # grey
+        ring = np.ones(window.shape, bool)
+        ring[max(rows.start - 1, 0) - wy:rows.stop + 1 - wy, max(cols.start - 1, 0) - wx:cols.stop + 1 - wx] = False
+        if ring.any() and window[ring].mean() < BLOCK_PAGE:
             out[max(rows.start - 1, 0):rows.stop + 1, max(cols.start - 1, 0):cols.stop + 1] = True
     return out
+
+
+def _one_block_caret(framebuffer: np.ndarray) -> bool:
+    """Whether ``framebuffer`` ``(H, W, 3)`` uint8 shows exactly one block caret (:func:`_block_carets`):
+    a terminal with the focus."""
+    from scipy import ndimage
+
+    return ndimage.label(_block_carets(framebuffer, framebuffer.shape[0]))[1] == 1
 
 
 def _drawn_carets(change: Change, height: int) -> np.ndarray:
@@ -1508,11 +1527,14 @@ def _drawn_carets(change: Change, height: int) -> np.ndarray:
     return _block_carets(alone, height)
 
 
-def _caret_row(change: Change, framebuffer: np.ndarray) -> Change:
+def _caret_row(change: Change, framebuffer: np.ndarray) -> Change | None:
     """``change`` (placed) moved up or down so that its box's top row, the row of the caret it clears (a
     Return's new lines come below it), is the top row of the one block caret the present ``framebuffer``
     ``(H, W, 3)`` uint8 shows (:func:`_block_carets`), where the change draws a block caret below that row
-    (the new prompt's); unchanged where the screen shows none or several, or where it would leave the frame."""
+    (the new prompt's); unchanged where the screen shows none or several. Where it would run past the
+    terminal's page (its dark rows around the caret, over the change's columns), the page scrolls up by
+    the rows it would overrun and the change comes that much higher (:func:`_scrolled`); None where the
+    change is taller than the page. (Pasted at its own rows, a stored Return wrote over the commands above.)"""
     from scipy import ndimage
 
     height = framebuffer.shape[0]
@@ -1521,10 +1543,38 @@ def _caret_row(change: Change, framebuffer: np.ndarray) -> Change:
     present = ndimage.find_objects(ndimage.label(_block_carets(framebuffer, height))[0])
     if len(present) != 1 or not drawn[1:].any():
         return change
-    dy = present[0][0].start - y0
-    if not dy or y0 + dy < 0 or y1 + dy > height:
+    row = present[0][0].start
+    # the page's rows: mostly dark pixels (a row of text too: its glyphs' strokes are a fraction of it)
+    dark = (framebuffer[:, x0:x1].max(-1) < BLOCK_PAGE).mean(1) >= 0.5
+    top, bottom = row, row
+    while top > 0 and dark[top - 1]:
+        top -= 1
+    while bottom < height and dark[bottom]:
+        bottom += 1
+    if row + y1 - y0 > bottom:
+        return _scrolled(change, framebuffer, row, top, bottom)
+    if row == y0:
         return change
-    return Change((y0 + dy, y1 + dy, x0, x1), change.mask, change.colours)
+    return Change((row, row + y1 - y0, x0, x1), change.mask, change.colours)
+
+
+def _scrolled(change: Change, framebuffer: np.ndarray, row: int, top: int, bottom: int) -> Change | None:
+    """The terminal page rows ``top:bottom`` of ``framebuffer`` ``(H, W, 3)`` uint8, over ``change``'s
+    columns, its block caret erased, scrolled up by the rows ``change`` would overrun with its top at
+    ``row``, the rows freed at the bottom in the page's colour, and ``change`` pasted that much higher: one
+    change over the page. None where ``change`` is taller than the page."""
+    y0, y1, x0, x1 = change.box
+    over = row + y1 - y0 - bottom
+    if row - over < top:
+        return None
+    page = framebuffer[top:bottom, x0:x1].copy()
+    colour = _mode_colour(page.reshape(-1, 3))
+    page[_block_carets(page, framebuffer.shape[0])] = colour  # the caret moves to the new prompt
+    out = np.empty_like(page)
+    out[:len(page) - over] = page[over:]
+    out[len(page) - over:] = colour
+    out[row - over - top:row - over - top + y1 - y0][change.mask] = change.colours
+    return Change((top, bottom, x0, x1), np.ones(out.shape[:2], bool), out.reshape(-1, 3))
 
 
 def _caret_moved(change: Change, framebuffer: np.ndarray) -> Change:
