@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from scipy import ndimage
 
 from neuralcomputer.cli import main
 from neuralcomputer.config import preset_config
@@ -22,7 +21,7 @@ from neuralcomputer.models.deskmemory import (
     KEYS,
     Change,
     TransitionMemory,
-    _block_carets,
+    _caret_boxes,
     _caret_moved,
     _caret_row,
     input_features,
@@ -685,6 +684,15 @@ def test_a_key_closes_the_menu_open_here_though_the_nearest_screen_did_nothing()
     assert keyed.recall(present, steps, SCREEN)[0] is None  # another key: none of its changes closed a menu
 
 
+def _key_episode(before: np.ndarray, after: np.ndarray, keys: list[str], changed_at: int = 4) -> tuple:
+    """Six records, ``keys`` pressed together in record 3 (released in reverse order), the pointer still:
+    the screen ``before`` until record ``changed_at``, ``after`` from it on (an episode for
+    :meth:`TransitionMemory.build`)."""
+    events = [{"type": "key_down", "key": k} for k in keys] + [{"type": "key_up", "key": k} for k in keys[::-1]]
+    actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
+    return np.stack([before, after]), np.asarray([0] * changed_at + [1] * (6 - changed_at)), actions
+
+
 def test_a_shortcut_recalls_what_the_same_shortcut_did_not_what_another_key_did_on_this_screen() -> None:
     """ctrl+n opened a tab (a dark bar at the top) on a plain grey screen in one episode; on the present
     screen, a window on it, three episodes pressed ``n`` alone and nothing changed. The key's few
@@ -697,12 +705,7 @@ def test_a_shortcut_recalls_what_the_same_shortcut_did_not_what_another_key_did_
     window = grey.copy()
     window[16:44, 8:56] = 255
 
-    def key_episode(before: np.ndarray, after: np.ndarray, keys: list[str]) -> tuple:
-        events = [{"type": "key_down", "key": k} for k in keys] + [{"type": "key_up", "key": k} for k in keys[::-1]]
-        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
-        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
-
-    episodes = [key_episode(grey, tab, ["ctrl", "n"]), *(key_episode(window, window, ["n"]) for _ in range(3))]
+    episodes = [_key_episode(grey, tab, ["ctrl", "n"]), *(_key_episode(window, window, ["n"]) for _ in range(3))]
     plain = TransitionMemory.build(episodes, SCREEN)
     shortcut = TransitionMemory(plain.arrays, {**plain.config, "shortcuts": 7})
     steps = _steps(click=False, pointer=(120, 90))
@@ -730,12 +733,7 @@ def test_a_named_key_recalls_what_the_same_key_did_not_what_a_key_near_its_numbe
     window = grey.copy()
     window[16:44, 8:56] = 255
 
-    def key_episode(before: np.ndarray, after: np.ndarray, key: str) -> tuple:
-        events = [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]
-        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
-        return np.stack([before, after]), np.asarray([0, 0, 0, 0, 1, 1]), actions
-
-    episodes = [key_episode(grey, line, "Return"), *(key_episode(window, window, "7") for _ in range(3))]
+    episodes = [_key_episode(grey, line, ["Return"]), *(_key_episode(window, window, ["7"]) for _ in range(3))]
     plain = TransitionMemory.build(episodes, SCREEN)
     named = TransitionMemory(plain.arrays, {**plain.config, "named_keys": 3})
     steps = _steps(click=False, pointer=(120, 90))
@@ -805,7 +803,7 @@ def test_a_return_s_new_line_goes_below_the_present_caret_s_row() -> None:
     over = 181 + 30 - 192     # rows the new lines overrun the page by: the page moves up by them
     assert (out[41 - over:50 - over, 2:4] == 200).all() and (out[0:12] == 230).all()
     assert (out[181 - over + 20:181 - over + 29, 31:35] == 182).all()  # the new prompt's caret
-    carets = ndimage.find_objects(ndimage.label(_block_carets(out, 192))[0])
+    carets = _caret_boxes(out)
     assert len(carets) == 1  # the old one scrolled away erased
     tall_mask = np.zeros((200, 150), bool)
     tall_mask[190:199, 30:34] = True  # a prompt's caret 190 rows below the cleared one
@@ -815,8 +813,9 @@ def test_a_return_s_new_line_goes_below_the_present_caret_s_row() -> None:
 
 def test_a_nothing_after_a_change_this_rollout_did_not_make_does_not_stop_the_search() -> None:
     """Return drew a new line (a few pixels) at its press step in one episode and a step later in another,
-    whose screen differs more elsewhere. A step after the press, where this rollout drew nothing since it, the nearest is
-    the first episode's "nothing" (its line already drawn); with ``missed_change`` the second's line comes."""
+    whose screen differs more elsewhere. A step after the press, where this rollout drew nothing since it,
+    the nearest is the first episode's "nothing" (its line already drawn); with ``missed_change`` the
+    second's line comes."""
     grey = np.full((H, W, 3), 120, np.uint8)
     other = grey.copy()
     other[32:48, 40:56] = 180
@@ -826,13 +825,9 @@ def test_a_nothing_after_a_change_this_rollout_did_not_make_does_not_stop_the_se
         out[4:8, 0:8] = 30
         return out
 
-    def key_episode(before: np.ndarray, late: int) -> tuple:
-        events = [{"type": "key_down", "key": "Return"}, {"type": "key_up", "key": "Return"}]
-        actions = [FrameActions(f, f / 15, (120, 90), list(events) if f == 3 else []) for f in range(6)]
-        index = [0] * (4 + late) + [1] * (2 - late)
-        return np.stack([before, line_on(before)]), np.asarray(index), actions
-
-    plain = TransitionMemory.build([key_episode(grey, 0), key_episode(other, 1)], SCREEN)
+    # the line drawn at the press step (record 4) in the first, a step later in the second
+    episodes = [_key_episode(grey, line_on(grey), ["Return"]), _key_episode(other, line_on(other), ["Return"], 5)]
+    plain = TransitionMemory.build(episodes, SCREEN)
     missed = TransitionMemory(plain.arrays, {**plain.config, "missed_change": True})
     steps = _steps(click=False, pointer=(120, 90))
     steps[-1].events += [{"type": "key_down", "key": "Return"}, {"type": "key_up", "key": "Return"}]
@@ -1321,7 +1316,7 @@ def test_the_bundled_terminal_answers_each_return_with_a_new_prompt_below() -> N
             c.step({**idle, "events": [{"type": "key_down", "key": key}, {"type": "key_up", "key": key}]})
             c.step(idle)
         before, frame = frame, [c.step(idle).frames[-1] for _ in range(8)][-1]
-        carets = ndimage.find_objects(ndimage.label(_block_carets(frame, frame.shape[0]))[0])
+        carets = _caret_boxes(frame)
         assert len(carets) == 1, (command, carets)
         rows.append(carets[0][0].start)
         if before is not None:  # the page's lines above the command as they were, or all moved up together

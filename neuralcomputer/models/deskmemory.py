@@ -855,7 +855,7 @@ class TransitionMemory:
             if same.any():
                 d = np.where(same, d, np.inf)
         if self.config["shortcuts"] or self.config["named_keys"]:
-            same = self._same_shortcut(steps, features)
+            same = self._own_key(steps, features)
             if same is not None:
                 d = np.where(same, d, np.inf)
         if self.config["typing_once"] and previous is not None and self._typed(steps, framebuffer, previous):
@@ -877,7 +877,7 @@ class TransitionMemory:
             if typing is not None:  # drawn early: a glyph only, never a late window or completion list
                 typing = typing[self._small(typing)]
                 typing = typing if len(typing) else None
-        if typing is not None and self.config["terminal_glyphs"] and _one_block_caret(framebuffer):
+        if typing is not None and self.config["terminal_glyphs"] and len(_caret_boxes(framebuffer)) == 1:
             typing = typing[self._small(typing)]  # a terminal with its caret shown: a key types a glyph
             typing = typing if len(typing) else None
         if typing is not None:
@@ -1064,10 +1064,11 @@ class TransitionMemory:
         dy, dx = int(np.clip(py - sy, -y0, h - y1)), int(np.clip(px - sx, -x0, w - x1))
         return Change((y0 + dy, y1 + dy, x0 + dx, x1 + dx), change.mask, change.colours)
 
-    def _same_shortcut(self, steps: Sequence[FrameActions], features: np.ndarray) -> np.ndarray | None:
+    def _own_key(self, steps: Sequence[FrameActions], features: np.ndarray) -> np.ndarray | None:
         """``(N,)`` bool: where the latest key of the input window ``steps`` (features ``features``) is a
-        shortcut at most ``shortcuts`` steps old with no button press after it, the stored transitions
-        whose latest key is that shortcut at that age; None where that does not apply or none is stored."""
+        shortcut at most ``shortcuts`` steps old or a named key (:func:`_named`) at most ``named_keys``
+        steps old, with no button press after it, the stored transitions whose latest key is that key at
+        that age; None where that does not apply or none is stored."""
         key = _latest_key(steps[-self.history:])
         if key is None or (features[4] > 0 and features[7] <= features[10]):
             return None
@@ -1510,12 +1511,12 @@ def _block_carets(pixels: np.ndarray, height: int) -> np.ndarray:
     return out
 
 
-def _one_block_caret(framebuffer: np.ndarray) -> bool:
-    """Whether ``framebuffer`` ``(H, W, 3)`` uint8 shows exactly one block caret (:func:`_block_carets`):
-    a terminal with the focus."""
+def _caret_boxes(framebuffer: np.ndarray) -> list[tuple[slice, slice]]:
+    """The (rows, cols) of each block caret ``framebuffer`` ``(H, W, 3)`` uint8 shows, its rim included
+    (:func:`_block_carets`; exactly one: a terminal with the focus)."""
     from scipy import ndimage
 
-    return ndimage.label(_block_carets(framebuffer, framebuffer.shape[0]))[1] == 1
+    return ndimage.find_objects(ndimage.label(_block_carets(framebuffer, framebuffer.shape[0]))[0])
 
 
 def _drawn_carets(change: Change, height: int) -> np.ndarray:
@@ -1535,12 +1536,10 @@ def _caret_row(change: Change, framebuffer: np.ndarray) -> Change | None:
     terminal's page (its dark rows around the caret, over the change's columns), the page scrolls up by
     the rows it would overrun and the change comes that much higher (:func:`_scrolled`); None where the
     change is taller than the page. (Pasted at its own rows, a stored Return wrote over the commands above.)"""
-    from scipy import ndimage
-
     height = framebuffer.shape[0]
     y0, y1, x0, x1 = change.box
     drawn = _drawn_carets(change, height)
-    present = ndimage.find_objects(ndimage.label(_block_carets(framebuffer, height))[0])
+    present = _caret_boxes(framebuffer)
     if len(present) != 1 or not drawn[1:].any():
         return change
     row = present[0][0].start
