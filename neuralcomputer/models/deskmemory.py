@@ -362,6 +362,15 @@ DEFAULTS: dict[str, Any] = {
     # ones are left out): on a terminal filled with commands, unlike any stored screen, the nearest "c" was
     # typed into a file manager and its menu opened over the prompt
     "terminal_glyphs": False,
+    # a button press's consequence (a window opening, a menu, a selected icon cleared) comes steps after the
+    # press, when the input window has aged and the nearest transitions of that age are other screens' (most
+    # changed nothing): with "first" the stored presses are compared with the present one as it was when it
+    # came (its framebuffer, ``past``, and its input window), and the nearest one's episode as many steps after
+    # its press says what changes, before the step's own nearest does; "nothing": only where that changes
+    # nothing; "": off
+    "press_plan": "",
+    "plan_votes": 1,  # ... of this many nearest stored presses, more than half changed the screen at that age
+    "key_plan": False,  # ... and a key that types no glyph (Return, Escape, a shortcut) too, as a press
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -408,6 +417,7 @@ BAR_GAP = 6            # rows: lit rows this close are one lit bar (its text row
 LUT_DISTANCE = 20.0    # 8-bit levels: a pixel is recoloured as the nearest stored colour this close became
 HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and bottom
 HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
+PLAN_CACHE = 64        # presses whose nearest stored presses ``press_plan`` keeps (a rollout's recent ones)
 SHOWN_KEYS = 16        # how many of a key's stored changes ``shown_keys`` looks at
 HOVER_COARSE = 10.0    # 8-bit levels: a hover is searched in full where its coarse search came this near its tolerance
 # ``past(k)``: the framebuffer ``(H, W, 3)`` uint8 ``k`` >= 1 steps before the present one, None if not kept
@@ -643,6 +653,7 @@ class TransitionMemory:
         # (key identity, age) -> the transitions of that latest key at that age, as a mask and as the indices
         # of those that changed the screen (_keyed)
         self._key_age_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._plans: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # press -> its nearest stored presses (_planned)
         self._page_cache: dict[int, np.ndarray] = {}  # change id -> its "before"'s most frequent colour (_page)
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
@@ -817,7 +828,17 @@ class TransitionMemory:
                ) -> tuple[Change | None, float]:
         """:meth:`_recall`, and where it changes nothing, a hover found at the pointer (``hover``,
         :meth:`_hovered`)."""
+        plan = self.config["press_plan"]
+        if plan not in ("", "first", "nothing"):
+            raise NCError(f"transition memory: press_plan is {plan!r}, expected \"\", \"first\" or \"nothing\"")
+        planned = self._planned(framebuffer, steps, screen, past) if plan == "first" else None
+        if planned is not None:
+            return planned
         change, d = self._recall(framebuffer, steps, screen, previous, past)
+        if change is None and plan == "nothing":
+            planned = self._planned(framebuffer, steps, screen, past)
+            if planned is not None:
+                return planned
         if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
             change = self._hovered(framebuffer, input_features(steps[-self.history:], screen), past)
         if change is not None and self.config["moved_caret"]:
@@ -825,6 +846,67 @@ class TransitionMemory:
             if key is not None and (key[2] or not _printable(key[1])):  # a glyph's own change moves its caret
                 change = _caret_moved(change, framebuffer)
         return change, d
+
+    def _planned(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
+                 past: Past | None) -> tuple[Change, float] | None:
+        """With ``press_plan``: the change the stored press nearest the window's latest button press, as
+        that press was when it came, made as many steps after it (placed as :meth:`_anchored` places it),
+        and that press's distance; with ``key_plan`` the same for a latest key that types no glyph. None
+        where it changed nothing then, or the plan does not apply (no press or such key, a wheel notch, a
+        newer input, the framebuffer of the press not kept, fewer than half of the ``plan_votes`` nearest
+        changed the screen at that age)."""
+        window = list(steps[-self.history:])
+        features = input_features(window, screen)
+        press_age, key_age = int(features[7]), int(features[10])
+        key = _latest_key(window)
+        if features[4] > 0 and press_age < key_age and features[8] != SCROLL_BUTTON:
+            age, column = press_age, 7
+        elif self.config["key_plan"] and key is not None and key_age < press_age and (key[2] or not _printable(key[1])):
+            age, column = key_age, 10
+        else:
+            return None
+        pressed = framebuffer if age == 0 else (past(age) if past is not None else None)
+        if pressed is None or age >= len(window):
+            return None
+        at_press = input_features(window[:len(window) - age], screen)  # the window as it was at the input
+        presses, d = self._nearest_inputs(pressed, at_press, column)
+        if not len(presses):
+            return None
+        ends = np.append(self.starts[1:], len(self.change_of))[np.searchsorted(self.starts, presses, side="right") - 1]
+        then = presses + age  # each stored input's transition as many steps after it: the same input latest
+        then = np.where((then < ends) & (self.arrays["inputs"][np.minimum(then, len(self.change_of) - 1), column]
+                                         == np.float16(age)), then, -1)
+        changed = (then >= 0) & (self.change_of[np.maximum(then, 0)] >= 0)
+        if not changed[0] or 2 * changed.sum() <= len(presses):
+            return None
+        size = framebuffer.shape[:2]
+        change = self._anchored(self.change(int(self.change_of[then[0]])), int(then[0]), features, size)
+        return (change, float(max(d[0], 0.0))) if change is not None else None
+
+    def _nearest_inputs(self, pressed: np.ndarray, features: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``plan_votes`` stored transitions nearest an input as it came (framebuffer ``pressed``,
+        input ``features`` with the input at age 0) among those whose like input came at their step, nearest
+        first (ties: the earliest stored), and their distances; found once per input. ``column`` is the
+        input's age in the features: 7, a press (like: the same button and click count), or 10, a key
+        (the same key and modifiers)."""
+        key = thumbnail(pressed).tobytes() + features.tobytes() + pointer_patch(
+            pressed, anchor(features, pressed.shape[:2])).tobytes()
+        if key not in self._plans:
+            stored = self.arrays["inputs"]
+            if column == 7:
+                like = (stored[:, 4] > 0) & (stored[:, 8] == np.float16(features[8])) & (
+                    stored[:, CLICKS] == np.float16(features[CLICKS]))
+            else:
+                like = (stored[:, KEY_CODE] == features[KEY_CODE].astype(np.float16)).all(1)
+            same = np.flatnonzero(like & (stored[:, column] == 0))
+            last = self._last  # the step memo stays the rollout's (its next step's "previous")
+            d = self._step_distances(pressed, thumbnail(pressed), features)[same]
+            self._last = last
+            order = np.lexsort((same, d))[:max(1, int(self.config["plan_votes"]))]
+            if len(self._plans) >= PLAN_CACHE:
+                self._plans.clear()
+            self._plans[key] = (same[order], d[order])
+        return self._plans[key]
 
     def _recall(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
                 previous: tuple[np.ndarray, Sequence[FrameActions]] | None = None, past: Past | None = None
