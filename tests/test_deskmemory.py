@@ -867,15 +867,16 @@ def test_a_nothing_on_a_screen_without_the_selection_does_not_stop_the_click_tha
     assert informed.recall(plain, steps, SCREEN)[0] is None
 
 
-def test_a_press_plan_replays_what_the_nearest_press_as_it_came_did_steps_later() -> None:
-    """A click on a plain icon selected it a step later and opened its window two steps after that (one
-    episode); two episodes clicked the icon already selected, and nothing happened. Three steps after the
-    present click the rollout has not drawn the selection (its screen is still the press-time one): the
-    step's nearest transitions are both kinds' third steps after their presses, equally far (all show the
-    icon selected), and the "nothing"s, stored first, win. Compared as it came, the press finds the click
-    on the plain icon, whose episode opened the window then (``press_plan``); among its three nearest
-    presses only that one changed the screen then, so with ``plan_votes`` 3 it stays shut, and a key since
-    the press is not the press's to answer."""
+@pytest.mark.parametrize("event", ["press", "key"])
+def test_a_plan_replays_what_the_nearest_input_as_it_came_did_steps_later(event: str) -> None:
+    """A click (or Return) on a plain icon selected it a step later and opened its window two steps after
+    that (one episode); two episodes clicked the icon already selected, and nothing happened. Three steps
+    after the present click the rollout has not drawn the selection (its screen is still the press-time
+    one): the step's nearest transitions are both kinds' third steps after their presses, equally far (all
+    show the icon selected), and the "nothing"s, stored first, win. Compared as it came, the press finds
+    the click on the plain icon, whose episode opened the window then (``press_plan``, ``key_plan``);
+    among its three nearest presses only that one changed the screen then, so with ``plan_votes`` 3 it
+    stays shut, and a newer input is not the press's to answer."""
     desk = np.full((H, W, 3), (60, 80, 110), np.uint8)
     plain, selected = desk.copy(), desk.copy()
     plain[4:12, 4:12] = (100, 150, 220)
@@ -883,32 +884,36 @@ def test_a_press_plan_replays_what_the_nearest_press_as_it_came_did_steps_later(
     opened = selected.copy()
     opened[20:44, 8:56] = (230, 230, 230)
     at = (16, 16)  # the icon's middle, screen px
+    press = [{"type": "down", "button": 1}, {"type": "up", "button": 1}] if event == "press" else \
+        meta_to_events({"type": "key", "keys": ["Return"]})
+    newer = meta_to_events({"type": "key", "keys": ["x"]}) if event == "press" else [
+        {"type": "down", "button": 1}, {"type": "up", "button": 1}]
 
     def click_episode(frames: list[np.ndarray], index: list[int]) -> tuple:
-        actions = [FrameActions(f, f / 15, at, [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
-                                if f == 3 else []) for f in range(len(index))]
+        actions = [FrameActions(f, f / 15, at, list(press) if f == 3 else []) for f in range(len(index))]
         return np.stack(frames), np.asarray(index), actions
 
     episodes = [click_episode([selected], [0] * 9) for _ in range(2)]
     episodes.append(click_episode([plain, selected, opened], [0, 0, 0, 0, 0, 1, 1, 2, 2]))  # ages 1 and 3
     memory = TransitionMemory.build(episodes, SCREEN)
     steps = _steps(click=False, pointer=at)
-    steps[4].events += [{"type": "down", "button": 1}, {"type": "up", "button": 1}]  # three steps ago
+    steps[4].events += press  # three steps ago
     past = lambda k: plain  # noqa: E731  the rollout drew nothing since the press
+    setting = f"{event}_plan"
     assert memory.recall(plain, steps, SCREEN, past=past)[0] is None
     for plan in ("first", "nothing"):
-        planned = TransitionMemory(memory.arrays, {**memory.config, "press_plan": plan})
+        planned = TransitionMemory(memory.arrays, {**memory.config, setting: plan})
         change, _ = planned.recall(plain, steps, SCREEN, past=past)
         assert change is not None and (change.apply(plain)[20:44, 8:56] == 230).all()
         assert planned.recall(plain, steps, SCREEN)[0] is None  # the press-time screen not kept: no plan
-    voted = TransitionMemory(memory.arrays, {**memory.config, "press_plan": "first", "plan_votes": 3})
+    voted = TransitionMemory(memory.arrays, {**memory.config, setting: "first", "plan_votes": 3})
     assert voted.recall(plain, steps, SCREEN, past=past)[0] is None
-    keyed = [FrameActions(s.frame, s.t, s.pointer, list(s.events)) for s in steps]
-    keyed[6].events += meta_to_events({"type": "key", "keys": ["x"]})
-    planned = TransitionMemory(memory.arrays, {**memory.config, "press_plan": "first"})
-    assert planned.recall(plain, keyed, SCREEN, past=past)[0] is None
-    with pytest.raises(NCError, match="press_plan"):
-        TransitionMemory(memory.arrays, {**memory.config, "press_plan": "always"}).recall(plain, steps, SCREEN)
+    later = [FrameActions(s.frame, s.t, s.pointer, list(s.events)) for s in steps]
+    later[6].events += newer
+    planned = TransitionMemory(memory.arrays, {**memory.config, setting: "first"})
+    assert planned.recall(plain, later, SCREEN, past=past)[0] is None
+    with pytest.raises(NCError, match=f"{setting} is .always."):
+        TransitionMemory(memory.arrays, {**memory.config, setting: "always"}).recall(plain, steps, SCREEN)
 
 
 def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:

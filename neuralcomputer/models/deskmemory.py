@@ -370,7 +370,7 @@ DEFAULTS: dict[str, Any] = {
     # nothing; "": off
     "press_plan": "",
     "plan_votes": 1,  # ... of this many nearest stored presses, more than half changed the screen at that age
-    "key_plan": False,  # ... and a key that types no glyph (Return, Escape, a shortcut) too, as a press
+    "key_plan": "",   # ... the same for a key that types no glyph (Return, Escape, a shortcut)
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
@@ -417,6 +417,8 @@ BAR_GAP = 6            # rows: lit rows this close are one lit bar (its text row
 LUT_DISTANCE = 20.0    # 8-bit levels: a pixel is recoloured as the nearest stored colour this close became
 HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and bottom
 HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
+PLAN_MODES = ("", "first", "nothing")  # press_plan, key_plan: off, before the step's nearest, where it changes nothing
+PLAN_EVENTS = ("press", "key")  # the inputs a plan answers: {event}_plan is its setting
 PLAN_CACHE = 64        # presses whose nearest stored presses ``press_plan`` keeps (a rollout's recent ones)
 SHOWN_KEYS = 16        # how many of a key's stored changes ``shown_keys`` looks at
 HOVER_COARSE = 10.0    # 8-bit levels: a hover is searched in full where its coarse search came this near its tolerance
@@ -828,15 +830,17 @@ class TransitionMemory:
                ) -> tuple[Change | None, float]:
         """:meth:`_recall`, and where it changes nothing, a hover found at the pointer (``hover``,
         :meth:`_hovered`)."""
-        plan = self.config["press_plan"]
-        if plan not in ("", "first", "nothing"):
-            raise NCError(f"transition memory: press_plan is {plan!r}, expected \"\", \"first\" or \"nothing\"")
-        planned = self._planned(framebuffer, steps, screen, past) if plan == "first" else None
-        if planned is not None:
-            return planned
+        plans = [(self.config[f"{event}_plan"], event) for event in PLAN_EVENTS]
+        for mode, event in plans:
+            if mode not in PLAN_MODES:
+                raise NCError(f"transition memory: {event}_plan is {mode!r}, expected one of {', '.join(map(repr, PLAN_MODES))}")
+        for mode, event in plans:
+            planned = self._planned(framebuffer, steps, screen, past, event) if mode == "first" else None
+            if planned is not None:
+                return planned
         change, d = self._recall(framebuffer, steps, screen, previous, past)
-        if change is None and plan == "nothing":
-            planned = self._planned(framebuffer, steps, screen, past)
+        for mode, event in plans:
+            planned = self._planned(framebuffer, steps, screen, past, event) if mode == "nothing" and change is None else None
             if planned is not None:
                 return planned
         if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
@@ -848,20 +852,20 @@ class TransitionMemory:
         return change, d
 
     def _planned(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
-                 past: Past | None) -> tuple[Change, float] | None:
-        """With ``press_plan``: the change the stored press nearest the window's latest button press, as
-        that press was when it came, made as many steps after it (placed as :meth:`_anchored` places it),
-        and that press's distance; with ``key_plan`` the same for a latest key that types no glyph. None
-        where it changed nothing then, or the plan does not apply (no press or such key, a wheel notch, a
-        newer input, the framebuffer of the press not kept, fewer than half of the ``plan_votes`` nearest
-        changed the screen at that age)."""
+                 past: Past | None, event: str = "press") -> tuple[Change, float] | None:
+        """``press_plan``: the change the stored press nearest the window's latest button press, as that
+        press was when it came, made as many steps after it (placed as :meth:`_anchored` places it), and
+        that press's distance; ``event`` "key" (``key_plan``): the same for a latest key that types no
+        glyph. None where it changed nothing then, or the plan does not apply (no such input, a wheel
+        notch, a newer input, the framebuffer of the input not kept, fewer than half of the ``plan_votes``
+        nearest changed the screen at that age)."""
         window = list(steps[-self.history:])
         features = input_features(window, screen)
         press_age, key_age = int(features[7]), int(features[10])
         key = _latest_key(window)
-        if features[4] > 0 and press_age < key_age and features[8] != SCROLL_BUTTON:
+        if event == "press" and features[4] > 0 and press_age < key_age and features[8] != SCROLL_BUTTON:
             age, column = press_age, 7
-        elif self.config["key_plan"] and key is not None and key_age < press_age and (key[2] or not _printable(key[1])):
+        elif event == "key" and key is not None and key_age < press_age and (key[2] or not _printable(key[1])):
             age, column = key_age, 10
         else:
             return None
@@ -889,7 +893,7 @@ class TransitionMemory:
         first (ties: the earliest stored), and their distances; found once per input. ``column`` is the
         input's age in the features: 7, a press (like: the same button and click count), or 10, a key
         (the same key and modifiers)."""
-        key = thumbnail(pressed).tobytes() + features.tobytes() + pointer_patch(
+        key = bytes([column]) + thumbnail(pressed).tobytes() + features.tobytes() + pointer_patch(
             pressed, anchor(features, pressed.shape[:2])).tobytes()
         if key not in self._plans:
             stored = self.arrays["inputs"]
