@@ -419,6 +419,9 @@ HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and 
 HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
 PLAN_MODES = ("", "first", "nothing")  # press_plan, key_plan: off, before the step's nearest, where it changes nothing
 PLAN_EVENTS = ("press", "key")  # the inputs a plan answers: {event}_plan is its setting
+# queries whose distances are kept: a step's own, the step before's (the sequence key's), one more (a press's
+# plan or a late glyph's), so a rollout computes each step's distances once
+MEMO = 3
 PLAN_CACHE = 64        # presses whose nearest stored presses ``press_plan`` keeps (a rollout's recent ones)
 SHOWN_KEYS = 16        # how many of a key's stored changes ``shown_keys`` looks at
 HOVER_COARSE = 10.0    # 8-bit levels: a hover is searched in full where its coarse search came this near its tolerance
@@ -648,7 +651,7 @@ class TransitionMemory:
         self._after_change = np.zeros(len(self.change_of), bool)
         self._after_change[1:] = self.change_of[:-1] >= 0
         self._after_change[self.starts] = False
-        self._last: tuple[bytes, np.ndarray] | None = None  # the latest query and its distances (memo)
+        self._memo: list[tuple[bytes, np.ndarray]] = []  # the latest MEMO queries and their distances
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
         self._key_cache: dict[str, np.ndarray] = {}  # key -> its stored transitions that change the screen
@@ -784,8 +787,9 @@ class TransitionMemory:
                         pressed: np.ndarray | None = None) -> np.ndarray:
         """One step's squared distances ``(N,)`` (the sequence key's two terms are two of these), from its
         framebuffer, thumbnail and input features ``(FEATURES,)`` (``pressed``: the framebuffer the patch
-        under the press is read from, when not the step's own; :meth:`_pressed`). The latest query is
-        memoised: in a rollout, a step's "previous" is the step before's "present"."""
+        under the press is read from, when not the step's own; :meth:`_pressed`). The latest ``MEMO``
+        queries are memoised: in a rollout, a step's "previous" is the step before's "present", and at a
+        press its plan's query is the step's own."""
         if self._kinds and _is_navigation(features[None])[0]:
             features = features.copy()
             features[KEY_CODE] = _key_code(NAVIGATION_KEYS[0])
@@ -800,9 +804,9 @@ class TransitionMemory:
         # the features themselves, not their weighted key: the near blocks hang on the anchor even when
         # its weights are 0
         key = thumb.tobytes() + features.tobytes() + b"".join(q.tobytes() for q in (q_patch, q_press) if q is not None)
-        last = self._last
-        if last is not None and last[0] == key:
-            return last[1]
+        for known, distances in self._memo:
+            if known == key:
+                return distances
         d_thumb = self._thumb_distances(thumb, self._near_weights(features, framebuffer.shape[:2]))
         d = d_thumb[self.thumb_of] + self.input_sq - 2 * self.inputs @ q_input + (q_input ** 2).sum()
         if q_patch is not None:
@@ -810,7 +814,7 @@ class TransitionMemory:
         if q_press is not None:
             d += self.press_patch_sq - 2 * self.press_patches @ q_press + (q_press ** 2).sum()
         d.flags.writeable = False  # shared with the memo
-        self._last = (key, d)
+        self._memo = [*self._memo[1 - MEMO:], (key, d)]
         return d
 
     def _near_weights(self, features: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -903,9 +907,8 @@ class TransitionMemory:
             else:
                 like = (stored[:, KEY_CODE] == features[KEY_CODE].astype(np.float16)).all(1)
             same = np.flatnonzero(like & (stored[:, column] == 0))
-            last = self._last  # the step memo stays the rollout's (its next step's "previous")
+            # at the press step itself, the step's own query, which the recall then finds in the memo
             d = self._step_distances(pressed, thumbnail(pressed), features)[same]
-            self._last = last
             order = np.lexsort((same, d))[:max(1, int(self.config["plan_votes"]))]
             if len(self._plans) >= PLAN_CACHE:
                 self._plans.clear()
@@ -1203,9 +1206,7 @@ class TransitionMemory:
             return -1  # typing off, or not a glyph's press step: no second distance pass (Return, a shortcut, no key)
         later = features.copy()
         later[10] = 1.0
-        memo = self._last  # kept: the next step's "previous" is this step's own query
         nearest = int(np.argmin(self._step_distances(framebuffer, present, later)))
-        self._last = memo
         # what comes a step late and is drawn early is a glyph: a late change of any size (a completion
         # list, a search box opening) drawn at the press step cascades through a rollout
         return nearest if self._small(np.array([nearest]))[0] else -1
