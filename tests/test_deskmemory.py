@@ -876,7 +876,7 @@ def test_a_plan_replays_what_the_nearest_input_as_it_came_did_steps_later(event:
     show the icon selected), and the "nothing"s, stored first, win. Compared as it came, the press finds
     the click on the plain icon, whose episode opened the window then (``press_plan``, ``key_plan``);
     among its three nearest presses only that one changed the screen then, so with ``plan_votes`` 3 it
-    stays shut, and a newer input is not the press's to answer."""
+    stays shut; a newer input is not the press's to answer, nor a window training opened after one."""
     desk = np.full((H, W, 3), (60, 80, 110), np.uint8)
     plain, selected = desk.copy(), desk.copy()
     plain[4:12, 4:12] = (100, 150, 220)
@@ -914,6 +914,11 @@ def test_a_plan_replays_what_the_nearest_input_as_it_came_did_steps_later(event:
     assert planned.recall(plain, later, SCREEN, past=past)[0] is None
     with pytest.raises(NCError, match=f"{setting} is .always."):
         TransitionMemory(memory.arrays, {**memory.config, setting: "always"}).recall(plain, steps, SCREEN)
+    # where training's window came after a newer input of the other kind, it was that input's to draw
+    fbs, index, actions = episodes[-1]
+    actions = [FrameActions(a.frame, a.t, a.pointer, a.events + (newer if a.frame == 5 else [])) for a in actions]
+    other = TransitionMemory.build([*episodes[:-1], (fbs, index, actions)], SCREEN, {setting: "first"})
+    assert other.recall(plain, steps, SCREEN, past=past)[0] is None
 
 
 def test_a_right_click_where_training_never_right_clicked_opens_a_menu_with_right_clicks() -> None:

@@ -892,9 +892,12 @@ class TransitionMemory:
         if not len(presses):
             return None
         ends = np.append(self.starts[1:], len(self.change_of))[np.searchsorted(self.starts, presses, side="right") - 1]
-        then = presses + age  # each stored input's transition as many steps after it: the same input latest
-        then = np.where((then < ends) & (self.arrays["inputs"][np.minimum(then, len(self.change_of) - 1), column]
-                                         == np.float16(age)), then, -1)
+        # each stored input's transition as many steps after it, where the same input is still the latest
+        # and no input of the other kind came since (a key typed after the stored click drew its own changes)
+        then = presses + age
+        stored = self.arrays["inputs"][np.minimum(then, len(self.change_of) - 1)]
+        other = 10 if column == 7 else 7
+        then = np.where((then < ends) & (stored[:, column] == np.float16(age)) & (stored[:, other] > age), then, -1)
         changed = (then >= 0) & (self.change_of[np.maximum(then, 0)] >= 0)
         if not changed[0] or 2 * changed.sum() <= len(presses):
             return None
