@@ -630,6 +630,10 @@ class TransitionMemory:
         if weights.shape != (FEATURES,):
             raise NCError(f"transition memory: input_weights has {weights.size} numbers, expected {FEATURES}")
         self.weights = weights
+        for event in PLAN_EVENTS:
+            if self.config[f"{event}_plan"] not in PLAN_MODES:
+                raise NCError(f"transition memory: {event}_plan is {self.config[f'{event}_plan']!r}, expected one "
+                              f"of {', '.join(map(repr, PLAN_MODES))}")
         inputs = arrays["inputs"]
         if inputs.shape[1] == CLICKS:  # saved before the click count: every stored press one click
             inputs = np.concatenate([inputs, inputs[:, 4:5]], axis=1)
@@ -661,6 +665,7 @@ class TransitionMemory:
         self._after_change = np.zeros(len(self.change_of), bool)
         self._after_change[1:] = self.change_of[:-1] >= 0
         self._after_change[self.starts] = False
+        self._ends = np.append(self.starts[1:], len(self.change_of))  # (episodes,) each episode's end (exclusive)
         self._memo: list[tuple[bytes, np.ndarray]] = []  # the latest MEMO queries and their distances
         self._spread: np.ndarray | None = None  # per change, its "before"'s spread (:meth:`_shows_caret`)
         self._right_cache: dict[int, np.ndarray] = {}  # press age -> stored right-clicks of that age
@@ -845,37 +850,36 @@ class TransitionMemory:
         """:meth:`_recall`, and where it changes nothing, a hover found at the pointer (``hover``,
         :meth:`_hovered`); a press's or key's plan (:meth:`_planned`) before it ("first") or where it
         changes nothing ("nothing")."""
+        window = list(steps[-self.history:])
+        features = input_features(window, screen)
         plans = [(self.config[f"{event}_plan"], event) for event in PLAN_EVENTS]
         for mode, event in plans:
-            if mode not in PLAN_MODES:
-                raise NCError(f"transition memory: {event}_plan is {mode!r}, expected one of {', '.join(map(repr, PLAN_MODES))}")
-        for mode, event in plans:
-            planned = self._planned(framebuffer, steps, screen, past, event) if mode == "first" else None
+            planned = self._planned(framebuffer, window, features, screen, past, event) if mode == "first" else None
             if planned is not None:
                 return planned
         change, d = self._recall(framebuffer, steps, screen, previous, past)
         for mode, event in plans:
-            planned = self._planned(framebuffer, steps, screen, past, event) if mode == "nothing" and change is None else None
+            planned = self._planned(framebuffer, window, features, screen, past, event) \
+                if mode == "nothing" and change is None else None
             if planned is not None:
                 return planned
         if change is None and self.config["hover"] and d >= float(self.config["hover_far"]):
-            change = self._hovered(framebuffer, input_features(steps[-self.history:], screen), past)
+            change = self._hovered(framebuffer, features, past)
         if change is not None and self.config["moved_caret"]:
             key = _latest_key(steps[-self.history:])
             if key is not None and (key[2] or not _printable(key[1])):  # a glyph's own change moves its caret
                 change = _caret_moved(change, framebuffer)
         return change, d
 
-    def _planned(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
-                 past: Past | None, event: str = "press") -> tuple[Change, float] | None:
+    def _planned(self, framebuffer: np.ndarray, window: list[FrameActions], features: np.ndarray,
+                 screen: tuple[int, int], past: Past | None, event: str = "press") -> tuple[Change, float] | None:
         """``press_plan``: the change the stored press nearest the window's latest button press, as that
         press was when it came, made as many steps after it (placed as :meth:`_anchored` places it), and
         that press's distance; ``event`` "key" (``key_plan``): the same for a latest key that types no
         glyph. None where it changed nothing then, or the plan does not apply (no such input, a wheel
         notch, a newer input, the framebuffer of the input not kept, fewer than half of the ``plan_votes``
-        nearest changed the screen at that age)."""
-        window = list(steps[-self.history:])
-        features = input_features(window, screen)
+        nearest changed the screen at that age). ``window`` is the step's input window (the last ``history``
+        records) and ``features`` its :func:`input_features`."""
         press_age, key_age = int(features[7]), int(features[10])
         key = _latest_key(window)
         if event == "press" and features[4] > 0 and press_age < key_age and features[8] != SCROLL_BUTTON:
@@ -884,14 +888,16 @@ class TransitionMemory:
             age, column = key_age, 10
         else:
             return None
+        if age >= len(window):
+            return None
         pressed = framebuffer if age == 0 else (past(age) if past is not None else None)
-        if pressed is None or age >= len(window):
+        if pressed is None:
             return None
         at_press = input_features(window[:len(window) - age], screen)  # the window as it was at the input
         presses, d = self._nearest_inputs(pressed, at_press, column)
         if not len(presses):
             return None
-        ends = np.append(self.starts[1:], len(self.change_of))[np.searchsorted(self.starts, presses, side="right") - 1]
+        ends = self._ends[np.searchsorted(self.starts, presses, side="right") - 1]
         # each stored input's transition as many steps after it, where the same input is still the latest
         # and no input of the other kind came since (a key typed after the stored click drew its own changes)
         then = presses + age
@@ -911,7 +917,8 @@ class TransitionMemory:
         first (ties: the earliest stored), and their distances; found once per input. ``column`` is the
         input's age in the features: 7, a press (like: the same button and click count), or 10, a key
         (the same key and modifiers)."""
-        key = bytes([column]) + thumbnail(pressed).tobytes() + features.tobytes() + pointer_patch(
+        thumb = thumbnail(pressed)
+        key = bytes([column]) + thumb.tobytes() + features.tobytes() + pointer_patch(
             pressed, anchor(features, pressed.shape[:2])).tobytes()
         if key not in self._plans:
             stored = self.arrays["inputs"]
@@ -922,7 +929,7 @@ class TransitionMemory:
                 like = (stored[:, KEY_CODE] == features[KEY_CODE].astype(np.float16)).all(1)
             same = np.flatnonzero(like & (stored[:, column] == 0))
             # at the press step itself, the step's own query, which the recall then finds in the memo
-            d = self._step_distances(pressed, thumbnail(pressed), features)[same]
+            d = self._step_distances(pressed, thumb, features)[same]
             order = np.lexsort((same, d))[:max(1, int(self.config["plan_votes"]))]
             if len(self._plans) >= PLAN_CACHE:
                 self._plans.clear()
