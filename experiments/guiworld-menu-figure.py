@@ -17,7 +17,13 @@ desktop, the pointer down to *Open Terminal Here*, a click, ``date`` typed) with
         --start 352 --off "blank_caret=0" --frames 0,1,3,8,15
 
 ``--on`` adds settings to the right column (a setting not shipped), ``--off`` to the middle one;
-``--start`` is the episode's frame the rollout starts from (its frame 0 in ``--frames``).
+``--start`` is the episode's frame the rollout starts from (its frame 0 in ``--frames``). ``--hold-out``
+rebuilds the memory without the episode (a training episode, as a fold of ``ncomp experiment
+desktop-recall`` holds it out; about a minute), from the train episodes of ``--data`` and ``--extra-data``:
+
+    .venv/bin/python experiments/guiworld-menu-figure.py docs/results/guiworld-delta/first-letter.png \
+        --episode desktop-random-slow-s1-00008 --start 411 --hold-out --extra-data datasets/desktop-more \
+        --off "letter_kinds=false" --frames 0,1,2,9,15
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from neuralcomputer.eval.image_metrics import ssim
 from neuralcomputer.experiments.desktop_recall import parse_setting
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.load import load_pipeline
+from neuralcomputer.train.deskdelta import episode_sources, read_episode
 
 FRAMES = (9, 16, 19, 21, 24, 30)  # menu open, item lit, menu closed, terminal open, typing, typed
 
@@ -51,8 +58,17 @@ def main() -> None:
                     help="settings added to the model's for the right column, key=value;key=value (default: none)")
     ap.add_argument("--frames", default=",".join(map(str, FRAMES)), help="the frames shown, one row each")
     ap.add_argument("--start", type=int, default=0, help="the episode's frame the 31-frame rollout starts from")
+    ap.add_argument("--hold-out", action="store_true", help="the memory rebuilt without the episode")
+    ap.add_argument("--extra-data", type=Path, action="append", default=[],
+                    help="with --hold-out: another dataset whose train episodes join the memory (repeatable)")
     args = ap.parse_args()
     roll = load_pipeline(args.model, recall="alone")
+    if args.hold_out:
+        base = {k: v for k, v in roll.memory.config.items() if k != "mode"}
+        sources = episode_sources([args.data, *args.extra_data], roll.model.config, Path("reports"))
+        episodes = (read_episode(root, r, roll.size, cache) for root, r, cache in sources if r["id"] != args.episode)
+        roll.memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
+                                             tuple(roll.screen), base)
     record = next(r for r in load_manifest(args.data) if r["id"] == args.episode)
     clip = read_desktop_clip(args.data / record["path"], roll.size)
     frames = np.arange(args.start, args.start + 31)

@@ -747,6 +747,34 @@ def test_a_named_key_recalls_what_the_same_key_did_not_what_a_key_near_its_numbe
     assert named.recall(window, steps, SCREEN)[0] is None
 
 
+def test_a_word_s_first_key_does_what_the_first_keys_on_this_screen_did_whichever_letter_it_is() -> None:
+    """On a file manager's window, the first key of a word opens a type-ahead field (a dark box at its
+    bottom right): five episodes typed five letters there and each opened it; two typed ``q`` and
+    nothing changed (the view had no focus). The present key is ``q``: its own transitions are the
+    nearest and say "nothing". With ``letter_kinds`` the first keys on this screen vote, five of the
+    seven opened the field, and it opens; not where the screen shows the field already (the change's
+    "before" is not there), and the word's second key is not voted on."""
+    window = np.full((H, W, 3), 120, np.uint8)
+    window[8:46, 4:62] = 240
+    field = window.copy()
+    field[36:44, 40:60] = 40
+
+    episodes = [*(_key_episode(window, field, [k]) for k in "abcde"),
+                *(_key_episode(window, window, ["q"]) for _ in range(2))]
+    plain = TransitionMemory.build(episodes, SCREEN)
+    voted = TransitionMemory(plain.arrays, {**plain.config, "letter_kinds": True})
+    steps = _steps(click=False, pointer=(120, 90))
+    steps[-1].events += [{"type": "key_down", "key": "q"}, {"type": "key_up", "key": "q"}]
+    assert plain.recall(window, steps, SCREEN)[0] is None
+    change, _ = voted.recall(window, steps, SCREEN)
+    assert change is not None and (change.apply(window) == field).all()
+    assert voted.recall(field, steps, SCREEN)[0] is None  # the field shown already: its "before" is not
+    second = [*steps[1:-1], FrameActions(7, 7 / 15, (120, 90), [{"type": "key_down", "key": "x"},
+                                                                 {"type": "key_up", "key": "x"}]), steps[-1]]
+    second[-1] = FrameActions(8, 8 / 15, (120, 90), list(steps[-1].events))
+    assert voted.recall(window, second, SCREEN)[0] is None
+
+
 def test_a_change_that_draws_the_block_caret_elsewhere_erases_the_one_shown() -> None:
     """A terminal page (black) with a block caret at the end of one row; a replayed change draws the next
     row's prompt and its block caret, its mask (from another command's line) missing the present caret's

@@ -101,6 +101,19 @@ on whether the screen changes (the majority; the nearest changing one is replaye
 folds of held-out training episodes (579 cases, a fresh collection): action effect +0.022 [+0.010,
 +0.038], rollouts -0.001 / +0.012; docs/results/guiworld-delta.
 
+A word's first key (``letter_kinds``): what the first key of a word does to a screen hangs on the
+focus, not on the letter: in a file manager's view it opens the type-ahead field, on the desktop it
+clears the selected icon, whichever letter it is; the letters after it change only the text. The
+present letter's own transitions on such a screen are few or none, and the nearest says "nothing" or
+types a glyph at whatever looks like a caret. With ``letter_kinds``, at the press step of a word's
+first printable key (no modifier, the first key of the input window), the stored first keys of any
+letter at their press step on the ``LETTER_VOTERS`` nearest screens vote: where at least half of them
+made a change larger than a glyph, the nearest such change whose "before" the screen shows where it
+goes (``follow``) is replayed; else the key types as before. Asked only where the key's nearest
+transition typed nothing: a key whose nearest typed (a terminal's prompt, a dialog's selected name)
+types as before. Across three folds of held-out training episodes (549 cases): +5 cases; val equal
+(docs/results/guiworld-delta).
+
 Where the input acts (``thumb_far``, ``thumb_near``, ``near_blocks``): a desktop's screens are many
 arrangements of a few windows, and later in an episode the whole screen rarely matches any training
 one; what a click does hangs on what is under and around it. Each thumbnail block weighs
@@ -382,6 +395,9 @@ DEFAULTS: dict[str, Any] = {
     "plan_votes": 1,  # ... of this many nearest stored presses, more than half changed the screen at that age
     "key_plan": "",   # ... the same for a key that types no glyph (Return, Escape, a shortcut)
     "key_kinds": True,       # navigation keys share one identity, and their pooled rate decides (below)
+    # a word's first printable key at its press step: the stored first keys (any glyph) on the nearest
+    # screens vote on whether a change larger than a glyph comes (a type-ahead field, a selection cleared)
+    "letter_kinds": False,
     # where the nearest changed nothing, a change that fits among the neighbours within this much more
     # distance (a fraction: 0.3 = 30%) is replayed instead; 0: the nearest "nothing" ends the search
     "change_bias": 0.0,
@@ -419,6 +435,7 @@ NAMED_KEYS = tuple(k for k in SPECIAL_KEYS if k != "space" and k not in NAVIGATI
 KIND_AGE = 2        # steps: the pooled rate decides while the navigation key is at most this old
 KIND_SCREEN = 50.0  # the same screen for the pooled rate: thumbnail distance below this (key units)
 KIND_VOTES = 3      # ... and at least this many such transitions
+LETTER_VOTERS = 7   # letter_kinds: the stored first keys on this many nearest screens vote
 HOVER_ROWS = 20        # px: a stored hover lights at most this many rows (one item)
 HOVER_PAST = 30        # steps back a lit item's unlit pixels are looked for in the rollout's own frames
 HOVER_REACH = 64       # px: rows above and below a hover where another lit item of its menu is unlit
@@ -455,6 +472,29 @@ def _is_navigation(features: np.ndarray) -> np.ndarray:
     latest key (compared as the stored float16 identities)."""
     codes = features[:, KEY_CODE].astype(np.float16)
     return (codes[:, None] == _navigation_codes()).all(-1).any(1) & (features[:, 10] < NO_EVENT_AGE)
+
+
+def _is_first_letter(features: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a word's first printable key
+    (no modifier under it, the first key of the window) as their latest key."""
+    printable = np.isin(_code_keys(features[:, KEY_CODE]), _code_keys(_printable_codes()))
+    return printable & (features[:, KEYS] == 1) & (features[:, 10] < NO_EVENT_AGE)
+
+
+def _code_keys(codes: np.ndarray) -> np.ndarray:
+    """``(N,)`` uint64: key identities ``(N, KEY_DIMS)`` as stored (float16), each packed into one number
+    (their 16 bits side by side: KEY_DIMS <= 4), so identities compare as numbers."""
+    bits = np.ascontiguousarray(codes.astype(np.float16)).view(np.uint16).astype(np.uint64)
+    return (bits << (16 * np.arange(KEY_DIMS, dtype=np.uint64))).sum(1, dtype=np.uint64)
+
+
+@functools.cache
+def _printable_codes() -> np.ndarray:
+    """``(95, KEY_DIMS)`` float16: the printable keys' identities (no modifier) as a memory stores them."""
+    keys = [chr(c) for c in range(33, 127)] + ["space"]
+    codes = np.stack([_key_code(k) for k in keys]).astype(np.float16)
+    codes.flags.writeable = False
+    return codes
 
 
 @functools.cache
@@ -644,6 +684,8 @@ class TransitionMemory:
             self._navigation = _is_navigation(inputs)  # (N,) bool
             inputs = inputs.copy()
             inputs[self._navigation, KEY_CODE] = _key_code(NAVIGATION_KEYS[0]).astype(np.float16)
+        # (N,) bool: a word's first printable key (no modifier under it) is the latest key (letter_kinds)
+        self._first_letters = _is_first_letter(inputs) if self.config["letter_kinds"] else None
         self.inputs = inputs.astype(np.float32) * weights  # (N, F)
         self.input_sq = (self.inputs ** 2).sum(1)
         self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
@@ -998,6 +1040,10 @@ class TransitionMemory:
             if placed is None:  # none fits anywhere: the nearest, where it was stored
                 placed = self.change(int(self.change_of[i]))
             return placed, float(max(d[i], 0.0))
+        if self._first_letters is not None:  # the nearest typed nothing here: what do first keys do here?
+            voted = self._letter_vote(present, d, features, framebuffer)
+            if voted is not None:
+                return voted
         if self.config["typing_caret"] and not self.config["caret_first"]:
             placed, i = self._caret_glyph(steps, d, framebuffer)
             if placed is not None:
@@ -1132,6 +1178,38 @@ class TransitionMemory:
             return None
         changed = voters[self.change_of[voters] >= 0]
         return int(changed[np.argmin(d[changed])]) if 2 * len(changed) >= len(voters) else -1
+
+    def _letter_vote(self, present: np.ndarray, d: np.ndarray, features: np.ndarray, framebuffer: np.ndarray
+                     ) -> tuple[Change, float] | None:
+        """With ``letter_kinds``, at the press step of a word's first printable key whose nearest stored
+        transition typed nothing: the stored first keys (any glyph) at their press step on the
+        ``LETTER_VOTERS`` nearest screens (thumbnail ``present``) vote. Where at least half of them made a
+        change larger than a glyph (a file manager's type-ahead field opening, a desktop icon's selection
+        cleared), the nearest such change (distances ``d``) whose "before" the present ``framebuffer``
+        shows where it is placed (:meth:`_followed`) is replayed, with its distance; None otherwise (the
+        key types at a caret, or nothing, as before). The first key does to such a screen what any first
+        key does: which letter it is decides only the text, and one letter's few transitions there are a
+        coin toss or none at all."""
+        if features[10] != 0 or features[KEYS] != 1 or not _is_first_letter(features[None])[0]:
+            return None
+        voters = np.flatnonzero(self._first_letters & (self.arrays["inputs"][:, 10] == 0))
+        if len(voters) < LETTER_VOTERS:
+            return None
+        screens = self._thumb_distances(present)[self.thumb_of[voters]]
+        voters = voters[np.argsort(screens, kind="stable")[:LETTER_VOTERS]]
+        cids = self.change_of[voters]
+        large = voters[(cids >= 0) & ~self._glyph_sized[np.maximum(cids, 0)]]
+        if 2 * len(large) < len(voters):
+            return None
+        for i in large[np.lexsort((large, d[large]))]:  # nearest first; ties: the earliest stored
+            cid = int(self.change_of[i])
+            if not self._kept_before(cid):
+                continue
+            placed = self._anchored(self.change(cid), int(i), features, framebuffer.shape[:2])
+            followed = self._followed(placed, cid, framebuffer) if placed is not None else None
+            if followed is not None:
+                return followed, float(max(d[i], 0.0))
+        return None
 
     def _anchored(self, change: Change | None, i: int, present: np.ndarray, size: tuple[int, int]) -> Change | None:
         """``change`` (of stored transition ``i``) placed for the present right-click, when both windows
