@@ -41,7 +41,7 @@ from neuralcomputer.eval.image_metrics import ssim
 from neuralcomputer.experiments.desktop_recall import parse_setting
 from neuralcomputer.models.deskmemory import TransitionMemory
 from neuralcomputer.pipelines.load import load_pipeline
-from neuralcomputer.train.deskdelta import episode_sources, read_episode
+from neuralcomputer.train.deskdelta import episode_sources, sources_memory
 
 FRAMES = (9, 16, 19, 21, 24, 30)  # menu open, item lit, menu closed, terminal open, typing, typed
 
@@ -66,9 +66,8 @@ def main() -> None:
     if args.hold_out:
         base = {k: v for k, v in roll.memory.config.items() if k != "mode"}
         sources = episode_sources([args.data, *args.extra_data], roll.model.config, Path("reports"))
-        episodes = (read_episode(root, r, roll.size, cache) for root, r, cache in sources if r["id"] != args.episode)
-        roll.memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
-                                             tuple(roll.screen), base)
+        roll.memory = sources_memory([src for src in sources if src[1]["id"] != args.episode], roll.size,
+                                     roll.screen, base)
     record = next(r for r in load_manifest(args.data) if r["id"] == args.episode)
     clip = read_desktop_clip(args.data / record["path"], roll.size)
     frames = np.arange(args.start, args.start + 31)

@@ -60,7 +60,7 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
     from neuralcomputer.models.deskmemory import DEFAULTS, TransitionMemory
     from neuralcomputer.pipelines.deskdelta import DeskDeltaRollout
     from neuralcomputer.pipelines.load import load_pipeline
-    from neuralcomputer.train.deskdelta import episode_sources, read_episode
+    from neuralcomputer.train.deskdelta import episode_sources, sources_memory
 
     if not settings:
         raise NCError("desktop-recall: no --setting to score")
@@ -87,10 +87,7 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
     sizes = []  # transitions in each fold's memory
     for k, held in enumerate(held_out):
         ids = {r["id"] for r in held}
-        episodes = (read_episode(root, r, size, cache) for root, r, cache in
-                    [src for src in sources if src[1]["id"] not in ids] + more)
-        memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
-                                        tuple(roll.screen), base)
+        memory = sources_memory([src for src in sources if src[1]["id"] not in ids] + more, size, roll.screen, base)
         sizes.append(len(memory))
         clips = []  # decoded once per fold, replayed by every setting
         for r in held:

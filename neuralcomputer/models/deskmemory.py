@@ -470,15 +470,19 @@ def _named(key: tuple[int, str, int]) -> bool:
 def _is_navigation(features: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a navigation key as their
     latest key (compared as the stored float16 identities)."""
-    codes = features[:, KEY_CODE].astype(np.float16)
-    return (codes[:, None] == _navigation_codes()).all(-1).any(1) & (features[:, 10] < NO_EVENT_AGE)
+    return _latest_key_in(features, _navigation_codes())
 
 
 def _is_first_letter(features: np.ndarray) -> np.ndarray:
     """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a word's first printable key
     (no modifier under it, the first key of the window) as their latest key."""
-    printable = np.isin(_code_keys(features[:, KEY_CODE]), _code_keys(_printable_codes()))
-    return printable & (features[:, KEYS] == 1) & (features[:, 10] < NO_EVENT_AGE)
+    return _latest_key_in(features, _printable_codes()) & (features[:, KEYS] == 1)
+
+
+def _latest_key_in(features: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which rows of input features ``(N, FEATURES)`` have a latest key whose identity is
+    one of ``codes`` ``(K, KEY_DIMS)`` (compared as the stored float16 identities)."""
+    return np.isin(_code_keys(features[:, KEY_CODE]), _code_keys(codes)) & (features[:, 10] < NO_EVENT_AGE)
 
 
 def _code_keys(codes: np.ndarray) -> np.ndarray:
@@ -684,8 +688,9 @@ class TransitionMemory:
             self._navigation = _is_navigation(inputs)  # (N,) bool
             inputs = inputs.copy()
             inputs[self._navigation, KEY_CODE] = _key_code(NAVIGATION_KEYS[0]).astype(np.float16)
-        # (N,) bool: a word's first printable key (no modifier under it) is the latest key (letter_kinds)
-        self._first_letters = _is_first_letter(inputs) if self.config["letter_kinds"] else None
+        # letter_kinds' voters: the stored transitions at a word's first printable key's press step
+        self._letter_voters: np.ndarray | None = np.flatnonzero(_is_first_letter(inputs) & (inputs[:, 10] == 0)) \
+            if self.config["letter_kinds"] else None
         self.inputs = inputs.astype(np.float32) * weights  # (N, F)
         self.input_sq = (self.inputs ** 2).sum(1)
         self.thumb_of, self.change_of = arrays["thumb_of"], arrays["change_of"]
@@ -1040,7 +1045,7 @@ class TransitionMemory:
             if placed is None:  # none fits anywhere: the nearest, where it was stored
                 placed = self.change(int(self.change_of[i]))
             return placed, float(max(d[i], 0.0))
-        if self._first_letters is not None:  # the nearest typed nothing here: what do first keys do here?
+        if self._letter_voters is not None:  # the nearest typed nothing here: what do first keys do here?
             voted = self._letter_vote(present, d, features, framebuffer)
             if voted is not None:
                 return voted
@@ -1190,10 +1195,8 @@ class TransitionMemory:
         key types at a caret, or nothing, as before). The first key does to such a screen what any first
         key does: which letter it is decides only the text, and one letter's few transitions there are a
         coin toss or none at all."""
-        if features[10] != 0 or features[KEYS] != 1 or not _is_first_letter(features[None])[0]:
-            return None
-        voters = np.flatnonzero(self._first_letters & (self.arrays["inputs"][:, 10] == 0))
-        if len(voters) < LETTER_VOTERS:
+        voters = self._letter_voters
+        if features[10] != 0 or not _is_first_letter(features[None])[0] or len(voters) < LETTER_VOTERS:
             return None
         screens = self._thumb_distances(present)[self.thumb_of[voters]]
         voters = voters[np.argsort(screens, kind="stable")[:LETTER_VOTERS]]

@@ -121,12 +121,20 @@ def build_memory(model_dir: Path, data: Path | Sequence[Path], split: str = "tra
     m = config["model"]
     size = (m["height"], m["width"])
     sources = episode_sources([Path(data)] if isinstance(data, str | Path) else list(data), m, model_dir, split)
-    episodes = (read_episode(root, r, size, cache) for root, r, cache in tqdm(
-        sources, desc="memory", unit="episode", disable=not progress))
-    memory = TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
-                                    tuple(m["screen"]), m.get("recall", {}))
+    memory = sources_memory(sources, size, m["screen"], m.get("recall", {}), progress)
     save_memory(memory, model_dir)
     return memory
+
+
+def sources_memory(sources: Sequence[tuple[Path, dict[str, Any], Path]], size: tuple[int, int],
+                   screen: Sequence[int], recall: dict[str, Any], progress: bool = False) -> TransitionMemory:
+    """A transition memory of the episodes ``sources`` (:func:`episode_sources`), read at ``size`` (height,
+    width) through their caches, for pointer coordinates of ``screen`` (width, height), with the recall
+    settings ``recall``."""
+    episodes = (read_episode(root, r, size, cache) for root, r, cache in tqdm(
+        sources, desc="memory", unit="episode", disable=not progress))
+    return TransitionMemory.build(((e["framebuffers"], e["index"], e["actions"]) for e in episodes),
+                                  tuple(screen), recall)
 
 
 def save_memory(memory: TransitionMemory, model_dir: Path) -> None:
