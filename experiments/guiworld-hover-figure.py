@@ -72,7 +72,7 @@ def main() -> None:
     roll = load_pipeline(args.model, recall="alone")
     record = next(r for r in load_manifest(args.data) if r.get("policy") == "random-slow")
     first = read_desktop_clip(args.data / record["path"], roll.size).frames(np.arange(1), cursor=False)[0]
-    settings = {k: v for k, v in roll.memory.config.items() if k != "mode"}
+    settings = roll.memory.settings
     arrays = roll.memory.arrays
     rows = []
     for at in args.at:

@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     roll = load_pipeline(args.model, recall="alone")
     if args.hold_out:
-        base = {k: v for k, v in roll.memory.config.items() if k != "mode"}
+        base = roll.memory.settings
         sources = episode_sources([args.data, *args.extra_data], roll.model.config, Path("reports"))
         roll.memory = sources_memory([src for src in sources if src[1]["id"] != args.episode], roll.size,
                                      roll.screen, base)
@@ -74,7 +74,7 @@ def main() -> None:
     shown, fbs = clip.frames(frames), clip.frames(frames, cursor=False)
     actions = read_actions(args.data / record["actions"], float(record["fps"]))[args.start:args.start + 31]
     bundled = roll.memory
-    settings = {k: v for k, v in bundled.config.items() if k != "mode"}
+    settings = bundled.settings
     columns = [shown]
     off, on = parse_setting("off:" + args.off)[1], parse_setting("on:" + args.on)[1]
     right = TransitionMemory(bundled.arrays, {**settings, **on}) if on else bundled

@@ -67,7 +67,7 @@ def recall_cv(model: Path, data: Path, out: Path, settings: list[tuple[str, dict
     roll = load_pipeline(model, recall="alone") if (model / "memory.npz").is_file() else None
     if not isinstance(roll, DeskDeltaRollout):
         raise NCError(f"{model}: not a DeskDelta model with a transition memory (memory.npz)")
-    base = {k: v for k, v in roll.memory.config.items() if k != "mode"}
+    base = roll.memory.settings
     unknown = sorted({k for _, o in settings for k in o} - set(DEFAULTS))
     if unknown:
         raise NCError(f"desktop-recall: unknown recall setting(s) {unknown}; known: {', '.join(DEFAULTS)}")

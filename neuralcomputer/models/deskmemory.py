@@ -757,6 +757,12 @@ class TransitionMemory:
         return len(self.change_of)
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """The recall settings, without the pipeline's ``mode`` (how its frames use the recall): what a
+        memory rebuilt from other episodes, or the same memory with a setting changed, is read with."""
+        return {k: v for k, v in self.config.items() if k != "mode"}
+
+    @property
     def changes(self) -> int:
         """How many distinct changes are stored."""
         return len(self.arrays["boxes"])
@@ -1191,7 +1197,7 @@ class TransitionMemory:
         ``LETTER_VOTERS`` nearest screens (thumbnail ``present``) vote. Where at least half of them made a
         change larger than a glyph (a file manager's type-ahead field opening, a desktop icon's selection
         cleared), the nearest such change (distances ``d``) whose "before" the present ``framebuffer``
-        shows where it is placed (:meth:`_followed`) is replayed, with its distance; None otherwise (the
+        shows where it is placed (:meth:`_shown`) is replayed, with its distance; None otherwise (the
         key types at a caret, or nothing, as before). The first key does to such a screen what any first
         key does: which letter it is decides only the text, and one letter's few transitions there are a
         coin toss or none at all."""
@@ -1204,15 +1210,7 @@ class TransitionMemory:
         large = voters[(cids >= 0) & ~self._glyph_sized[np.maximum(cids, 0)]]
         if 2 * len(large) < len(voters):
             return None
-        for i in large[np.lexsort((large, d[large]))]:  # nearest first; ties: the earliest stored
-            cid = int(self.change_of[i])
-            if not self._kept_before(cid):
-                continue
-            placed = self._anchored(self.change(cid), int(i), features, framebuffer.shape[:2])
-            followed = self._followed(placed, cid, framebuffer) if placed is not None else None
-            if followed is not None:
-                return followed, float(max(d[i], 0.0))
-        return None
+        return self._shown(large[np.lexsort((large, d[large]))], d, features, framebuffer)  # ties: the earliest
 
     def _anchored(self, change: Change | None, i: int, present: np.ndarray, size: tuple[int, int]) -> Change | None:
         """``change`` (of stored transition ``i``) placed for the present right-click, when both windows
