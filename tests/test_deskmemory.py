@@ -1089,6 +1089,75 @@ def test_a_double_click_opens_what_a_single_click_only_selects() -> None:
     assert (older.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
 
 
+def _icons(lit: str = "", window: bool = False) -> np.ndarray:
+    """A white 48x64 view with two icons of one look, "a" at the top left and "b" below it (an
+    orange folder over a label whose dark word differs), ``lit`` the one selected (the folder tinted in
+    a light blue square, the label a blue bar, its word white); ``window``: a window open on the right."""
+    fb = np.full((H, W, 3), 255, np.uint8)
+    for name, top in (("a", 2), ("b", 26)):
+        box = fb[top:top + 20, 2:20]
+        if name == lit:
+            box[1:13, 1:17] = (120, 150, 230)
+            box[13:19, 0:18] = (50, 100, 220)
+        box[2:12, 4:14] = (230, 150, 40) if name != lit else (200, 140, 90)
+        ink = [(16, 6), (16, 7), (17, 9), (16, 11)] if name == "a" else [(16, 6), (16, 7), (17, 9), (16, 12)]
+        for y, x in ink:
+            box[y, x] = 255 if name == lit else 40
+    if window:
+        fb[4:44, 30:60] = 240
+    return fb
+
+
+def test_a_click_lights_an_icon_where_training_lit_another_of_its_look_and_nothing_follows() -> None:
+    """Trained on one click that lit icon "a" (a window opened three steps later), a click on icon "b",
+    which no episode clicked: the nearest click's change would light "a" where it was; with
+    ``click_items`` the stored icon lit is found unlit under the present press and "b" is lit there,
+    its own word drawn white on the selection's blue. The steps after the click draw nothing, where
+    the nearest transitions of a press as old open training's window."""
+    frames = np.stack([_icons(), _icons("a"), _icons("a", window=True)])
+    click = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    a_at, b_at = (22, 20), (22, 68)  # the pointer's coordinates of the two icons' folders
+    actions = [FrameActions(f, f / 15, a_at, click if f == 2 else []) for f in range(10)]
+    memory = TransitionMemory.build([(frames, np.asarray([0, 0, 0, 1, 1, 1, 2, 2, 2, 2]), actions)], SCREEN)
+    items = TransitionMemory(memory.arrays, {**memory.config, "click_items": True})
+    assert len(memory.arrays["item_boxes"]) == 1  # the lit icon, kept apart from the change it was part of
+    steps = _steps(click=True, pointer=b_at)
+    nearest, _ = memory.recall(_icons(), steps, SCREEN)
+    assert nearest is not None and (nearest.apply(_icons()) == _icons("a")).all()  # "a" lit, not "b"
+    lit, _ = items.recall(_icons(), steps, SCREEN)
+    assert lit is not None
+    drawn = lit.apply(_icons())
+    assert (drawn[:24] == _icons()[:24]).all()  # "a" as it was
+    box = drawn[26:46, 2:20]
+    assert (box[2:12, 4:14] == (200, 140, 90)).all()  # the folder tinted as a's was
+    word = np.zeros((20, 18), bool)
+    word[[16, 16, 17, 16], [6, 7, 9, 12]] = True
+    assert (box[word].min(-1) >= 200).all()  # b's own word, white ...
+    bar = box[14:19, 4:15][~word[14:19, 4:15]].astype(int)
+    assert (bar.max(-1) - bar.min(-1) >= 60).all() and (bar[..., 2] > bar[..., 0]).all()  # ... on a blue bar
+    # the steps after: training's window opened three steps after its click; here nothing comes
+    rollout = [_icons(), drawn]
+    for age in range(1, 5):
+        steps = [*steps[1:], FrameActions(8 + age, (8 + age) / 15, b_at)]
+        def past(k: int) -> np.ndarray | None:  # the frame k steps before the present one
+            return rollout[-1 - k] if k < len(rollout) else None
+        assert (memory.recall(rollout[-1], steps, SCREEN, past=past)[0] is not None) == (age == 3)
+        assert items.recall(rollout[-1], steps, SCREEN, past=past)[0] is None
+        rollout.append(rollout[-1])
+    # a click on "a" now lights it and unselects "b" as the frames before showed it
+    steps = [*steps[1:], FrameActions(13, 13 / 15, a_at, click)]
+    again = items.recall(rollout[-1], steps, SCREEN, past=lambda k: rollout[-1 - k] if k < len(rollout) else None)[0]
+    assert again is not None
+    both = again.apply(rollout[-1])
+    assert (both[24:] == _icons()[24:]).all()
+    assert (both[4:14, 6:16] == (200, 140, 90)).all()
+    # a click on bare desktop lights nothing; a memory saved before the icons recalls as before
+    bare = _steps(click=True, pointer=(100, 80))
+    assert items._clicked_item(_icons(), input_features(bare, SCREEN)) is None
+    older = TransitionMemory({k: v for k, v in memory.arrays.items() if not k.startswith("item_")}, items.config)
+    assert (older.recall(_icons(), _steps(click=True, pointer=b_at), SCREEN)[0].apply(_icons()) == _icons("a")).all()
+
+
 def test_a_shortcut_is_its_own_key_not_the_letter_it_shares() -> None:
     """Trained on v typed (the icon is selected: a stand-in for its glyph) and on ctrl+v (a window
     opens: a paste), the memory answers ctrl+v with the window and v with the glyph: the modifiers

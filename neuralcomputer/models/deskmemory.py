@@ -235,6 +235,23 @@ press, gives the change, before the step's own recall ("first"), where more than
 0.734 -> 0.962 / 0.947 (a menu item's terminal opens); the same for keys that type no glyph
 (``key_plan``) lost 9 fold cases (docs/results/guiworld-delta, "A press's plan").
 
+An icon clicked (``click_items``, ``item_rms``): a left click on an icon selects it (the folder tinted,
+the label a bar of the theme's selection colour with the name in white), and which icon is under a
+random click in a file manager's view is rarely one any episode clicked there: the step's nearest
+transition is another view's, and the plan replays that episode's aftermath (its own icon lit, a
+window raised). At build time each stored left single click whose change has, within ``ITEM_REACH``
+px of the press, a small part lit in a saturated colour (an icon's selection, :func:`_click_item`; the
+memory's changes keep their "before" only up to ``KEEP_BEFORE``, and a file manager's selection comes
+in one change with the status line) keeps that part's pixels before and after and the patch under the
+press. At a fresh left single click, before the plan, the stored icons are looked for unlit around the
+press (within ``item_rms``: another folder of the same look, another name); the place holding the
+press (else the nearest) is lit as a recolouring of its own pixels, its label drawn as a selected
+label (the name's own glyphs white on the bar), the icon selected before unselected as the rollout's
+earlier frames showed it, and the steps after that click draw nothing (no newer input; found again
+from the frame at the press, ``past``: no state). A click beside an icon selected already lights
+nothing. Across three folds of held-out training episodes (549 cases): 411 -> 414 (3 won, none lost;
+docs/results/guiworld-delta, "An icon clicked").
+
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
 uint8 (a memory saved without them compares no patch) and the patch under it as the screen was at the
@@ -243,7 +260,8 @@ episode's first transition (a memory saved without it is one episode to the sequ
 changes as boxes ``(M, 4)`` (y0, y1, x0, x1), bit-packed masks over each box and the new colours of
 the masked pixels, uint8; for those up to ``KEEP_BEFORE`` also the pixels of the box before the change
 (a memory saved without them recalls without moving changes; one saved with them for glyphs only
-follows nothing larger). Written as a zip with LZMA (:meth:`TransitionMemory.save`);
+follows nothing larger); the icons clicks lit (``click_items``) as their boxes, patches and pixels
+before and after (a memory saved without them lights none). Written as a zip with LZMA (:meth:`TransitionMemory.save`);
 a memory written by ``np.savez_compressed`` loads the same.
 """
 
@@ -414,6 +432,12 @@ DEFAULTS: dict[str, Any] = {
     # that the first key replaces) goes where the screen shows that "before", as with follow_typed for every
     # larger change (which pasted a window's fragment over a terminal whose rows the "before" matched)
     "typed_selection": False,
+    # a fresh left single click on an icon lights it as a stored click lit an icon of the same look (_clicked_item):
+    # the memory keeps each stored click's lit icon (_click_item), and the steps after the click draw nothing more
+    "click_items": False,
+    "item_rms": 30.0,  # 8-bit levels (RMS): how close the screen at the press must look to a stored icon unlit
+    # ... and an icon selected since before the rollout's kept frames is unselected by the stored icon's colours
+    "unlit_items": False,
     # the thumbnail's blocks weigh thumb_far, those within near_blocks of the press (else the pointer)
     # thumb_far + thumb_near: the screen where the input acts counts more than the rest (1, 0: uniform)
     "thumb_far": 0.5,
@@ -444,6 +468,14 @@ BAR_GAP = 6            # rows: lit rows this close are one lit bar (its text row
 LUT_DISTANCE = 20.0    # 8-bit levels: a pixel is recoloured as the nearest stored colour this close became
 HOVER_MARGIN = 2       # px: the pointer this far inside a hover's box, top and bottom
 HOVER_KEY_PX = 64      # px: a stored hover is found by its top-left corner this wide (an icon, a label's start)
+ITEM_REACH = 8         # px: an icon lit by a click lies this close to the press (its part nearest the press)
+ITEM_SIDE = (3, 48)    # px: ... and is at least / at most this many px a side (a margin of 1 px included)
+ITEM_LIT = 0.5         # ... at least this much of its box lit (saturated, HIGHLIGHT_SATURATION) after the click
+ITEM_GAIN = 0.2        # ... and this much more than before it (a window's blue title bar is lit before and after)
+ITEM_CANDIDATES = 64   # stored icons tried at a click, nearest by the patch under the press first
+ITEM_HOLD = 8          # steps after a click that lit an icon: nothing more changes (no window opens, no plan)
+LABEL_ROWS = 0.3       # an icon's label: its lowest run of rows at least this much of the lit colour
+LABEL_GAP = 8          # rows: ... runs this close are one label (its text rows between them)
 PLAN_MODES = ("", "first", "nothing")  # press_plan, key_plan: off, before the step's nearest, where it changes nothing
 PLAN_EVENTS = ("press", "key")  # the inputs a plan answers: {event}_plan is its setting
 # queries whose distances are kept: a step's own, the step before's (the sequence key's), one more (a press's
@@ -723,6 +755,9 @@ class TransitionMemory:
         self._plans: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # press -> its nearest stored presses (_planned)
         self._page_cache: dict[int, np.ndarray] = {}  # change id -> its "before"'s most frequent colour (_page)
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
+        self._item_pixels: list | None = None  # click_items' icons (_items), unpacked on the first need
+        self._item_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their presses
+        self._item_cache: dict[bytes, Change | None] = {}  # a click's screen and place -> its lit icon
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
         self._hover_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their pointers
         self._hover_kernels: Any = None  # ... their top-left corners as 3x3 means, a tensor (_hover_items)
@@ -779,6 +814,7 @@ class TransitionMemory:
         thumb_of, inputs, change_of, patches, press_patches = [], [], [], [], []
         boxes, masks, colours, befores = [], [], [], []
         change_ids: dict[bytes, int] = {}
+        items: dict[bytes, tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray]] = {}  # click_items
         starts = []
         for framebuffers, index, actions in episodes:
             starts.append(len(thumb_of))
@@ -799,13 +835,18 @@ class TransitionMemory:
                 press_patches.append(pointer_patch(framebuffers[int(index[max(0, t - 1 - k)])], at) if k else patches[-1])
                 change_of.append(_store_change(framebuffers[a], framebuffers[b], change_ids, boxes, masks, colours,
                                                befores) if a != b else -1)
+                f = inputs[-1]
+                if change_of[-1] >= 0 and f[4] > 0 and f[8] == 1 and f[7] <= 1 and round(float(f[CLICKS])) == 1:
+                    item = _click_item(framebuffers[a], framebuffers[b], at)
+                    if item is not None:  # each lit icon once (the first press that lit it gives the patch)
+                        items.setdefault(item[1].tobytes() + item[2].tobytes(), (*item, patches[-1]))
         if not thumb_of:
             raise NCError("transition memory: the episodes have no frame after their first")
         arrays = {"thumbs": np.stack(thumbs), "thumb_of": np.asarray(thumb_of, np.int32),
                   "inputs": np.stack(inputs).astype(np.float16), "change_of": np.asarray(change_of, np.int32),
                   "patches": np.stack(patches), "press_patches": np.stack(press_patches),
                   "starts": np.asarray(starts, np.int64),
-                  **_pack_changes(boxes, masks, colours, befores)}
+                  **_pack_changes(boxes, masks, colours, befores), **_pack_items(list(items.values()))}
         return cls(arrays, config)
 
     def distances(self, framebuffer: np.ndarray, steps: Sequence[FrameActions], screen: tuple[int, int],
@@ -905,6 +946,12 @@ class TransitionMemory:
         changes nothing ("nothing")."""
         window = list(steps[-self.history:])
         features = input_features(window, screen)
+        if self.config["click_items"] and "item_boxes" in self.arrays:
+            lit = self._clicked_item(framebuffer, features, past)
+            if lit is not None:
+                return lit, 0.0
+            if self._item_held(steps, features, screen, past):
+                return None, 0.0
         plans = [(self.config[f"{event}_plan"], event) for event in PLAN_EVENTS]
         for mode, event in plans:
             planned = self._planned(framebuffer, window, features, screen, past, event) if mode == "first" else None
@@ -923,6 +970,94 @@ class TransitionMemory:
             if key is not None and (key[2] or not _printable(key[1])):  # a glyph's own change moves its caret
                 change = _caret_moved(change, framebuffer)
         return change, d
+
+    def _clicked_item(self, framebuffer: np.ndarray, features: np.ndarray, past: Past | None = None
+                      ) -> Change | None:
+        """``click_items``: at a fresh left single click (``features`` from :func:`input_features`), the
+        icon lit as a stored click lit an icon of the same look: of the ``ITEM_CANDIDATES`` stored icons
+        nearest by the patch under their press, each is looked for unlit on ``framebuffer`` ``(H, W, 3)``
+        uint8 (within ``item_rms``) at the places whose box holds the press or lies within ``ITEM_REACH``
+        px of it; the place nearest the press (then the closest look) is lit, as a recolouring of the
+        present pixels (:func:`_lut_apply`), and its label drawn as a selected label
+        (:func:`_selected_label`); an icon selected before it is unselected as the frames before showed
+        it (``past``, :func:`_unselected`). None where no stored icon shows there (the click landed on no
+        icon)."""
+        if not (features[4] > 0 and features[7] == 0 and features[8] == 1 and round(float(features[CLICKS])) == 1):
+            return None
+        size = framebuffer.shape[:2]
+        py, px = _grid_px(features[5:7], size)
+        key = hashlib.blake2b(framebuffer.tobytes() + np.asarray([py, px], np.int32).tobytes(), digest_size=16).digest()
+        if key in self._item_cache:
+            return self._item_cache[key]
+        items = self._items()
+        q = pointer_patch(framebuffer, (py, px)).astype(np.float32)
+        order = np.argsort(((self._item_patches - q) ** 2).sum(1), kind="stable")[:ITEM_CANDIDATES]
+        best = None
+        for k in order:
+            before, after = items[k]
+            h, w = before.shape[:2]
+            top, left = max(0, py - h + 1 - ITEM_REACH), max(0, px - w + 1 - ITEM_REACH)
+            region = framebuffer[top:min(size[0], py + h + ITEM_REACH), left:min(size[1], px + w + ITEM_REACH)]
+            if region.shape[0] < h or region.shape[1] < w:
+                continue
+            rms = _patch_rms(region, before)
+            ys, xs = np.nonzero(rms <= float(self.config["item_rms"]))
+            if not len(ys):
+                continue
+            y0, x0 = top + ys, left + xs
+            # how far the press lies outside each place's box (px): 0 inside
+            outside = np.maximum.reduce([y0 - py, py - (y0 + h - 1), x0 - px, px - (x0 + w - 1), np.zeros_like(ys)])
+            j = np.lexsort((rms[ys, xs], outside))[0]
+            score = (int(outside[j]), float(rms[ys[j], xs[j]]))
+            if best is None or score < best[0]:
+                best = (score, (int(y0[j]), int(x0[j])), before, after)
+        change = None
+        if best is not None and best[0][0]:  # the press outside the icon: is it on an icon selected already?
+            lit, reach = _lit_colour(best[2], best[3]), best[0][0]
+            near = framebuffer[max(0, py - reach):py + reach + 1, max(0, px - reach):px + reach + 1]
+            if lit is not None and (near == lit).all(-1).any():
+                best = None  # a click on the selected icon's edge keeps it selected: no icon beside it is lit
+        if best is not None:
+            _, (y, x), before, after = best
+            h, w = before.shape[:2]
+            out = framebuffer.copy()
+            out[y:y + h, x:x + w] = _lut_apply(before, after, framebuffer[y:y + h, x:x + w])
+            _selected_label(out, framebuffer, (y, x), before, after)
+            _unselected(out, framebuffer, (y, y + h, x, x + w), before, after, past,
+                        items if self.config["unlit_items"] else (), float(self.config["item_rms"]))
+            change = _difference(framebuffer, out)
+        if len(self._item_cache) >= PLAN_CACHE:
+            self._item_cache.clear()
+        self._item_cache[key] = change
+        return change
+
+    def _items(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``click_items``' stored icons as ``(before, after)`` pixels ``(h, w, 3)`` uint8 each, unpacked once."""
+        if self._item_pixels is None:
+            a = self.arrays
+            boxes = a["item_boxes"].astype(np.int64)
+            ends = np.cumsum((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]))
+            self._item_pixels = [] if not len(boxes) else [(b.reshape(y1 - y0, x1 - x0, 3), c.reshape(y1 - y0, x1 - x0, 3))
+                                 for (y0, y1, x0, x1), b, c in zip(boxes, np.split(a["item_befores"], ends[:-1]),
+                                                                    np.split(a["item_afters"], ends[:-1]), strict=True)]
+            self._item_patches = a["item_patches"].astype(np.float32)
+        return self._item_pixels
+
+    def _item_held(self, steps: Sequence[FrameActions], features: np.ndarray, screen: tuple[int, int],
+                   past: Past | None) -> bool:
+        """``click_items``: whether the latest press (``features``) lit an icon (:meth:`_clicked_item` on the
+        framebuffer it came on, ``past``) at most ``ITEM_HOLD`` steps ago with no key since: then nothing
+        more changes. A click that selects an icon opens nothing, and a step's nearest transitions of a
+        press as old, or its plan, are other screens' clicks, which opened a window or cleared a
+        selection. Stateless: the press is looked at again as it came."""
+        age = int(features[7])
+        if not (features[4] > 0 and 1 <= age <= ITEM_HOLD and age < features[10] and age < len(steps)) or past is None:
+            return False
+        pressed = past(age)
+        if pressed is None:
+            return False
+        window = list(steps[:len(steps) - age])[-self.history:]
+        return self._clicked_item(pressed, input_features(window, screen), lambda k: past(age + k)) is not None
 
     def _planned(self, framebuffer: np.ndarray, window: list[FrameActions], features: np.ndarray,
                  screen: tuple[int, int], past: Past | None, event: str = "press") -> tuple[Change, float] | None:
@@ -1912,6 +2047,11 @@ def _recoloured(framebuffer: np.ndarray, at: tuple[int, int], before: np.ndarray
                      None)
         out[rows, c0:c1] = unlit[rows, c0:c1] if unlit is not None else _lut_apply(after, before,
                                                                                    framebuffer[rows, c0:c1])
+    return _difference(framebuffer, out)
+
+
+def _difference(framebuffer: np.ndarray, out: np.ndarray) -> Change | None:
+    """The change that turns ``framebuffer`` into ``out`` (both ``(H, W, 3)`` uint8); None where they are equal."""
     changed = (out != framebuffer).any(-1)
     if not changed.any():
         return None
@@ -1979,6 +2119,169 @@ def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], 
         keep = box[1] - box[0] <= KEEP_BEFORE[0] and box[3] - box[2] <= KEEP_BEFORE[1]
         befores.append(before[box[0]:box[1], box[2]:box[3]].reshape(-1, 3) if keep else np.zeros((0, 3), np.uint8))
     return ids[digest]
+
+
+def _click_item(before: np.ndarray, after: np.ndarray, press: tuple[int, int]
+                ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """The icon a left click at ``press`` (row, col) lit between framebuffers ``before`` and ``after``
+    ``(H, W, 3)`` uint8: the changed part nearest the press (changed pixels within 2 px of one another
+    are one part), if it lies within ``ITEM_REACH`` px of it and is an icon lit (``ITEM_SIDE``, ``ITEM_LIT``,
+    ``ITEM_GAIN``, its new pixels' most frequent colour saturated); as its box with a 1 px margin
+    ``(y0, y1, x0, x1)`` and the box's pixels before and after ``(h, w, 3)`` uint8 (only the part's pixels
+    changed). None where the click lit no icon (a menu opened, a window raised, a field focused)."""
+    from scipy import ndimage
+
+    diff = (before != after).any(-1)
+    py, px = press
+    parts, _ = ndimage.label(ndimage.binary_dilation(diff, iterations=2))
+    top, left = max(0, py - ITEM_REACH), max(0, px - ITEM_REACH)
+    near = parts[top:py + ITEM_REACH + 1, left:px + ITEM_REACH + 1]
+    ys, xs = np.nonzero(near)
+    if not len(ys):
+        return None
+    part = (parts == near[ys, xs][np.argmin((ys + top - py) ** 2 + (xs + left - px) ** 2)]) & diff
+    rows, cols = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
+    y0, y1 = max(0, int(rows[0]) - 1), min(diff.shape[0], int(rows[-1]) + 2)
+    x0, x1 = max(0, int(cols[0]) - 1), min(diff.shape[1], int(cols[-1]) + 2)
+    if min(y1 - y0, x1 - x0) < ITEM_SIDE[0] + 2 or max(y1 - y0, x1 - x0) > ITEM_SIDE[1]:
+        return None
+    was = before[y0:y1, x0:x1].copy()
+    now = was.copy()
+    keep = part[y0:y1, x0:x1]
+    now[keep] = after[y0:y1, x0:x1][keep]
+    lit = _mode_colour(now[keep])
+    if int(lit.max()) - int(lit.min()) < HIGHLIGHT_SATURATION:
+        return None
+    saturated = lambda p: float((p.max(-1).astype(int) - p.min(-1) >= HIGHLIGHT_SATURATION).mean())  # noqa: E731
+    if saturated(now) < ITEM_LIT or saturated(now) - saturated(was) < ITEM_GAIN:
+        return None
+    return (y0, y1, x0, x1), was, now
+
+
+def _lit_colour(before: np.ndarray, after: np.ndarray) -> np.ndarray | None:
+    """The colour a stored icon (``before`` -> ``after``, ``(h, w, 3)`` uint8) is lit with ``(3,)`` uint8: the
+    most frequent of its pixels that changed to a saturated colour (``HIGHLIGHT_SATURATION``); None if none."""
+    lit = (after.max(-1).astype(int) - after.min(-1) >= HIGHLIGHT_SATURATION) & (after != before).any(-1)
+    return _mode_colour(after[lit]) if lit.any() else None
+
+
+def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int], before: np.ndarray,
+                    after: np.ndarray) -> None:
+    """Draw the label of an icon lit at ``at`` (top-left; ``before`` -> ``after`` ``(h, w, 3)`` uint8 is a
+    stored icon lit) into ``out`` as a selected label: the rows the stored label filled with the lit
+    colour (the most frequent of its newly saturated pixels; the
+    lowest run of rows at least ``LABEL_ROWS`` of it), across the present label's ink (grey below 200,
+    2 px either side) filled with that colour, the ink drawn white by its darkness. The present word
+    is another than the stored one; recoloured by the stored pixels, its glyphs would go to the stored
+    word's colours where they overlap, and stay dark elsewhere."""
+    lit = _lit_colour(before, after)
+    if lit is None:
+        return
+    rows = np.flatnonzero((after == lit).all(-1).mean(1) >= LABEL_ROWS)
+    if not len(rows):
+        return
+    label = np.split(rows, np.flatnonzero(np.diff(rows) > LABEL_GAP) + 1)[-1]
+    y, x = at
+    r0, r1 = y + int(label[0]), y + int(label[-1]) + 1
+    w = after.shape[1]
+    ink = np.flatnonzero((framebuffer[r0:r1, x:x + w].astype(np.float32).mean(-1) < 200).any(0))
+    if not len(ink):
+        return
+    c0, c1 = x + max(0, int(ink[0]) - 2), x + min(w, int(ink[-1]) + 3)
+    alpha = np.clip(1 - framebuffer[r0:r1, c0:c1].astype(np.float32).mean(-1, keepdims=True) / 255, 0, 1)
+    out[r0:r1, c0:c1] = (lit.astype(np.float32) * (1 - alpha) + 255 * alpha).round().astype(np.uint8)
+
+
+def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, int, int], before: np.ndarray,
+                after: np.ndarray, past: Past | None, others: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+                tol: float = 0.0) -> None:
+    """Unselect in ``out`` the icons ``framebuffer`` shows selected outside ``box`` (the one a click lights
+    now, ``(y0, y1, x0, x1)``; ``before`` -> ``after`` is the stored icon it was lit as): a view has one
+    selected icon. A selected label is a run of rows of the selection colour at most ``ITEM_SIDE`` px
+    tall and twice as wide; it and the icon above it (the stored icon's height) take the pixels of the
+    latest of the ``HOVER_PAST`` frames before (``past(k)``, :data:`Past`) that showed the label's place
+    without the colour, where they differ; one selected since before the earliest kept frame is unlit by
+    the colours of the stored icon (of ``others``) whose lit look it shows within ``tol`` levels
+    (:func:`_unlit`; none given: it stays)."""
+    from scipy import ndimage
+
+    lit = _lit_colour(before, after)
+    if past is None or lit is None:
+        return
+    shown = (framebuffer == lit).all(-1)
+    y0, y1, x0, x1 = box
+    lighting = np.zeros(shown.shape, bool)  # the icon lit now: never unselected
+    lighting[y0:y1, x0:x1] = True
+    shown &= ~lighting
+    if not shown.any():
+        return
+    parts, _ = ndimage.label(ndimage.binary_dilation(shown, iterations=2))
+    frames = [past(k) for k in range(1, HOVER_PAST + 1)]
+    for i, (rows, cols) in enumerate(ndimage.find_objects(parts)):
+        label = shown[rows, cols] & (parts[rows, cols] == i + 1)
+        lit_rows, lit_cols = np.flatnonzero(label.any(1)) + rows.start, np.flatnonzero(label.any(0)) + cols.start
+        # its lit rows and columns (the part's box is 2 px wider: the dilation)
+        r0, r1, c0, c1 = int(lit_rows[0]), int(lit_rows[-1]) + 1, int(lit_cols[0]), int(lit_cols[-1]) + 1
+        if r1 - r0 > ITEM_SIDE[1] or cols.stop - cols.start > 2 * ITEM_SIDE[1]:
+            continue  # a window's selected text, a title bar: not an icon's label
+        earlier = next((f for f in frames if f is not None and not (f[r0:r1, cols] == lit).all(-1).any()), None)
+        if earlier is not None:
+            top = max(0, min(r0, r1 - before.shape[0]))
+            keep = (earlier[top:r1, cols] != framebuffer[top:r1, cols]).any(-1) & ~lighting[top:r1, cols]
+            out[top:r1, cols][keep] = earlier[top:r1, cols][keep]
+        else:
+            _unlit(out, framebuffer, (r0, r1, c0, c1), lit, others, lighting, tol)
+
+
+def _unlit(out: np.ndarray, framebuffer: np.ndarray, label: tuple[int, int, int, int], lit: np.ndarray,
+           items: Sequence[tuple[np.ndarray, np.ndarray]], lighting: np.ndarray, tol: float) -> None:
+    """Unselect in ``out`` the icon whose selected label ``framebuffer`` shows at ``label`` ``(r0, r1, c0, c1)``
+    where no earlier frame showed it unselected: of the stored icons lit in colour ``lit`` (``items``, each
+    ``(before, after)`` ``(h, w, 3)``), the one whose lit look shows closest around the label (within ``tol``
+    levels RMS) gives the icon its inverse recolouring (``after`` -> ``before``), and the label's pixels,
+    drawn as :func:`_selected_label` draws them, take their grey back (the bar's colour the page's white,
+    the white name dark). ``lighting`` ``(H, W)`` bool: the pixels of the icon lit now, kept."""
+    r0, r1, c0, c1 = label
+    H, W = framebuffer.shape[:2]
+    best = None
+    for before, after in items:
+        h, w = after.shape[:2]
+        if not np.array_equal(_lit_colour(before, after), lit):
+            continue
+        top, left = max(0, r1 - h - 2), max(0, c0 - w)
+        region = framebuffer[top:min(H, r0 + h + 2), left:min(W, c1 + w)]
+        if region.shape[0] < h or region.shape[1] < w:
+            continue
+        rms = _patch_rms(region, after)
+        y, x = np.unravel_index(np.argmin(rms), rms.shape)
+        if rms[y, x] <= tol and (best is None or rms[y, x] < best[0]):
+            best = (float(rms[y, x]), top + int(y), left + int(x), before, after)
+    if best is None:
+        return  # not a stored icon's look: a list's selected row, a sidebar's place
+    _, y, x, before, after = best
+    h, w = after.shape[:2]
+    unlit = _lut_apply(after, before, framebuffer[y:y + h, x:x + w])
+    # the label's grey from its blend: a pixel is lit * (1 - a) + white * a for a grey of 255 * (1 - a)
+    channel = int(np.argmax(255 - lit.astype(int)))
+    bar = framebuffer[r0:r1, c0:c1, channel].astype(np.float32)
+    a = np.clip((bar - float(lit[channel])) / max(1.0, 255.0 - float(lit[channel])), 0, 1)
+    grey = np.repeat((255 * (1 - a)).round().astype(np.uint8)[..., None], 3, axis=-1)
+    picture = out.copy()
+    picture[y:y + h, x:x + w] = unlit
+    picture[r0:r1, c0:c1] = grey
+    keep = np.zeros(lighting.shape, bool)
+    keep[min(y, r0):max(y + h, r1), min(x, c0):max(x + w, c1)] = True
+    keep &= ~lighting
+    out[keep] = picture[keep]
+
+
+def _pack_items(items: list) -> dict[str, np.ndarray]:
+    """``click_items``' icons (:func:`_click_item`, each with the patch under its press) as flat arrays:
+    boxes ``(K, 4)`` int16, patches ``(K, 32)`` uint8, the boxes' pixels before and after ``(n, 3)``."""
+    pixels = lambda parts: np.concatenate([p.reshape(-1, 3) for p in parts]) if parts else np.zeros((0, 3), np.uint8)  # noqa: E731
+    return {"item_boxes": np.asarray([it[0] for it in items], np.int16).reshape(-1, 4),
+            "item_patches": np.asarray([it[3] for it in items], np.uint8).reshape(-1, PATCH_GRID[0] * PATCH_GRID[1]),
+            "item_befores": pixels([it[1] for it in items]), "item_afters": pixels([it[2] for it in items])}
 
 
 def _pack_changes(boxes: list, masks: list, colours: list, befores: list) -> dict[str, np.ndarray]:
