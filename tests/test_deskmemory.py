@@ -1151,6 +1151,14 @@ def test_a_click_lights_an_icon_where_training_lit_another_of_its_look_and_nothi
     both = again.apply(rollout[-1])
     assert (both[24:] == _icons()[24:]).all()
     assert (both[4:14, 6:16] == (200, 140, 90)).all()
+    # "b" selected since before any frame kept: unselected by the stored icon's colours (unlit_items)
+    steps = _steps(click=True, pointer=a_at)
+    kept = items.recall(_icons("b"), steps, SCREEN)[0].apply(_icons("b"))
+    assert (kept[24:] == _icons("b")[24:]).all()
+    unlit = TransitionMemory(memory.arrays, {**items.config, "unlit_items": True})
+    b = unlit.recall(_icons("b"), steps, SCREEN)[0].apply(_icons("b"))[26:46, 2:20]
+    assert (b[2:12, 4:14] == (230, 150, 40)).all()  # the folder as it was
+    assert (b[13:19][~word[13:19]] == 255).all() and (b[word].max(-1) < 60).all()  # a white page, the word dark
     # a click on bare desktop lights nothing; a memory saved before the icons recalls as before
     bare = _steps(click=True, pointer=(100, 80))
     assert items._clicked_item(_icons(), input_features(bare, SCREEN)) is None

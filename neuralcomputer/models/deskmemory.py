@@ -2206,7 +2206,7 @@ def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, i
     from scipy import ndimage
 
     lit = _lit_colour(before, after)
-    if past is None or lit is None:
+    if lit is None or (past is None and not others):
         return
     shown = (framebuffer == lit).all(-1)
     y0, y1, x0, x1 = box
@@ -2216,7 +2216,7 @@ def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, i
     if not shown.any():
         return
     parts, _ = ndimage.label(ndimage.binary_dilation(shown, iterations=2))
-    frames = [past(k) for k in range(1, HOVER_PAST + 1)]
+    frames = [past(k) for k in range(1, HOVER_PAST + 1)] if past is not None else []
     for i, (rows, cols) in enumerate(ndimage.find_objects(parts)):
         label = shown[rows, cols] & (parts[rows, cols] == i + 1)
         lit_rows, lit_cols = np.flatnonzero(label.any(1)) + rows.start, np.flatnonzero(label.any(0)) + cols.start
