@@ -235,7 +235,7 @@ press, gives the change, before the step's own recall ("first"), where more than
 0.734 -> 0.962 / 0.947 (a menu item's terminal opens); the same for keys that type no glyph
 (``key_plan``) lost 9 fold cases (docs/results/guiworld-delta, "A press's plan").
 
-An icon clicked (``click_items``, ``item_rms``): a left click on an icon selects it (the folder tinted,
+An icon clicked (``click_items``, ``item_rms``, ``unlit_items``): a left click on an icon selects it (the folder tinted,
 the label a bar of the theme's selection colour with the name in white), and which icon is under a
 random click in a file manager's view is rarely one any episode clicked there: the step's nearest
 transition is another view's, and the plan replays that episode's aftermath (its own icon lit, a
@@ -247,7 +247,8 @@ press. At a fresh left single click, before the plan, the stored icons are looke
 press (within ``item_rms``: another folder of the same look, another name); the place holding the
 press (else the nearest) is lit as a recolouring of its own pixels, its label drawn as a selected
 label (the name's own glyphs white on the bar), the icon selected before unselected as the rollout's
-earlier frames showed it, and the steps after that click draw nothing (no newer input; found again
+earlier frames showed it (with ``unlit_items``, one selected before them by the stored icons' colours),
+and the steps after that click draw nothing (no newer input; found again
 from the frame at the press, ``past``: no state). A click beside an icon selected already lights
 nothing. Across three folds of held-out training episodes (549 cases): 411 -> 414 (3 won, none lost;
 docs/results/guiworld-delta, "An icon clicked").
@@ -2169,9 +2170,9 @@ def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int
                     after: np.ndarray) -> None:
     """Draw the label of an icon lit at ``at`` (top-left; ``before`` -> ``after`` ``(h, w, 3)`` uint8 is a
     stored icon lit) into ``out`` as a selected label: the rows the stored label filled with the lit
-    colour (the most frequent of its newly saturated pixels; the
-    lowest run of rows at least ``LABEL_ROWS`` of it), across the present label's ink (grey below 200,
-    2 px either side) filled with that colour, the ink drawn white by its darkness. The present word
+    colour (:func:`_lit_colour`; the lowest run of rows at least ``LABEL_ROWS`` of it), across the present
+    label's ink (grey below 200, 2 px either side) filled with that colour, the ink drawn white by its
+    darkness. The present word
     is another than the stored one; recoloured by the stored pixels, its glyphs would go to the stored
     word's colours where they overlap, and stay dark elsewhere."""
     lit = _lit_colour(before, after)
