@@ -24,6 +24,8 @@ from neuralcomputer.models.deskmemory import (
     _caret_boxes,
     _caret_moved,
     _caret_row,
+    _mean_gap,
+    _patch_rms,
     input_features,
     thumbnail,
 )
@@ -1164,6 +1166,19 @@ def test_a_click_lights_an_icon_where_training_lit_another_of_its_look_and_nothi
     assert items._clicked_item(_icons(), input_features(bare, SCREEN)) is None
     older = TransitionMemory({k: v for k, v in memory.arrays.items() if not k.startswith("item_")}, items.config)
     assert (older.recall(_icons(), _steps(click=True, pointer=b_at), SCREEN)[0].apply(_icons()) == _icons("a")).all()
+
+
+def test_the_mean_gap_never_exceeds_the_rms_it_prunes() -> None:
+    """``_mean_gap`` skips a "before" search (``follow``) whose every place is farther than the tolerance:
+    it must be a lower bound of ``_patch_rms`` at every place, on flat GUI colours and on noise."""
+    rng = np.random.default_rng(0)
+    flat = np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3)), 8, 0), 8, 1).astype(np.uint8)  # (48, 64)
+    noise = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    for picture in (flat, noise):
+        for patch in (picture[5:17, 9:30], noise[:7, :5], np.full((9, 9, 3), 200, np.uint8)):
+            gap, rms = _mean_gap(picture, patch), _patch_rms(picture, patch)
+            assert gap.shape == rms.shape and (gap <= rms + 1e-2).all()
+    assert _mean_gap(flat, flat[5:17, 9:30])[5, 9] == 0.0
 
 
 def test_a_shortcut_is_its_own_key_not_the_letter_it_shares() -> None:

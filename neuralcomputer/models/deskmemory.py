@@ -1641,6 +1641,8 @@ class TransitionMemory:
         tol, (py, px) = float(self.config["follow_rms"]), (y0 - top, x0 - left)
         if np.sqrt(((seen[py:py + h - 2, px:px + w - 2] - before) ** 2).mean()) <= tol:
             return change  # where it is placed (most steps: no search)
+        if _mean_gap(seen, before).min() > tol + 1.0:
+            return None  # no place's colour means come close enough: the RMS is never below their gap
         rms = _patch_rms(seen, before)  # (rows, cols) of places in the region
         fits = np.argwhere(rms <= tol)
         if not len(fits) or (fits.max(0) - fits.min(0)).max() > 2 * FOLLOW_SPREAD:
@@ -2090,6 +2092,17 @@ def _lut_apply(source: np.ndarray, target: np.ndarray, pixels: np.ndarray) -> np
     result = pixels.reshape(-1, 3).copy()
     result[ok] = outs[best[nearest[ok]]]
     return result.reshape(pixels.shape)
+
+
+def _mean_gap(picture: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    """``(H - h + 1, W - w + 1)``: at each place of ``picture`` ``(H, W, 3)`` the RMS over channels of the
+    gap between its mean colour under ``patch`` ``(h, w, 3)`` and the patch's own: a lower bound of the
+    two's RMS difference (:func:`_patch_rms`; a mean square is at least its mean's square), from a
+    summed-area table, so a search whose every place is farther than its tolerance is skipped."""
+    h, w = patch.shape[:2]
+    c = np.pad(picture.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+    means = (c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]) / (h * w)
+    return np.sqrt(((means - patch.reshape(-1, 3).astype(np.float64).mean(0)) ** 2).mean(-1))
 
 
 def _box_mean(picture: np.ndarray, k: int = 3) -> np.ndarray:
