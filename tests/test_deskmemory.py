@@ -1091,11 +1091,13 @@ def test_a_double_click_opens_what_a_single_click_only_selects() -> None:
     assert (older.recall(_icon(False), single, SCREEN)[0].apply(_icon(False)) == _icon(True)).all()
 
 
-def _icons(lit: str = "", window: bool = False) -> np.ndarray:
+def _icons(lit: str = "", window: bool = False, page: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
     """A white 48x64 view with two icons of one look, "a" at the top left and "b" below it (an
     orange folder over a label whose dark word differs), ``lit`` the one selected (the folder tinted in
-    a light blue square, the label a blue bar, its word white); ``window``: a window open on the right."""
-    fb = np.full((H, W, 3), 255, np.uint8)
+    a light blue square, the label a blue bar, its word white); ``window``: a window open on the right.
+    On a dark ``page`` (the desktop's wallpaper) the words are white, lit or not."""
+    fb = np.full((H, W, 3), page, np.uint8)
+    dark = float(np.mean(page)) < 128
     for name, top in (("a", 2), ("b", 26)):
         box = fb[top:top + 20, 2:20]
         if name == lit:
@@ -1104,7 +1106,7 @@ def _icons(lit: str = "", window: bool = False) -> np.ndarray:
         box[2:12, 4:14] = (230, 150, 40) if name != lit else (200, 140, 90)
         ink = [(16, 6), (16, 7), (17, 9), (16, 11)] if name == "a" else [(16, 6), (16, 7), (17, 9), (16, 12)]
         for y, x in ink:
-            box[y, x] = 255 if name == lit else 40
+            box[y, x] = 255 if name == lit or dark else 40
     if window:
         fb[4:44, 30:60] = 240
     return fb
@@ -1166,6 +1168,22 @@ def test_a_click_lights_an_icon_where_training_lit_another_of_its_look_and_nothi
     assert items._clicked_item(_icons(), input_features(bare, SCREEN)) is None
     older = TransitionMemory({k: v for k, v in memory.arrays.items() if not k.startswith("item_")}, items.config)
     assert (older.recall(_icons(), _steps(click=True, pointer=b_at), SCREEN)[0].apply(_icons()) == _icons("a")).all()
+
+
+def test_a_label_on_the_wallpaper_is_lit_by_the_recolouring_alone() -> None:
+    """On a dark page the words are light already: the selected label is not redrawn from the word's
+    darkness (that turned the desktop's label into a pale box), the lit icon takes only colours the
+    stored selection shows, and the word stays white."""
+    wall = (60, 80, 110)
+    frames = np.stack([_icons(page=wall), _icons("a", page=wall)])
+    click = [{"type": "down", "button": 1}, {"type": "up", "button": 1}]
+    actions = [FrameActions(f, f / 15, (22, 20), click if f == 2 else []) for f in range(6)]
+    memory = TransitionMemory.build([(frames, np.asarray([0, 0, 0, 1, 1, 1]), actions)], SCREEN, {"click_items": True})
+    lit = memory.recall(_icons(page=wall), _steps(click=True, pointer=(22, 68)), SCREEN)[0]
+    assert lit is not None
+    b = lit.apply(_icons(page=wall))[26:46, 2:20].reshape(-1, 3)
+    stored = {tuple(c) for c in _icons("a", page=wall)[2:22, 2:20].reshape(-1, 3)}
+    assert {tuple(c) for c in b} <= stored and (b == (200, 140, 90)).all(-1).sum() == 100
 
 
 def test_the_mean_gap_never_exceeds_the_rms_it_prunes() -> None:

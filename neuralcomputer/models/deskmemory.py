@@ -477,6 +477,7 @@ ITEM_CANDIDATES = 64   # stored icons tried at a click, nearest by the patch und
 ITEM_HOLD = 8          # steps after a click that lit an icon: nothing more changes (no window opens, no plan)
 LABEL_ROWS = 0.3       # an icon's label: its lowest run of rows at least this much of the lit colour
 LABEL_GAP = 8          # rows: ... runs this close are one label (its text rows between them)
+LIGHT_PAGE = 200       # 8-bit grey: a label on a page this light has dark glyphs (drawn white when selected)
 PLAN_MODES = ("", "first", "nothing")  # press_plan, key_plan: off, before the step's nearest, where it changes nothing
 PLAN_EVENTS = ("press", "key")  # the inputs a plan answers: {event}_plan is its setting
 # queries whose distances are kept: a step's own, the step before's (the sequence key's), one more (a press's
@@ -2172,6 +2173,12 @@ def _click_item(before: np.ndarray, after: np.ndarray, press: tuple[int, int]
     return (y0, y1, x0, x1), was, now
 
 
+def _light(pixels: np.ndarray) -> bool:
+    """Whether ``pixels`` ``(..., 3)`` uint8 lie on a light page: their most frequent colour's grey is at least
+    ``LIGHT_PAGE`` (a file manager's white view, not the desktop's wallpaper)."""
+    return float(_mode_colour(pixels.reshape(-1, 3)).astype(np.float32).mean()) >= LIGHT_PAGE
+
+
 def _lit_colour(before: np.ndarray, after: np.ndarray) -> np.ndarray | None:
     """The colour a stored icon (``before`` -> ``after``, ``(h, w, 3)`` uint8) is lit with ``(3,)`` uint8: the
     most frequent of its pixels that changed to a saturated colour (``HIGHLIGHT_SATURATION``); None if none."""
@@ -2184,8 +2191,9 @@ def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int
     """Draw the label of an icon lit at ``at`` (top-left; ``before`` -> ``after`` ``(h, w, 3)`` uint8 is a
     stored icon lit) into ``out`` as a selected label: the rows the stored label filled with the lit
     colour (:func:`_lit_colour`; the lowest run of rows at least ``LABEL_ROWS`` of it), across the present
-    label's ink (grey below 200, 2 px either side) filled with that colour, the ink drawn white by its
-    darkness. The present word
+    label's ink (grey below ``LIGHT_PAGE``, 2 px either side) filled with that colour, the ink drawn white
+    by its darkness; only on a light page (:func:`_light`: on the desktop's wallpaper the glyphs are light
+    already, and the recolouring draws them). The present word
     is another than the stored one; recoloured by the stored pixels, its glyphs would go to the stored
     word's colours where they overlap, and stay dark elsewhere."""
     lit = _lit_colour(before, after)
@@ -2198,7 +2206,9 @@ def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int
     y, x = at
     r0, r1 = y + int(label[0]), y + int(label[-1]) + 1
     w = after.shape[1]
-    ink = np.flatnonzero((framebuffer[r0:r1, x:x + w].astype(np.float32).mean(-1) < 200).any(0))
+    if not _light(framebuffer[r0:r1, x:x + w]):
+        return  # light glyphs on a dark page (the desktop's wallpaper): the recolouring draws them as they are
+    ink = np.flatnonzero((framebuffer[r0:r1, x:x + w].astype(np.float32).mean(-1) < LIGHT_PAGE).any(0))
     if not len(ink):
         return
     c0, c1 = x + max(0, int(ink[0]) - 2), x + min(w, int(ink[-1]) + 3)
@@ -2275,14 +2285,14 @@ def _unlit(out: np.ndarray, framebuffer: np.ndarray, label: tuple[int, int, int,
     _, y, x, before, after = best
     h, w = after.shape[:2]
     unlit = _lut_apply(after, before, framebuffer[y:y + h, x:x + w])
-    # the label's grey from its blend: a pixel is lit * (1 - a) + white * a for a grey of 255 * (1 - a)
-    channel = int(np.argmax(255 - lit.astype(int)))
-    bar = framebuffer[r0:r1, c0:c1, channel].astype(np.float32)
-    a = np.clip((bar - float(lit[channel])) / max(1.0, 255.0 - float(lit[channel])), 0, 1)
-    grey = np.repeat((255 * (1 - a)).round().astype(np.uint8)[..., None], 3, axis=-1)
     picture = out.copy()
     picture[y:y + h, x:x + w] = unlit
-    picture[r0:r1, c0:c1] = grey
+    if _light(before):  # the label as _selected_label drew it: its grey from its blend
+        # a pixel is lit * (1 - a) + white * a for a grey of 255 * (1 - a)
+        channel = int(np.argmax(255 - lit.astype(int)))
+        bar = framebuffer[r0:r1, c0:c1, channel].astype(np.float32)
+        a = np.clip((bar - float(lit[channel])) / max(1.0, 255.0 - float(lit[channel])), 0, 1)
+        picture[r0:r1, c0:c1] = np.repeat((255 * (1 - a)).round().astype(np.uint8)[..., None], 3, axis=-1)
     keep = np.zeros(lighting.shape, bool)
     keep[min(y, r0):max(y + h, r1), min(x, c0):max(x + w, c1)] = True
     keep &= ~lighting
