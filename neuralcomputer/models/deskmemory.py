@@ -250,8 +250,8 @@ label (the name's own glyphs white on the bar), the icon selected before unselec
 earlier frames showed it (with ``unlit_items``, one selected before them by the stored icons' colours),
 and the steps after that click draw nothing (no newer input; found again
 from the frame at the press, ``past``: no state). A click beside an icon selected already lights
-nothing. Across three folds of held-out training episodes (549 cases): 411 -> 414 (3 won, none lost;
-docs/results/guiworld-delta, "An icon clicked").
+nothing. Across three folds of held-out training episodes (549 cases): 411 -> 415 (+0.007 [+0.002,
++0.015]; 4 won, none lost; val and desktop-eval equal; docs/results/guiworld-delta, "An icon clicked").
 
 Stored (``memory.npz``): thumbnails of the distinct framebuffers ``(U, 12, 16, 3)`` uint8, per
 transition its thumbnail, input features ``(N, F)`` float16, the patch under its press ``(N, 32)``
