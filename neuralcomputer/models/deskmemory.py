@@ -757,7 +757,7 @@ class TransitionMemory:
         self._plans: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # press -> its nearest stored presses (_planned)
         self._page_cache: dict[int, np.ndarray] = {}  # change id -> its "before"'s most frequent colour (_page)
         self._hovers: list | None = None  # the stored hovers (_hover_items), found on the first need
-        self._item_pixels: list | None = None  # click_items' icons (_items), unpacked on the first need
+        self._item_pixels: list | None = None  # click_items' icons and their colours (_items), on the first need
         self._item_patches = np.zeros((0, PATCH_GRID[0] * PATCH_GRID[1]), np.float32)  # ... under their presses
         self._item_cache: dict[bytes, Change | None] = {}  # a click's screen and place -> its lit icon
         self._hover_sizes = np.zeros((0, 2), np.int64)  # ... their (h, w) (_hover_items)
@@ -996,7 +996,7 @@ class TransitionMemory:
         order = np.argsort(((self._item_patches - q) ** 2).sum(1), kind="stable")[:ITEM_CANDIDATES]
         best = None
         for k in order:
-            before, after = items[k]
+            before, after, lit = items[k]
             h, w = before.shape[:2]
             top, left = max(0, py - h + 1 - ITEM_REACH), max(0, px - w + 1 - ITEM_REACH)
             region = framebuffer[top:min(size[0], py + h + ITEM_REACH), left:min(size[1], px + w + ITEM_REACH)]
@@ -1012,20 +1012,20 @@ class TransitionMemory:
             j = np.lexsort((rms[ys, xs], outside))[0]
             score = (int(outside[j]), float(rms[ys[j], xs[j]]))
             if best is None or score < best[0]:
-                best = (score, (int(y0[j]), int(x0[j])), before, after)
+                best = (score, (int(y0[j]), int(x0[j])), before, after, lit)
         change = None
         if best is not None and best[0][0]:  # the press outside the icon: is it on an icon selected already?
-            lit, reach = _lit_colour(best[2], best[3]), best[0][0]
+            reach, lit = best[0][0], best[4]
             near = framebuffer[max(0, py - reach):py + reach + 1, max(0, px - reach):px + reach + 1]
-            if lit is not None and (near == lit).all(-1).any():
+            if (near == lit).all(-1).any():
                 best = None  # a click on the selected icon's edge keeps it selected: no icon beside it is lit
         if best is not None:
-            _, (y, x), before, after = best
+            _, (y, x), before, after, lit = best
             h, w = before.shape[:2]
             out = framebuffer.copy()
             out[y:y + h, x:x + w] = _lut_apply(before, after, framebuffer[y:y + h, x:x + w])
-            _selected_label(out, framebuffer, (y, x), before, after)
-            _unselected(out, framebuffer, (y, y + h, x, x + w), before, after, past,
+            _selected_label(out, framebuffer, (y, x), after, lit)
+            _unselected(out, framebuffer, (y, y + h, x, x + w), lit, past,
                         items if self.config["unlit_items"] else (), float(self.config["item_rms"]))
             change = _difference(framebuffer, out)
         if len(self._item_cache) >= PLAN_CACHE:
@@ -1033,15 +1033,20 @@ class TransitionMemory:
         self._item_cache[key] = change
         return change
 
-    def _items(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``click_items``' stored icons as ``(before, after)`` pixels ``(h, w, 3)`` uint8 each, unpacked once."""
+    def _items(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``click_items``' stored icons as ``(before, after)`` pixels ``(h, w, 3)`` uint8 and the colour each
+        is lit with ``(3,)`` (:func:`_lit_colour`), unpacked once."""
         if self._item_pixels is None:
             a = self.arrays
             boxes = a["item_boxes"].astype(np.int64)
-            ends = np.cumsum((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]))
-            self._item_pixels = [] if not len(boxes) else [(b.reshape(y1 - y0, x1 - x0, 3), c.reshape(y1 - y0, x1 - x0, 3))
-                                 for (y0, y1, x0, x1), b, c in zip(boxes, np.split(a["item_befores"], ends[:-1]),
-                                                                    np.split(a["item_afters"], ends[:-1]), strict=True)]
+            shapes = np.stack([boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]], 1)  # (K, 2): (h, w)
+            offsets = np.concatenate([[0], np.cumsum(shapes.prod(1))])
+            self._item_pixels = []
+            for (h, w), o0, o1 in zip(shapes, offsets[:-1], offsets[1:], strict=True):
+                before, after = (a[name][o0:o1].reshape(h, w, 3) for name in ("item_befores", "item_afters"))
+                lit = _lit_colour(before, after)
+                if lit is not None:  # (every icon _click_item keeps is lit in a saturated colour)
+                    self._item_pixels.append((before, after, lit))
             self._item_patches = a["item_patches"].astype(np.float32)
         return self._item_pixels
 
@@ -2100,16 +2105,16 @@ def _mean_gap(picture: np.ndarray, patch: np.ndarray) -> np.ndarray:
     gap between its mean colour under ``patch`` ``(h, w, 3)`` and the patch's own: a lower bound of the
     two's RMS difference (:func:`_patch_rms`; a mean square is at least its mean's square), from a
     summed-area table, so a search whose every place is farther than its tolerance is skipped."""
-    h, w = patch.shape[:2]
-    c = np.pad(picture.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
-    means = (c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]) / (h * w)
+    means = _box_mean(picture, patch.shape[:2], np.float64)  # float64: sums of a whole region's levels
     return np.sqrt(((means - patch.reshape(-1, 3).astype(np.float64).mean(0)) ** 2).mean(-1))
 
 
-def _box_mean(picture: np.ndarray, k: int = 3) -> np.ndarray:
-    """``(H, W, 3)`` -> ``(H - k + 1, W - k + 1, 3)`` float32: the mean of each ``k`` x ``k`` pixels (stride 1)."""
-    c = np.pad(picture.astype(np.float32).cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))  # summed-area table
-    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+def _box_mean(picture: np.ndarray, k: int | tuple[int, int] = 3, dtype: Any = np.float32) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(H - kh + 1, W - kw + 1, 3)``: the mean of each ``kh`` x ``kw`` pixels (``k``: both
+    sides, or ``(kh, kw)``; stride 1), in ``dtype``."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    c = np.pad(picture.astype(dtype).cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))  # summed-area table
+    return (c[kh:, kw:] - c[:-kh, kw:] - c[kh:, :-kw] + c[:-kh, :-kw]) / (kh * kw)
 
 
 def _store_change(before: np.ndarray, after: np.ndarray, ids: dict[bytes, int], boxes: list, masks: list,
@@ -2186,19 +2191,16 @@ def _lit_colour(before: np.ndarray, after: np.ndarray) -> np.ndarray | None:
     return _mode_colour(after[lit]) if lit.any() else None
 
 
-def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int], before: np.ndarray,
-                    after: np.ndarray) -> None:
-    """Draw the label of an icon lit at ``at`` (top-left; ``before`` -> ``after`` ``(h, w, 3)`` uint8 is a
-    stored icon lit) into ``out`` as a selected label: the rows the stored label filled with the lit
-    colour (:func:`_lit_colour`; the lowest run of rows at least ``LABEL_ROWS`` of it), across the present
+def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int], after: np.ndarray,
+                    lit: np.ndarray) -> None:
+    """Draw the label of an icon lit at ``at`` (top-left; ``after`` ``(h, w, 3)`` uint8 is a stored icon lit
+    in colour ``lit``, :func:`_lit_colour`) into ``out`` as a selected label: the rows the stored label
+    filled with the lit colour (the lowest run of rows at least ``LABEL_ROWS`` of it), across the present
     label's ink (grey below ``LIGHT_PAGE``, 2 px either side) filled with that colour, the ink drawn white
     by its darkness; only on a light page (:func:`_light`: on the desktop's wallpaper the glyphs are light
     already, and the recolouring draws them). The present word
     is another than the stored one; recoloured by the stored pixels, its glyphs would go to the stored
     word's colours where they overlap, and stay dark elsewhere."""
-    lit = _lit_colour(before, after)
-    if lit is None:
-        return
     rows = np.flatnonzero((after == lit).all(-1).mean(1) >= LABEL_ROWS)
     if not len(rows):
         return
@@ -2216,21 +2218,20 @@ def _selected_label(out: np.ndarray, framebuffer: np.ndarray, at: tuple[int, int
     out[r0:r1, c0:c1] = (lit.astype(np.float32) * (1 - alpha) + 255 * alpha).round().astype(np.uint8)
 
 
-def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, int, int], before: np.ndarray,
-                after: np.ndarray, past: Past | None, others: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, int, int], lit: np.ndarray,
+                past: Past | None, others: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] = (),
                 tol: float = 0.0) -> None:
     """Unselect in ``out`` the icons ``framebuffer`` shows selected outside ``box`` (the one a click lights
-    now, ``(y0, y1, x0, x1)``; ``before`` -> ``after`` is the stored icon it was lit as): a view has one
-    selected icon. A selected label is a run of rows of the selection colour at most ``ITEM_SIDE`` px
-    tall and twice as wide; it and the icon above it (the stored icon's height) take the pixels of the
+    now in colour ``lit``, ``(y0, y1, x0, x1)``): a view has one selected icon. A selected label is a run
+    of rows of the selection colour at most ``ITEM_SIDE`` px tall and twice as wide; it and the icon above
+    it (as tall as the icon lit now) take the pixels of the
     latest of the ``HOVER_PAST`` frames before (``past(k)``, :data:`Past`) that showed the label's place
     without the colour, where they differ; one selected since before the earliest kept frame is unlit by
-    the colours of the stored icon (of ``others``) whose lit look it shows within ``tol`` levels
-    (:func:`_unlit`; none given: it stays)."""
+    the colours of the stored icon (of ``others``, as :meth:`TransitionMemory._items` gives them) whose lit
+    look it shows within ``tol`` levels (:func:`_unlit`; none given: it stays)."""
     from scipy import ndimage
 
-    lit = _lit_colour(before, after)
-    if lit is None or (past is None and not others):
+    if past is None and not others:
         return
     shown = (framebuffer == lit).all(-1)
     y0, y1, x0, x1 = box
@@ -2250,7 +2251,7 @@ def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, i
             continue  # a window's selected text, a title bar: not an icon's label
         earlier = next((f for f in frames if f is not None and not (f[r0:r1, cols] == lit).all(-1).any()), None)
         if earlier is not None:
-            top = max(0, min(r0, r1 - before.shape[0]))
+            top = max(0, min(r0, r1 - (y1 - y0)))
             keep = (earlier[top:r1, cols] != framebuffer[top:r1, cols]).any(-1) & ~lighting[top:r1, cols]
             out[top:r1, cols][keep] = earlier[top:r1, cols][keep]
         else:
@@ -2258,19 +2259,19 @@ def _unselected(out: np.ndarray, framebuffer: np.ndarray, box: tuple[int, int, i
 
 
 def _unlit(out: np.ndarray, framebuffer: np.ndarray, label: tuple[int, int, int, int], lit: np.ndarray,
-           items: Sequence[tuple[np.ndarray, np.ndarray]], lighting: np.ndarray, tol: float) -> None:
+           items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], lighting: np.ndarray, tol: float) -> None:
     """Unselect in ``out`` the icon whose selected label ``framebuffer`` shows at ``label`` ``(r0, r1, c0, c1)``
     where no earlier frame showed it unselected: of the stored icons lit in colour ``lit`` (``items``, each
-    ``(before, after)`` ``(h, w, 3)``), the one whose lit look shows closest around the label (within ``tol``
+    ``(before, after)`` ``(h, w, 3)`` and its colour), the one whose lit look shows closest around the label (within ``tol``
     levels RMS) gives the icon its inverse recolouring (``after`` -> ``before``), and the label's pixels,
     drawn as :func:`_selected_label` draws them, take their grey back (the bar's colour the page's white,
     the white name dark). ``lighting`` ``(H, W)`` bool: the pixels of the icon lit now, kept."""
     r0, r1, c0, c1 = label
     H, W = framebuffer.shape[:2]
     best = None
-    for before, after in items:
+    for before, after, colour in items:
         h, w = after.shape[:2]
-        if not np.array_equal(_lit_colour(before, after), lit):
+        if not np.array_equal(colour, lit):
             continue
         top, left = max(0, r1 - h - 2), max(0, c0 - w)
         region = framebuffer[top:min(H, r0 + h + 2), left:min(W, c1 + w)]
@@ -2299,23 +2300,26 @@ def _unlit(out: np.ndarray, framebuffer: np.ndarray, label: tuple[int, int, int,
     out[keep] = picture[keep]
 
 
+def _flat_pixels(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Pictures or pixel lists (each ``(..., 3)`` uint8) as one ``(n, 3)`` array, row-major each, in order."""
+    return np.concatenate([p.reshape(-1, 3) for p in parts]) if len(parts) else np.zeros((0, 3), np.uint8)
+
+
 def _pack_items(items: list) -> dict[str, np.ndarray]:
     """``click_items``' icons (:func:`_click_item`, each with the patch under its press) as flat arrays:
     boxes ``(K, 4)`` int16, patches ``(K, 32)`` uint8, the boxes' pixels before and after ``(n, 3)``."""
-    pixels = lambda parts: np.concatenate([p.reshape(-1, 3) for p in parts]) if parts else np.zeros((0, 3), np.uint8)  # noqa: E731
     return {"item_boxes": np.asarray([it[0] for it in items], np.int16).reshape(-1, 4),
             "item_patches": np.asarray([it[3] for it in items], np.uint8).reshape(-1, PATCH_GRID[0] * PATCH_GRID[1]),
-            "item_befores": pixels([it[1] for it in items]), "item_afters": pixels([it[2] for it in items])}
+            "item_befores": _flat_pixels([it[1] for it in items]), "item_afters": _flat_pixels([it[2] for it in items])}
 
 
 def _pack_changes(boxes: list, masks: list, colours: list, befores: list) -> dict[str, np.ndarray]:
     """The changes as flat arrays with offsets (one ``npz`` entry per kind, not per change)."""
     offsets = lambda parts: np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)  # noqa: E731
-    pixels = lambda parts: np.concatenate(parts) if parts else np.zeros((0, 3), np.uint8)  # noqa: E731
     return {"boxes": np.asarray(boxes, np.int16).reshape(-1, 4),
             "masks": np.concatenate(masks) if masks else np.zeros(0, np.uint8), "mask_offsets": offsets(masks),
-            "colours": pixels(colours), "colour_offsets": offsets(colours),
-            "befores": pixels(befores), "before_offsets": offsets(befores)}
+            "colours": _flat_pixels(colours), "colour_offsets": offsets(colours),
+            "befores": _flat_pixels(befores), "before_offsets": offsets(befores)}
 
 
 __all__ = ["Change", "TransitionMemory", "input_features", "thumbnail"]
