@@ -1041,13 +1041,15 @@ class TransitionMemory:
             boxes = a["item_boxes"].astype(np.int64)
             shapes = np.stack([boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]], 1)  # (K, 2): (h, w)
             offsets = np.concatenate([[0], np.cumsum(shapes.prod(1))])
-            self._item_pixels = []
-            for (h, w), o0, o1 in zip(shapes, offsets[:-1], offsets[1:], strict=True):
+            self._item_pixels, kept = [], []
+            for k, ((h, w), o0, o1) in enumerate(zip(shapes, offsets[:-1], offsets[1:], strict=True)):
                 before, after = (a[name][o0:o1].reshape(h, w, 3) for name in ("item_befores", "item_afters"))
                 lit = _lit_colour(before, after)
                 if lit is not None:  # (every icon _click_item keeps is lit in a saturated colour)
                     self._item_pixels.append((before, after, lit))
-            self._item_patches = a["item_patches"].astype(np.float32)
+                    kept.append(k)
+            # the patches of the same icons, in the same order: _clicked_item indexes both by one rank
+            self._item_patches = a["item_patches"][kept].astype(np.float32).reshape(len(kept), -1)
         return self._item_pixels
 
     def _item_held(self, steps: Sequence[FrameActions], features: np.ndarray, screen: tuple[int, int],
